@@ -1,0 +1,95 @@
+// Lua script loader for the Redis store.
+//
+// Every script in src/store/lua/<name>.lua is sent to Redis with the int64
+// library (int64.lua) textually prepended, plus any files named by
+// `-- @include other.lua` lines in its leading comment block. Redis has no
+// module system for scripts, so concatenation is the simplest way to share
+// helper functions. The SHA1 of the final text is what EVALSHA needs.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+
+export interface LoadedScript {
+  name: string;
+  source: string;
+  sha: string;
+}
+
+/** Directory holding the built-in scripts (next to this module). */
+export const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
+
+const LIBRARY = 'int64.lua';
+const NAME_RE = /^[A-Za-z0-9_-]+$/;
+const INCLUDE_RE = /^--\s*@include\s+([A-Za-z0-9_-]+\.lua)\s*$/;
+
+// Loaded once per process: scripts never change while the server runs.
+const cache = new Map<string, LoadedScript>();
+
+/** File names listed by `-- @include x.lua` in the leading comment/blank lines. */
+function includesOf(source: string): string[] {
+  const out: string[] = [];
+  for (const raw of source.split('\n')) {
+    const line = raw.trim();
+    if (line === '') continue;
+    if (!line.startsWith('--')) break; // includes only count at the top
+    const m = INCLUDE_RE.exec(line);
+    if (m) out.push(m[1]);
+  }
+  return out;
+}
+
+/**
+ * Load `<name>.lua` and build its final source: int64.lua first, then its
+ * includes (depth-first, each file at most once), then the script itself.
+ * `dir` overrides where the script and its includes are found (tests);
+ * int64.lua always comes from the built-in directory.
+ */
+export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
+  const key = `${dir}\0${name}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  if (!NAME_RE.test(name)) throw new Error(`invalid Lua script name: ${JSON.stringify(name)}`);
+
+  const parts: string[] = [];
+  const seen = new Set<string>();
+  const visiting = new Set<string>();
+  const add = (file: string, fromDir: string): void => {
+    if (seen.has(file)) return;
+    if (visiting.has(file)) throw new Error(`Lua @include cycle at ${file}`);
+    visiting.add(file);
+    const text = readFileSync(join(fromDir, file), 'utf8');
+    for (const inc of includesOf(text)) add(inc, dir);
+    visiting.delete(file);
+    seen.add(file);
+    // A marker line makes Redis error line numbers traceable to a file.
+    parts.push(`-- ==== ${file} ====\n${text.endsWith('\n') ? text : text + '\n'}`);
+  };
+  add(LIBRARY, LUA_DIR);
+  add(`${name}.lua`, dir);
+
+  const source = parts.join('');
+  const script: LoadedScript = { name, source, sha: createHash('sha1').update(source, 'utf8').digest('hex') };
+  cache.set(key, script);
+  return script;
+}
+
+/**
+ * EVALSHA the script; if Redis does not know it (NOSCRIPT: server restarted,
+ * SCRIPT FLUSH, failover), SCRIPT LOAD it and retry exactly once.
+ */
+export async function runScript(
+  redis: Redis,
+  script: LoadedScript,
+  keys: string[],
+  args: (string | number)[],
+): Promise<unknown> {
+  try {
+    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+  }
+  await redis.script('LOAD', script.source);
+  return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
+}
