@@ -1,0 +1,56 @@
+// Private Redis servers for vitest suites. Tests never touch the shared
+// server on 6379: each file starts its own in beforeAll and stops it in
+// afterAll, so suites can run in parallel and FLUSHALL freely.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { startRedisServer, type RedisServerHandle, type RedisServerOptions } from '../../src/store/redisProcess';
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  dataDir: string;
+  client: Redis;
+  /** Current server process (replaced by restart()). */
+  readonly server: RedisServerHandle;
+  /** Quit the client, shut the server down and delete the data dir. */
+  stop(): Promise<void>;
+  /** Crash (kill -9) and start again on the same port and dir; the client reconnects by itself. */
+  restart(): Promise<void>;
+}
+
+export async function startTestRedis(opts: Partial<Omit<RedisServerOptions, 'dataDir'>> = {}): Promise<TestRedis> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cycles-redis-'));
+  let server = await startRedisServer({ ...opts, dataDir, port: opts.port ?? 0 });
+  const port = server.port;
+  const client = new Redis(server.url, { maxRetriesPerRequest: 20 });
+  // Connection errors are expected around restart(); ioredis retries on its own.
+  client.on('error', () => {});
+
+  return {
+    url: server.url,
+    port,
+    dataDir,
+    client,
+    get server() {
+      return server;
+    },
+    async stop() {
+      client.disconnect();
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    async restart() {
+      server.kill('SIGKILL');
+      await server.exited;
+      server = await startRedisServer({ ...opts, dataDir, port });
+      await client.ping();
+    },
+  };
+}
+
+/** Empty every database of the given server (test isolation between cases). */
+export async function flushAll(client: Redis): Promise<void> {
+  await client.flushall();
+}
