@@ -1,0 +1,59 @@
+// Configuration comes only from environment variables (documented in README's table),
+// validated once at start so a typo fails loudly instead of running with a default.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export type Plane = 'runtime' | 'admin';
+
+export interface Config {
+  redisUrl: string | undefined;
+  adminApiKey: string | undefined;
+  runtimePort: number;
+  adminPort: number;
+  host: string;
+  specsDir: string;
+  features: Set<string>;
+  production: boolean;
+  dataDir: string;
+  bodyLimitBytes: number;
+  /** validate every response against the spec and fail loudly (tests, conformance) */
+  validateResponses: boolean;
+  logLevel: string;
+  sweepIntervalMs: number;
+}
+
+function int(name: string, raw: string | undefined, def: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw)) throw new Error(`${name} must be an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new Error(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+const KNOWN_FEATURES = new Set(['v0.1.26']);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const features = new Set(
+    (env.CYCLES_FEATURES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+  );
+  for (const f of features) {
+    if (!KNOWN_FEATURES.has(f)) throw new Error(`CYCLES_FEATURES: unknown feature "${f}" (known: ${[...KNOWN_FEATURES].join(', ')})`);
+  }
+  return {
+    redisUrl: env.REDIS_URL || undefined,
+    adminApiKey: env.ADMIN_API_KEY || undefined,
+    runtimePort: int('CYCLES_RUNTIME_PORT', env.CYCLES_RUNTIME_PORT, 7878, 0, 65535),
+    adminPort: int('CYCLES_ADMIN_PORT', env.CYCLES_ADMIN_PORT, 7979, 0, 65535),
+    host: env.CYCLES_HOST || '127.0.0.1',
+    specsDir: env.CYCLES_SPECS_DIR || path.resolve(REPO_ROOT, '..', 'shared', 'specs', 'cycles-protocol'),
+    features,
+    production: env.NODE_ENV === 'production',
+    dataDir: path.resolve(env.CYCLES_DATA_DIR || path.join(process.cwd(), 'data')),
+    bodyLimitBytes: int('CYCLES_BODY_LIMIT_BYTES', env.CYCLES_BODY_LIMIT_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
+    validateResponses: env.CYCLES_VALIDATE_RESPONSES === '1' || env.CYCLES_VALIDATE_RESPONSES === 'true',
+    logLevel: env.CYCLES_LOG_LEVEL || (env.NODE_ENV === 'test' ? 'silent' : 'info'),
+    sweepIntervalMs: int('CYCLES_SWEEP_INTERVAL_MS', env.CYCLES_SWEEP_INTERVAL_MS, 1000, 50, 600000),
+  };
+}

@@ -1,0 +1,199 @@
+// One express app per plane. The request pipeline lives here and nowhere else:
+//   ids → route (openapi-backend) → feature gate → auth → body parse → spec validation
+//   (openapi-backend + Ajv 2020) → handler → (test mode) response validation → send.
+// Handlers only see validated input and return values; every failure on the way becomes
+// the spec's ErrorResponse with the right status.
+import express, { type Request, type Response, type NextFunction } from 'express';
+import OpenAPIBackend from 'openapi-backend';
+import type { Operation } from 'openapi-backend';
+import { ApiError } from '../errors';
+import { parseJsonBody, stringify } from '../json';
+import type { Plane } from '../config';
+import { Authenticator } from '../auth/authenticate';
+import { traceIdFrom, newRequestId } from './tracing';
+import { errorBody } from './errorBody';
+import { loadSpec } from './spec';
+import type { Deps, Handler, HandlerResult, OperationRef } from './types';
+
+export interface PlaneAppOptions {
+  plane: Plane;
+  deps: Deps;
+  handlers: ReadonlyMap<string, Handler>;
+  authenticator: Authenticator;
+  isReady: () => Promise<boolean>;
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Express> {
+  const { plane, deps, handlers, authenticator } = opts;
+  const spec = await loadSpec(plane);
+  const api = spec.backend;
+  const features = deps.config.features;
+  const validateResponses = deps.config.validateResponses;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+
+  app.get('/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' }));
+  app.get('/readyz', async (_req, res) => {
+    const ok = await opts.isReady().catch(() => false);
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: ok ? 'up' : 'down' });
+  });
+
+  app.use(
+    express.raw({ type: () => true, limit: deps.config.bodyLimitBytes }),
+    async (req: Request, res: Response) => {
+      const started = process.hrtime.bigint();
+      const requestId = newRequestId();
+      const traceId = traceIdFrom(req.headers.traceparent, req.headers['x-cycles-trace-id']);
+      res.setHeader('X-Request-Id', requestId);
+      res.setHeader('X-Cycles-Trace-Id', traceId);
+      let status = 500;
+      let operationId: string | undefined;
+      try {
+        const path = req.path;
+        const method = req.method;
+        const query = req.query as Record<string, string | string[]>;
+        const headers = req.headers as Record<string, string | string[] | undefined>;
+
+        const operation = matchOperation(api, method, path, headers, query);
+        operationId = operation.operationId!;
+        const op = spec.ops.get(operationId)!;
+        if (op.feature !== 'base' && !features.has(op.feature)) {
+          throw new ApiError('NOT_FOUND', `No route for ${method} ${path} (feature ${op.feature} is not enabled)`);
+        }
+
+        const principal = await authenticator.authenticate(op, headers);
+
+        let body: unknown;
+        let view: unknown;
+        const raw = req.body as Buffer | undefined;
+        if (BODY_METHODS.has(method) && operation.requestBody && Buffer.isBuffer(raw) && raw.length > 0) {
+          const ctype = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+          if (ctype !== 'application/json' && !ctype.endsWith('+json')) {
+            throw new ApiError('INVALID_REQUEST', `Content-Type must be application/json (got "${ctype || 'none'}")`);
+          }
+          ({ value: body, view } = parseJsonBody(raw.toString('utf8')));
+        }
+
+        const validation = api.validator.validateRequest({ method, path, headers, query, body: view }, operation);
+        if (validation.errors) {
+          throw new ApiError('INVALID_REQUEST', `Request does not match the ${plane} spec: ${describeErrors(validation.errors)}`, {
+            errors: validation.errors.slice(0, 20).map((e) => ({
+              path: e.instancePath || '/',
+              message: e.message ?? e.keyword,
+              ...(e.params && Object.keys(e.params).length ? { params: e.params } : {}),
+            })),
+          });
+        }
+
+        const handler = handlers.get(operationId);
+        if (!handler) {
+          throw new ApiError('NOT_IMPLEMENTED', `Operation ${operationId} is not implemented yet by this server`, undefined, 501);
+        }
+        const result = await handler({
+          op,
+          body,
+          query: (validation.coerced?.query as Record<string, any>) ?? query,
+          params: (validation.coerced?.params as Record<string, string>) ?? matchParams(api, operation, path),
+          headers,
+          principal,
+          requestId,
+          traceId,
+          deps,
+        });
+        if (validateResponses) checkResponse(spec, operation, result);
+        status = result.status;
+        if (result.headers) for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
+        sendJson(res, result.status, result.body);
+      } catch (e) {
+        const err = toApiError(e, deps);
+        status = err.status;
+        if (err.headers) for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+        const body = errorBody(err, requestId, traceId);
+        if (validateResponses) spec.checkErrorBody(body, status);
+        sendJson(res, status, body);
+      } finally {
+        deps.log.info({
+          plane, method: req.method, path: req.path, operationId, status, request_id: requestId, trace_id: traceId,
+          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+        }, 'request');
+      }
+    },
+  );
+
+  // Body-parser failures (too large, bad encoding) arrive here, before the pipeline.
+  app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
+    const requestId = newRequestId();
+    const traceId = traceIdFrom(req.headers.traceparent, req.headers['x-cycles-trace-id']);
+    res.setHeader('X-Request-Id', requestId);
+    res.setHeader('X-Cycles-Trace-Id', traceId);
+    const tooLarge = err?.type === 'entity.too.large';
+    const apiErr = tooLarge
+      ? new ApiError('INVALID_REQUEST', `Request body exceeds the ${deps.config.bodyLimitBytes}-byte limit`, undefined, 413)
+      : new ApiError('INVALID_REQUEST', `Unreadable request body: ${err?.message ?? 'unknown error'}`);
+    sendJson(res, apiErr.status, errorBody(apiErr, requestId, traceId));
+  });
+
+  return app;
+}
+
+function matchOperation(
+  api: OpenAPIBackend,
+  method: string,
+  path: string,
+  headers: Record<string, string | string[] | undefined>,
+  query: Record<string, string | string[]>,
+): Operation {
+  try {
+    const op = api.router.matchOperation({ method, path, headers: headers as any, query }, true);
+    if (op) return op;
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? '');
+    if (msg.startsWith('405')) {
+      const allowed = api.router.getOperations()
+        .filter((o) => api.router.matchOperation({ method: o.method, path, headers: {} }) === o)
+        .map((o) => o.method.toUpperCase());
+      throw new ApiError('INVALID_REQUEST', `Method ${method} is not allowed on ${path}`, { allowed }, 405, { Allow: allowed.join(', ') });
+    }
+  }
+  throw new ApiError('NOT_FOUND', `No route for ${method} ${path}`);
+}
+
+function matchParams(api: OpenAPIBackend, operation: Operation, path: string): Record<string, string> {
+  return api.router.parseRequest({ method: operation.method, path, headers: {} }, operation).params as Record<string, string>;
+}
+
+function describeErrors(errors: { instancePath?: string; message?: string; keyword: string }[]): string {
+  const first = errors.slice(0, 3).map((e) => `${(e.instancePath || '/').replace(/^\/requestBody/, 'body')} ${e.message ?? e.keyword}`);
+  return first.join('; ') + (errors.length > 3 ? ` (+${errors.length - 3} more)` : '');
+}
+
+function toApiError(e: unknown, deps: Deps): ApiError {
+  if (e instanceof ApiError) return e;
+  deps.log.error({ err: e }, 'unhandled error');
+  return new ApiError('INTERNAL_ERROR', 'Internal error; retry with the same idempotency key');
+}
+
+/** Test mode: a response that does not match the spec becomes a loud 500. */
+function checkResponse(spec: Awaited<ReturnType<typeof loadSpec>>, operation: Operation, result: HandlerResult): void {
+  const problems = spec.checkResponseBody(operation, result.status, result.body);
+  if (problems) {
+    throw new ApiError('INTERNAL_ERROR', `Response violates the spec for ${operation.operationId} ${result.status}: ${problems}`);
+  }
+}
+
+function sendJson(res: Response, status: number, body: unknown): void {
+  if (body === undefined || status === 204) {
+    res.status(status).end();
+    return;
+  }
+  const text = stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export type { OperationRef };

@@ -1,0 +1,102 @@
+// Loads the generated, merged spec of one plane into openapi-backend (routing + request
+// validation) with Ajv's 2020-12 dialect, once per process. Nothing here compiles a
+// schema per request: request validators are built at init, response validators on
+// first use.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import OpenAPIBackend from 'openapi-backend';
+import type { Operation } from 'openapi-backend';
+import Ajv2020 from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import type { ValidateFunction } from 'ajv';
+import { REPO_ROOT, type Plane } from '../config';
+import { operations } from '../generated/operations';
+import { ApiError } from '../errors';
+import type { OperationRef } from './types';
+
+export interface LoadedSpec {
+  plane: Plane;
+  document: any;
+  backend: OpenAPIBackend;
+  ops: Map<string, OperationRef>;
+  checkResponseBody(operation: Operation, status: number, body: unknown): string | null;
+  checkErrorBody(body: unknown, status: number): void;
+}
+
+export function newAjv(opts: Record<string, unknown> = {}): Ajv2020 {
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true, ...opts });
+  addFormats(ajv);
+  return ajv;
+}
+
+export function generatedDocument(plane: Plane): any {
+  const file = path.join(REPO_ROOT, 'src', 'generated', `${plane}.openapi.json`);
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+const cache = new Map<Plane, Promise<LoadedSpec>>();
+
+export function loadSpec(plane: Plane): Promise<LoadedSpec> {
+  let p = cache.get(plane);
+  if (!p) {
+    p = build(plane);
+    cache.set(plane, p);
+  }
+  return p;
+}
+
+async function build(plane: Plane): Promise<LoadedSpec> {
+  const document = generatedDocument(plane);
+  const backend = new OpenAPIBackend({
+    definition: structuredClone(document),
+    validate: true,
+    coerceTypes: true,
+    strict: false,
+    customizeAjv: (_ajv, ajvOpts) => newAjv({ coerceTypes: ajvOpts.coerceTypes ?? false }),
+  });
+  await backend.init();
+
+  const ops = new Map<string, OperationRef>();
+  for (const o of operations) {
+    if (o.plane !== plane) continue;
+    ops.set(o.operationId, {
+      operationId: o.operationId, plane: o.plane, method: o.method, path: o.path,
+      security: o.security, feature: o.feature,
+    });
+  }
+
+  // ErrorResponse of this plane, for error bodies on statuses an operation does not declare.
+  const ajv = newAjv();
+  ajv.addSchema(document, 'doc');
+  const errorValidator = ajv.getSchema('doc#/components/schemas/ErrorResponse') as ValidateFunction;
+
+  return {
+    plane,
+    document,
+    backend,
+    ops,
+    checkResponseBody(operation, status, body) {
+      const r = backend.validator.validateResponse(toView(body), operation, status);
+      if (!r.errors) return null;
+      return r.errors.slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+    },
+    checkErrorBody(body, status) {
+      if (!errorValidator(toView(body))) {
+        const msg = (errorValidator.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+        throw new ApiError('INTERNAL_ERROR', `error body for ${status} violates ErrorResponse: ${msg}`);
+      }
+    },
+  };
+}
+
+/** BigInt → Number so ajv can check types (exactness is the serializer's job). */
+function toView(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (Array.isArray(v)) return v.map(toView);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toView(x);
+    return out;
+  }
+  return v;
+}

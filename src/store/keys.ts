@@ -1,0 +1,40 @@
+// Redis key layout. Every key that belongs to a tenant starts with the tenant's hash tag
+// `{t:<tenant>}` so that each ledger script touches exactly one Cluster slot. Keys that
+// must be found without knowing the tenant (API-key secrets, reservation owners, the
+// expiry schedule) are separate, non-tenant keys written outside the ledger scripts.
+//
+// Tenant ids, scope paths and idempotency keys can contain ':' — the unit / id is always
+// the last segment, so the layouts stay unambiguous.
+
+export const tenantTag = (tenant: string) => `{t:${tenant}}`;
+
+export const keys = {
+  /** hash: status + configuration of a tenant (written by the admin plane) */
+  tenant: (t: string) => `${tenantTag(t)}:tenant`,
+  /** hash: one budget ledger (allocated, remaining, reserved, spent, debt, ...) */
+  budget: (t: string, scopePath: string, unit: string) => `${tenantTag(t)}:budget:${scopePath}:${unit}`,
+  /** zset: every budget key of a tenant, member = "<scope_path>|<unit>", score 0 (lex order) */
+  budgetIndex: (t: string) => `${tenantTag(t)}:budgets`,
+  /** hash: one reservation */
+  reservation: (t: string, id: string) => `${tenantTag(t)}:res:${id}`,
+  /** zset: reservation ids of a tenant by created_at_ms */
+  reservationIndex: (t: string) => `${tenantTag(t)}:res-by-created`,
+  /** string: idempotency record for (tenant, endpoint, key) */
+  idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
+  /** stream: event outbox of a tenant, appended inside the same script as the change */
+  outbox: (t: string) => `${tenantTag(t)}:outbox`,
+  /** hash: policies of a tenant, field = policy_id, value = JSON */
+  policies: (t: string) => `${tenantTag(t)}:policies`,
+
+  // --- cross-tenant keys (not in a tenant slot) ---
+  /** hash: API key record, tagged by the SHA-256 of its secret (lookup in one read) */
+  apiKeyBySecret: (secretSha256: string) => `{k:${secretSha256}}:apikey`,
+  /** string: key_id -> secret sha256 (admin operations address keys by id) */
+  apiKeyId: (keyId: string) => `cycles:apikey-id:${keyId}`,
+  /** string: reservation id -> owning tenant (403-vs-404 and admin lookups) */
+  reservationOwner: (id: string) => `cycles:res-owner:${id}`,
+  /** zset: "<tenant>\n<reservation id>" scored by expires_at+grace, for the sweeper */
+  expirySchedule: () => 'cycles:res-expiry',
+  /** set: every tenant id that has a tenant record or ledger data */
+  tenants: () => 'cycles:tenants',
+};
