@@ -1,0 +1,65 @@
+// Orchestrates one generator run: load + verify the bundle, merge, normalise, check with
+// openapi-backend, render every output file in memory.
+import { loadBundle, type Bundle } from './bundle';
+import { emitDocuments, emitMergeReport, emitMeta, emitSpecHashes, generatedFrom, DOCUMENT_FILES } from './emit-meta';
+import { emitOpenApi } from './emit-openapi';
+import { buildOperationTable, emitOperations, type OperationInfo } from './emit-operations';
+import { emitSchemas } from './emit-schemas';
+import { emitTypes } from './emit-types';
+import { mergeBundle, type MergeNote, type Plane } from './merge';
+import { normalizeForValidator, type NormalizeChange } from './normalize';
+import { isObject, type JsonObject } from './util';
+import { verifyDocument, type VerifyLevel } from './verify';
+
+export interface GenerateResult {
+  /** File name (relative to src/generated) → content. */
+  files: Map<string, string>;
+  documents: Record<Plane, JsonObject>;
+  operations: OperationInfo[];
+  notes: MergeNote[];
+}
+
+export interface GenerateOptions {
+  bundle?: Bundle;
+  /** Gate both documents through openapi-backend (default 'full'); false skips the gate. */
+  verify?: VerifyLevel | false;
+}
+
+export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
+  const bundle = options.bundle ?? loadBundle();
+  const { manifest } = bundle;
+  const merged = mergeBundle(bundle);
+
+  const documents = {} as Record<Plane, JsonObject>;
+  const changes = {} as Record<Plane, NormalizeChange[]>;
+  for (const plane of ['runtime', 'admin'] as const) {
+    const { doc, changes: c } = normalizeForValidator(merged[plane]);
+    documents[plane] = doc;
+    changes[plane] = c;
+  }
+  const verify = options.verify ?? 'full';
+  if (verify) {
+    for (const p of ['runtime', 'admin'] as const) await verifyDocument(documents[p], `${p} document`, verify);
+  }
+
+  const versions = new Map<string, string | null>();
+  for (const f of bundle.files) {
+    const v = isObject(f.data) && isObject(f.data.info) ? f.data.info.version : undefined;
+    versions.set(f.name, v === undefined ? null : String(v));
+  }
+  const from = generatedFrom(manifest, versions, documents);
+  const operations = buildOperationTable(documents);
+
+  const files = new Map<string, string>();
+  files.set(DOCUMENT_FILES.runtime, emitOpenApi(manifest, documents.runtime));
+  files.set(DOCUMENT_FILES.admin, emitOpenApi(manifest, documents.admin));
+  files.set('runtime.types.ts', await emitTypes(manifest, documents.runtime, 'runtime plane document'));
+  files.set('admin.types.ts', await emitTypes(manifest, documents.admin, 'admin plane document'));
+  files.set('operations.ts', emitOperations(manifest, operations));
+  files.set('schemas.ts', emitSchemas(manifest, documents));
+  files.set('spec-hashes.json', emitSpecHashes(manifest, from));
+  files.set('meta.ts', emitMeta(manifest, from));
+  files.set('documents.ts', emitDocuments(manifest));
+  files.set('merge-report.json', emitMergeReport(manifest, merged.notes, changes));
+  return { files, documents, operations, notes: merged.notes };
+}
