@@ -1,6 +1,6 @@
 // Build and emit the operation table (src/generated/operations.ts).
 import type { SpecManifest } from './bundle';
-import { tsHeader, tsLiteral } from './emit-common';
+import { tsHeader } from './emit-common';
 import { OPERATION_ANNOTATIONS, type Feature, type Plane } from './merge';
 import { compareStrings, operationsOf, type JsonObject } from './util';
 
@@ -86,7 +86,9 @@ export type RuntimeOperationId =${union(ids('runtime'))};
 export type AdminOperationId =${union(ids('admin'))};
 
 /** Sorted by plane, then path, then method. Key: (plane, operationId). */
-export const operations: readonly OperationInfo[] = ${tsLiteral(rows)};
+export const operations: readonly OperationInfo[] = [
+${rows.map((r) => `  ${JSON.stringify(r)},
+`).join('')}];
 
 export function findOperation(plane: 'runtime', operationId: RuntimeOperationId): OperationInfo;
 export function findOperation(plane: 'admin', operationId: AdminOperationId): OperationInfo;
