@@ -4,7 +4,7 @@
 // first use.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import OpenAPIBackend from 'openapi-backend';
+import { OpenAPIBackend } from 'openapi-backend';
 import type { Operation } from 'openapi-backend';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';

@@ -1,0 +1,59 @@
+-- ledger_common.lua: primitives shared by every ledger script (include with
+-- `-- @include ledger_common.lua`). Library only: local definitions, no top-level code.
+-- Data model: src/ledger/model.ts. All amounts are int64 decimal strings (int64.lua).
+
+-- Authoritative clock for every instance: Redis TIME, in ms.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Closed-tenant guard (runtime ERROR SEMANTICS, TENANT_CLOSED bullet):
+-- returns nil (no record, or ACTIVE/SUSPENDED), 'TENANT_CLOSED', or 'TENANT_CORRUPT'
+-- (record exists but its status is missing/unknown → caller answers 500).
+local function tenant_guard(tenant_key)
+  if redis.call('EXISTS', tenant_key) == 0 then return nil end
+  local st = redis.call('HGET', tenant_key, 'status')
+  if st == 'CLOSED' then return 'TENANT_CLOSED' end
+  if st == 'ACTIVE' or st == 'SUSPENDED' then return nil end
+  return 'TENANT_CORRUPT'
+end
+
+-- HGETALL as a Lua table (field -> value).
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- Budget fields that callers snapshot into responses (Balance rows).
+local BUDGET_SNAPSHOT_FIELDS = {'scope', 'unit', 'allocated', 'remaining', 'reserved', 'spent',
+  'debt', 'overdraft_limit', 'is_over_limit', 'status'}
+
+local function budget_snapshot(key)
+  local vals = redis.call('HMGET', key, unpack(BUDGET_SNAPSHOT_FIELDS))
+  local t = {}
+  for i, f in ipairs(BUDGET_SNAPSHOT_FIELDS) do t[f] = vals[i] end
+  return t
+end
+
+-- Fails the script (no writes have happened when called before mutation; callers call it
+-- after mutation only as an assertion) if remaining != allocated - spent - reserved - debt.
+local function assert_invariant(key)
+  local b = budget_snapshot(key)
+  local expect = i64_sub(i64_sub(i64_sub(b.allocated or '0', b.spent or '0'), b.reserved or '0'), b.debt or '0')
+  if expect ~= (b.remaining or '0') then
+    error('ledger invariant violated on ' .. key .. ': remaining=' .. tostring(b.remaining) .. ' expected=' .. tostring(expect))
+  end
+end
+
+-- Outbox append, in the same script as the state change it reports.
+-- data_json: JSON text (int64 values as strings). ctx: {trace_id, request_id, actor_json}.
+local OUTBOX_MAXLEN = 1000000
+local function outbox(outbox_key, event_type, data_json, ts_ms, ctx)
+  redis.call('XADD', outbox_key, 'MAXLEN', '~', OUTBOX_MAXLEN, '*',
+    'type', event_type, 'data', data_json, 'ts_ms', tostring(ts_ms),
+    'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{}')
+end
