@@ -79,7 +79,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           ({ value: body, view } = parseJsonBody(raw.toString('utf8')));
         }
 
-        const validation = api.validator.validateRequest({ method, path, headers, query, body: view }, operation);
+        const validation = api.validator.validateRequest({ method, path, headers: headers as Record<string, string | string[]>, query, body: view }, operation);
         if (validation.errors) {
           throw new ApiError('INVALID_REQUEST', `Request does not match the ${plane} spec: ${describeErrors(validation.errors)}`, {
             errors: validation.errors.slice(0, 20).map((e) => ({

@@ -51,7 +51,8 @@ async function build(plane: Plane): Promise<LoadedSpec> {
     definition: structuredClone(document),
     validate: true,
     coerceTypes: true,
-    strict: false,
+    // strict: a definition that fails openapi-backend's own check stops the server.
+    strict: true,
     customizeAjv: (_ajv, ajvOpts) => newAjv({ coerceTypes: ajvOpts.coerceTypes ?? false }),
   });
   await backend.init();
