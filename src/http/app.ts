@@ -4,7 +4,6 @@
 // Handlers only see validated input and return values; every failure on the way becomes
 // the spec's ErrorResponse with the right status.
 import express, { type Request, type Response, type NextFunction } from 'express';
-import { OpenAPIBackend } from 'openapi-backend';
 import type { Operation } from 'openapi-backend';
 import { ApiError } from '../errors';
 import { parseJsonBody, stringify } from '../json';
@@ -13,6 +12,7 @@ import { Authenticator } from '../auth/authenticate';
 import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
 import { loadSpec } from './spec';
+import { PlaneRouter, type RouteMatch } from './router';
 import type { Deps, Handler, HandlerResult, OperationRef } from './types';
 
 export interface PlaneAppOptions {
@@ -29,6 +29,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   const { plane, deps, handlers, authenticator } = opts;
   const spec = await loadSpec(plane);
   const api = spec.backend;
+  const router = new PlaneRouter(api);
   const features = deps.config.features;
   const validateResponses = deps.config.validateResponses;
 
@@ -59,7 +60,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         const query = req.query as Record<string, string | string[]>;
         const headers = req.headers as Record<string, string | string[] | undefined>;
 
-        const operation = matchOperation(api, method, path, headers, query);
+        const { operation, params } = matchOperation(router, method, path);
         operationId = operation.operationId!;
         const op = spec.ops.get(operationId)!;
         if (op.feature !== 'base' && !features.has(op.feature)) {
@@ -98,7 +99,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           op,
           body,
           query: (validation.coerced?.query as Record<string, any>) ?? query,
-          params: (validation.coerced?.params as Record<string, string>) ?? matchParams(api, operation, path),
+          params: (validation.coerced?.params as Record<string, string>) ?? params,
           headers,
           principal,
           requestId,
@@ -141,30 +142,14 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   return app;
 }
 
-function matchOperation(
-  api: OpenAPIBackend,
-  method: string,
-  path: string,
-  headers: Record<string, string | string[] | undefined>,
-  query: Record<string, string | string[]>,
-): Operation {
-  try {
-    const op = api.router.matchOperation({ method, path, headers: headers as any, query }, true);
-    if (op) return op;
-  } catch (e) {
-    const msg = String((e as Error)?.message ?? '');
-    if (msg.startsWith('405')) {
-      const allowed = ['get', 'post', 'put', 'patch', 'delete']
-        .filter((m) => api.router.matchOperation({ method: m, path, headers: {} }))
-        .map((m) => m.toUpperCase());
-      throw new ApiError('INVALID_REQUEST', `Method ${method} is not allowed on ${path}`, { allowed }, 405, { Allow: allowed.join(', ') });
-    }
+function matchOperation(router: PlaneRouter, method: string, path: string): RouteMatch {
+  const m = router.match(method, path);
+  if (m === 'method') {
+    const allowed = router.allowedMethods(path);
+    throw new ApiError('INVALID_REQUEST', `Method ${method} is not allowed on ${path}`, { allowed }, 405, { Allow: allowed.join(', ') });
   }
-  throw new ApiError('NOT_FOUND', `No route for ${method} ${path}`);
-}
-
-function matchParams(api: OpenAPIBackend, operation: Operation, path: string): Record<string, string> {
-  return api.router.parseRequest({ method: operation.method, path, headers: {} }, operation).params as Record<string, string>;
+  if (!m) throw new ApiError('NOT_FOUND', `No route for ${method} ${path}`);
+  return m;
 }
 
 function describeErrors(errors: { instancePath?: string; message?: string; keyword: string }[]): string {
