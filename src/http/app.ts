@@ -114,8 +114,15 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         const err = toApiError(e, deps);
         status = err.status;
         if (err.headers) for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-        const body = errorBody(err, requestId, traceId);
-        if (validateResponses) spec.checkErrorBody(body, status);
+        let body = errorBody(err, requestId, traceId);
+        if (validateResponses) {
+          try {
+            spec.checkErrorBody(body, status);
+          } catch (bad) {
+            status = 500;
+            body = errorBody(bad as ApiError, requestId, traceId);
+          }
+        }
         sendJson(res, status, body);
       } finally {
         deps.log.info({
