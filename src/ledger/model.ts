@@ -10,15 +10,19 @@
 //   status                   ACTIVE | FROZEN | CLOSED
 //   commit_overage_policy    optional CommitOveragePolicy
 //   rollover_policy, period_start, period_end, metadata (JSON)     optional
-//   created_at_ms, updated_at_ms
+//   created_at_ms, updated_at_ms, closed_at_ms (set by the tenant-close cascade only;
+//   BudgetLedger has no closed_at field, so it is stored for audit, not rendered)
 //   Invariant (asserted in scripts and tests): remaining = allocated - spent - reserved - debt
 //   Index: keys.budgetIndex(tenant) zset member "<scope_path>|<unit>" (score 0, lex order)
+//   Admin writes (create/fund/update/freeze): src/store/lua/budget_*.lua, fund.lua
 //
 // Tenant hash  keys.tenant(tenant)   (absent ⇒ runtime-only deployment, no guard)
 //   tenant_id, name, status (ACTIVE|SUSPENDED|CLOSED), default_commit_overage_policy,
 //   default_reservation_ttl_ms, max_reservation_ttl_ms, max_reservation_extensions,
 //   observe_mode, parent_tenant_id, metadata (JSON), reservation_expiry_policy,
 //   created_at_ms, updated_at_ms, suspended_at_ms, closed_at_ms
+//   observe_mode absent ⇒ ENFORCE. Index: keys.tenantIndex() zset (score created_at_ms).
+//   Close cascade state: keys.closeCascade(tenant) (src/admin/cascade.ts).
 //
 // Reservation hash  keys.reservation(tenant, id)
 //   reservation_id, tenant, status (ACTIVE|COMMITTED|RELEASED|EXPIRED)
@@ -40,7 +44,8 @@
 //
 // Outbox: every state change the spec names is XADDed to keys.outbox(tenant) inside the
 // same script: fields `type`, `data` (JSON, int64 as strings), `ts_ms`, `trace_id`,
-// `request_id`, `actor` (JSON). The events/webhooks work consumes it.
+// `request_id`, `actor` (JSON), and when known `correlation_id` and `scope`.
+// The events/webhooks work consumes it.
 
 import { toJsonInt } from '../json';
 

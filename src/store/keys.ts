@@ -25,6 +25,11 @@ export const keys = {
   outbox: (t: string) => `${tenantTag(t)}:outbox`,
   /** hash: policies of a tenant, field = policy_id, value = JSON */
   policies: (t: string) => `${tenantTag(t)}:policies`,
+  /** zset: key_ids of a tenant's API keys, score created_at_ms (listing, close cascade) */
+  apiKeyIndex: (t: string) => `${tenantTag(t)}:apikeys`,
+  /** hash: state of a tenant-close cascade (origin request/trace ids, reserved snapshot
+   *  per budget taken atomically with the CLOSED flip, completed_at_ms) */
+  closeCascade: (t: string) => `${tenantTag(t)}:close-cascade`,
 
   // --- cross-tenant keys (not in a tenant slot) ---
   /** hash: API key record, tagged by the SHA-256 of its secret (lookup in one read) */
@@ -37,4 +42,8 @@ export const keys = {
   expirySchedule: () => 'cycles:res-expiry',
   /** set: every tenant id that has a tenant record or ledger data */
   tenants: () => 'cycles:tenants',
+  /** zset: tenant ids that have a tenant record (admin createTenant), score created_at_ms */
+  tenantIndex: () => 'cycles:tenant-index',
+  /** set: tenants whose close cascade has not completed (resumed by re-close / the worker) */
+  closePending: () => 'cycles:tenant-close:pending',
 };

@@ -50,10 +50,19 @@ local function assert_invariant(key)
 end
 
 -- Outbox append, in the same script as the state change it reports.
--- data_json: JSON text (int64 values as strings). ctx: {trace_id, request_id, actor_json}.
+-- data_json: JSON text (int64 values as strings).
+-- ctx: {trace_id, request_id, actor_json, correlation_id?, scope?}; the optional fields are
+-- appended only when set (Event.correlation_id / Event.scope).
 local OUTBOX_MAXLEN = 1000000
 local function outbox(outbox_key, event_type, data_json, ts_ms, ctx)
-  redis.call('XADD', outbox_key, 'MAXLEN', '~', OUTBOX_MAXLEN, '*',
+  local args = {'XADD', outbox_key, 'MAXLEN', '~', OUTBOX_MAXLEN, '*',
     'type', event_type, 'data', data_json, 'ts_ms', tostring(ts_ms),
-    'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{}')
+    'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{}'}
+  if ctx.correlation_id and ctx.correlation_id ~= '' then
+    args[#args + 1] = 'correlation_id'; args[#args + 1] = ctx.correlation_id
+  end
+  if ctx.scope and ctx.scope ~= '' then
+    args[#args + 1] = 'scope'; args[#args + 1] = ctx.scope
+  end
+  redis.call(unpack(args))
 end
