@@ -42,7 +42,13 @@ export class Authenticator {
     return this.adminDigest !== null && timingSafeEqual(digest(candidate), this.adminDigest);
   }
 
-  async authenticate(op: AuthOp, headers: Record<string, string | string[] | undefined>): Promise<Principal> {
+  /** `seen`, when given, receives the caller's principal as soon as the credential is
+   *  known to be valid, so a later 403 (missing permission) can still be attributed. */
+  async authenticate(
+    op: AuthOp,
+    headers: Record<string, string | string[] | undefined>,
+    seen?: { principal?: Principal },
+  ): Promise<Principal> {
     if (op.security.length === 0) return { kind: 'public' };
     const schemes = new Set(op.security.flat());
     const adminHeader = header(headers, 'x-admin-api-key');
@@ -50,6 +56,7 @@ export class Authenticator {
 
     if (schemes.has('AdminKeyAuth') && adminHeader !== undefined) {
       if (!this.isAdminKey(adminHeader)) throw new ApiError('UNAUTHORIZED', 'Invalid admin API key');
+      if (seen) seen.principal = { kind: 'admin' };
       return { kind: 'admin' };
     }
     if (schemes.has('ApiKeyAuth') && keyHeader !== undefined) {
@@ -63,6 +70,7 @@ export class Authenticator {
         permissions: new Set(record.permissions),
         scopeFilter: record.scope_filter,
       };
+      if (seen) seen.principal = principal;
       requirePermission(op, principal.permissions);
       return principal;
     }

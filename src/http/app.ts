@@ -13,7 +13,8 @@ import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
 import { loadSpec } from './spec';
 import { PlaneRouter, type RouteMatch } from './router';
-import type { Deps, Handler, HandlerResult, OperationRef } from './types';
+import type { AuditInfo, Deps, Handler, HandlerResult, OperationRef, ResponseInfo } from './types';
+import type { Principal } from '../auth/authenticate';
 
 export interface PlaneAppOptions {
   plane: Plane;
@@ -21,6 +22,9 @@ export interface PlaneAppOptions {
   handlers: ReadonlyMap<string, Handler>;
   authenticator: Authenticator;
   isReady: () => Promise<boolean>;
+  /** Called exactly once per API request (not /healthz, /readyz), after the response was
+   *  handed to the socket. Must not throw or block: errors are logged and swallowed. */
+  onResponse?: (info: ResponseInfo) => void;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -54,6 +58,13 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
       res.setHeader('X-Cycles-Trace-Id', traceId);
       let status = 500;
       let operationId: string | undefined;
+      let opRef: OperationRef | undefined;
+      let errorCode: string | undefined;
+      let errorMessage: string | undefined;
+      let responseBody: unknown;
+      let requestBody: unknown;
+      const seen: { principal?: Principal } = {};
+      const audit: AuditInfo = {};
       try {
         const path = req.path;
         const method = req.method;
@@ -63,11 +74,12 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         const { operation, params } = matchOperation(router, method, path);
         operationId = operation.operationId!;
         const op = spec.ops.get(operationId)!;
+        opRef = op;
         if (op.feature !== 'base' && !features.has(op.feature)) {
           throw new ApiError('NOT_FOUND', `No route for ${method} ${path} (feature ${op.feature} is not enabled)`);
         }
 
-        const principal = await authenticator.authenticate(op, headers);
+        const principal = await authenticator.authenticate(op, headers, seen);
 
         let body: unknown;
         let view: unknown;
@@ -78,6 +90,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
             throw new ApiError('INVALID_REQUEST', `Content-Type must be application/json (got "${ctype || 'none'}")`);
           }
           ({ value: body, view } = parseJsonBody(raw.toString('utf8')));
+          requestBody = body;
         }
 
         const validation = api.validator.validateRequest({ method, path, headers: headers as Record<string, string | string[]>, query, body: view }, operation);
@@ -105,9 +118,12 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           requestId,
           traceId,
           deps,
+          audit,
         });
+        if (result.audit) Object.assign(audit, result.audit);
         if (validateResponses) checkResponse(spec, operation, result);
         status = result.status;
+        responseBody = result.body;
         if (result.headers) for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
         sendJson(res, result.status, result.body);
       } catch (e) {
@@ -115,12 +131,16 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         status = err.status;
         if (err.headers) for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
         let body = errorBody(err, requestId, traceId);
+        errorCode = String(body.error);
+        errorMessage = String(body.message);
         if (validateResponses) {
           try {
             spec.checkErrorBody(body, status);
           } catch (bad) {
             status = 500;
             body = errorBody(bad as ApiError, requestId, traceId);
+            errorCode = String(body.error);
+            errorMessage = String(body.message);
           }
         }
         sendJson(res, status, body);
@@ -129,6 +149,13 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           plane, method: req.method, path: req.path, operationId, status, request_id: requestId, trace_id: traceId,
           duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
         }, 'request');
+        notify(opts, deps, {
+          plane, op: opRef, method: req.method, path: req.path, status, errorCode, errorMessage,
+          principal: seen.principal, requestId, traceId, audit,
+          query: req.query as Record<string, unknown>, requestBody, responseBody,
+          userAgent: req.get('user-agent'), sourceIp: req.ip,
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        });
       }
     },
   );
@@ -143,10 +170,25 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
     const apiErr = tooLarge
       ? new ApiError('INVALID_REQUEST', `Request body exceeds the ${deps.config.bodyLimitBytes}-byte limit`, undefined, 413)
       : new ApiError('INVALID_REQUEST', `Unreadable request body: ${err?.message ?? 'unknown error'}`);
-    sendJson(res, apiErr.status, errorBody(apiErr, requestId, traceId));
+    const body = errorBody(apiErr, requestId, traceId);
+    sendJson(res, apiErr.status, body);
+    notify(opts, deps, {
+      plane, method: req.method, path: req.path, status: apiErr.status, errorCode: String(body.error),
+      errorMessage: String(body.message), requestId, traceId, audit: {},
+      query: req.query as Record<string, unknown>, userAgent: req.get('user-agent'), sourceIp: req.ip, durationMs: 0,
+    });
   });
 
   return app;
+}
+
+function notify(opts: PlaneAppOptions, deps: Deps, info: ResponseInfo): void {
+  if (!opts.onResponse) return;
+  try {
+    opts.onResponse(info);
+  } catch (e) {
+    deps.log.error({ err: e, request_id: info.requestId }, 'onResponse hook failed');
+  }
 }
 
 function matchOperation(router: PlaneRouter, method: string, path: string): RouteMatch {

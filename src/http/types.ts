@@ -32,12 +32,54 @@ export interface HandlerContext {
   requestId: string;
   traceId: string;
   deps: Deps;
+  /** audit attribution the handler may fill in (also on error paths, before throwing);
+   *  merged with HandlerResult.audit. Only read by the plane's onResponse hook. */
+  audit?: AuditInfo;
+}
+
+/** What a handler knows about the resource it acted on; recorded in the audit row. */
+export interface AuditInfo {
+  /** tenant the request acted for (AoBO target, bulk-budget filter tenant) */
+  tenantId?: string;
+  resourceType?: string;
+  resourceId?: string;
+  /** extra metadata for the audit row: never secrets, never request bodies */
+  metadata?: Record<string, unknown>;
+  subject?: Record<string, unknown>;
+  action?: Record<string, unknown>;
+  amount?: Record<string, unknown>;
+}
+
+/** Passed exactly once per request to PlaneAppOptions.onResponse, after the response. */
+export interface ResponseInfo {
+  plane: Plane;
+  /** undefined when no operation matched (404/405 on routing, unreadable body) */
+  op?: OperationRef;
+  method: string;
+  path: string;
+  status: number;
+  errorCode?: string;
+  errorMessage?: string;
+  /** undefined when authentication did not get as far as identifying a caller */
+  principal?: Principal;
+  requestId: string;
+  traceId: string;
+  audit: AuditInfo;
+  query: Record<string, unknown>;
+  /** the parsed request body (for attribution only; never to be stored) */
+  requestBody?: unknown;
+  /** the response body on success (for attribution only; never to be stored) */
+  responseBody?: unknown;
+  userAgent?: string;
+  sourceIp?: string;
+  durationMs: number;
 }
 
 export interface HandlerResult {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  audit?: AuditInfo;
 }
 
 export type Handler = (ctx: HandlerContext) => Promise<HandlerResult>;

@@ -42,6 +42,23 @@ export const keys = {
   expirySchedule: () => 'cycles:res-expiry',
   /** set: every tenant id that has a tenant record or ledger data */
   tenants: () => 'cycles:tenants',
+
+  /** hash: policy name -> policy_id of a tenant (name uniqueness, checked in the same script) */
+  policyNames: (t: string) => `${tenantTag(t)}:policy-names`,
+
+  // --- audit log (cross-tenant; written by one pipelined write per request) ---
+  /** string: one AuditLogEntry as JSON, with the retention tier's TTL */
+  auditEntry: (logId: string) => `cycles:audit:entry:${logId}`,
+  /** zset: every log_id, score = timestamp ms */
+  auditAll: () => 'cycles:audit:idx:all',
+  /** zset: log_ids of one audit tenant_id (incl. the __admin__ / __unauth__ sentinels) */
+  auditByTenant: (t: string) => `cycles:audit:idx:tenant:${t}`,
+  /** zset: log_ids written by one API key */
+  auditByKey: (keyId: string) => `cycles:audit:idx:key:${keyId}`,
+  /** zset: log_ids of one trace id (expires with the retention) */
+  auditByTrace: (traceId: string) => `cycles:audit:idx:trace:${traceId}`,
+  /** string: bulk-action idempotency record (endpoint = tenants | budgets | webhooks) */
+  bulkIdem: (endpoint: string, key: string) => `cycles:bulk-idem:${endpoint}:${key}`,
   /** zset: tenant ids that have a tenant record (admin createTenant), score created_at_ms */
   tenantIndex: () => 'cycles:tenant-index',
   /** set: tenants whose close cascade has not completed (resumed by re-close / the worker) */
