@@ -23,6 +23,8 @@ export const keys = {
   idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
   /** stream: event outbox of a tenant, appended inside the same script as the change */
   outbox: (t: string) => `${tenantTag(t)}:outbox`,
+  /** hash: one recorded createEvent (post-hoc accounting event), TTL-bound */
+  eventRecord: (t: string, id: string) => `${tenantTag(t)}:event:${id}`,
   /** hash: policies of a tenant, field = policy_id, value = JSON */
   policies: (t: string) => `${tenantTag(t)}:policies`,
   /** zset: key_ids of a tenant's API keys, score created_at_ms (listing, close cascade) */
