@@ -12,6 +12,7 @@ import { Authenticator } from './auth/authenticate';
 import { startRedisServer } from './store/redisProcess';
 import { startWorkers, type Workers } from './workers';
 import type { Deps } from './http/types';
+import { createAuditRecorder } from './admin/audit';
 
 export type Role = Plane | 'worker';
 
@@ -65,7 +66,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     const urls: Partial<Record<Plane, string>> = {};
     for (const plane of ['runtime', 'admin'] as const) {
       if (!roles.has(plane)) continue;
-      const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady });
+      // Audit: every admin-plane request; on the runtime only admin-key releaseReservation.
+      const onResponse = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
+      const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse });
       const server = http.createServer(app);
       server.keepAliveTimeout = 65_000;
       const port = plane === 'runtime' ? config.runtimePort : config.adminPort;
