@@ -1,6 +1,7 @@
 // Background work that runs beside (or apart from) the HTTP planes. Each worker is safe
 // to run in several processes at once: its unit of work is an atomic Lua script.
 import type { Deps } from './http/types';
+import { startExpirySweeper } from './ledger/sweeper';
 
 export interface Workers { stop(): Promise<void> }
 
@@ -16,3 +17,6 @@ export function startWorkers(deps: Deps): Workers {
   const running = factories.map((f) => f(deps));
   return { async stop() { await Promise.all(running.map((w) => w.stop())); } };
 }
+
+// Built-in workers.
+registerWorker(startExpirySweeper);

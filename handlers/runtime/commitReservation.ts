@@ -1,0 +1,16 @@
+// POST /v1/reservations/{reservation_id}/commit — charge actual spend (src/ledger/commit.ts).
+import type { HandlerContext, HandlerResult } from '../../src/http/types';
+import { commitReservation } from '../../src/ledger/commit';
+import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
+
+export default async function commitReservationHandler(ctx: HandlerContext): Promise<HandlerResult> {
+  const { tenant, body } = await commitReservation(ctx.deps.redis, {
+    reservationId: ctx.params.reservation_id,
+    idempotencyKey: idempotencyKeyFrom(ctx),
+    body: ctx.body,
+    principal: ctx.principal,
+    traceId: ctx.traceId,
+    requestId: ctx.requestId,
+  }, ctx.deps.log);
+  return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
+}

@@ -1,0 +1,17 @@
+// POST /v1/reservations/{reservation_id}/release — give the estimate back (tenant key, or
+// admin key acting on the owning tenant's behalf; src/ledger/release.ts).
+import type { HandlerContext, HandlerResult } from '../../src/http/types';
+import { releaseReservation } from '../../src/ledger/release';
+import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
+
+export default async function releaseReservationHandler(ctx: HandlerContext): Promise<HandlerResult> {
+  const { tenant, body } = await releaseReservation(ctx.deps.redis, {
+    reservationId: ctx.params.reservation_id,
+    idempotencyKey: idempotencyKeyFrom(ctx),
+    body: ctx.body,
+    principal: ctx.principal,
+    traceId: ctx.traceId,
+    requestId: ctx.requestId,
+  }, ctx.deps.log);
+  return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
+}

@@ -1,0 +1,71 @@
+// commitReservation: charge actual spend on an ACTIVE reservation (src/store/lua/commit.lua
+// does every check and write atomically; this module maps HTTP input to the script and
+// the stored result to the CommitResponse).
+import type { Redis } from 'ioredis';
+import type { Principal } from '../auth/authenticate';
+import { stringify, toBig } from '../json';
+import { keys } from '../store/keys';
+import { loadScript, runScript } from '../store/scripts';
+import { amount } from './model';
+import { payloadHash } from './idempotency';
+import {
+  actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
+  renderBalances, toApiError, unschedule,
+} from './reservationOps';
+
+export interface CommitInput {
+  reservationId: string;
+  idempotencyKey: string;
+  body: { actual: { unit: string; amount: unknown }; metrics?: unknown; metadata?: unknown };
+  principal: Principal;
+  traceId: string;
+  requestId: string;
+}
+
+export interface StoredCommit {
+  status: 'COMMITTED';
+  reservation_id: string;
+  unit: string;
+  estimate: string;
+  charged: string;
+  released?: string;
+  balances: unknown;
+}
+
+/** CommitResponse from the stored result: a pure function, so replays are identical. */
+export function renderCommit(r: StoredCommit): Record<string, unknown> {
+  const out: Record<string, unknown> = { status: 'COMMITTED', charged: amount(r.unit, r.charged) };
+  // `released` only when part of the estimate went back (decision "commit released").
+  if (r.released !== undefined) out.released = amount(r.unit, r.released);
+  out.balances = renderBalances(r.balances);
+  return out;
+}
+
+export async function commitReservation(
+  redis: Redis,
+  input: CommitInput,
+  log?: { warn: (o: object, m: string) => void },
+): Promise<{ tenant: string; body: Record<string, unknown> }> {
+  const acting = await actingTenant(redis, input.principal, input.reservationId);
+  const { tenant } = acting;
+  const actual = toBig(input.body.actual.amount);
+  const raw = await runScript(redis, loadScript('commit'),
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant)],
+    [
+      budgetPrefix(tenant),
+      actual.toString(),
+      input.body.actual.unit,
+      input.idempotencyKey,
+      payloadHash(input.body),
+      input.body.metrics === undefined ? '' : stringify(input.body.metrics),
+      input.body.metadata === undefined ? '' : stringify(input.body.metadata),
+      ...eventContext(input, acting),
+    ]);
+  const res = parseScriptJson(raw);
+  if (isScriptError(res)) {
+    if (res.error === 'NOT_FOUND') throw await notFound(redis, tenant, input.reservationId);
+    throw toApiError(res);
+  }
+  await unschedule(redis, tenant, input.reservationId, log);
+  return { tenant, body: renderCommit(res as StoredCommit) };
+}

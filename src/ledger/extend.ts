@@ -1,0 +1,73 @@
+// extendReservation: move an ACTIVE reservation's expiry outward relative to its current
+// expires_at_ms (src/store/lua/extend.lua). remaining_ttl_ms is volatile: recomputed from
+// Redis TIME on every response, replays included (runtime IDEMPOTENCY).
+import type { Redis } from 'ioredis';
+import type { Principal } from '../auth/authenticate';
+import { stringify, toBig, toJsonInt } from '../json';
+import { keys } from '../store/keys';
+import { loadScript, runScript } from '../store/scripts';
+import { payloadHash } from './idempotency';
+import {
+  actingTenant, budgetPrefix, isScriptError, notFound, parseScriptJson, renderBalances,
+  scheduleMember, toApiError,
+} from './reservationOps';
+
+export interface StoredExtend {
+  status: 'ACTIVE';
+  reservation_id: string;
+  expires_at_ms: string;
+  balances: unknown;
+}
+
+interface ExtendReply { result: string; now_ms: string; active: boolean; grace_ms: string }
+
+/** ReservationExtendResponse: stored fields verbatim + remaining_ttl_ms recomputed. */
+export function renderExtend(r: StoredExtend, nowMs: bigint, active: boolean): Record<string, unknown> {
+  const expires = BigInt(r.expires_at_ms);
+  const ttl = active && expires > nowMs ? expires - nowMs : 0n;
+  return {
+    status: 'ACTIVE',
+    expires_at_ms: toJsonInt(expires),
+    remaining_ttl_ms: toJsonInt(ttl),
+    balances: renderBalances(r.balances),
+  };
+}
+
+export interface ExtendInput {
+  reservationId: string;
+  idempotencyKey: string;
+  body: { extend_by_ms: unknown; metadata?: unknown };
+  principal: Principal;
+}
+
+export async function extendReservation(
+  redis: Redis,
+  input: ExtendInput,
+  log?: { warn: (o: object, m: string) => void },
+): Promise<{ tenant: string; body: Record<string, unknown> }> {
+  const acting = await actingTenant(redis, input.principal, input.reservationId);
+  const { tenant } = acting;
+  const raw = await runScript(redis, loadScript('extend'),
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant)],
+    [
+      budgetPrefix(tenant),
+      input.idempotencyKey,
+      payloadHash(input.body),
+      toBig(input.body.extend_by_ms).toString(),
+      input.body.metadata === undefined ? '' : stringify(input.body.metadata),
+    ]);
+  const res = parseScriptJson(raw);
+  if (isScriptError(res)) {
+    if (res.error === 'NOT_FOUND') throw await notFound(redis, tenant, input.reservationId);
+    throw toApiError(res);
+  }
+  const reply = res as ExtendReply;
+  const stored = JSON.parse(reply.result) as StoredExtend;
+  if (reply.active) {
+    // New sweep deadline; GT never moves it earlier than a concurrent, later extension.
+    const deadline = BigInt(stored.expires_at_ms) + BigInt(reply.grace_ms);
+    await redis.zadd(keys.expirySchedule(), 'GT', deadline.toString(), scheduleMember(tenant, input.reservationId))
+      .catch((err: unknown) => log?.warn({ err, reservation_id: input.reservationId }, 'expiry schedule update failed'));
+  }
+  return { tenant, body: renderExtend(stored, BigInt(reply.now_ms), reply.active) };
+}

@@ -1,0 +1,127 @@
+// releaseReservation: give an ACTIVE reservation's estimate back to every budgeted scope
+// (src/store/lua/release.lua). Also the admin force-release (AdminKeyAuth) and the
+// tenant-close cascade's per-reservation release.
+import type { Redis } from 'ioredis';
+import type { Principal } from '../auth/authenticate';
+import { ApiError } from '../errors';
+import { keys } from '../store/keys';
+import { loadScript, runScript } from '../store/scripts';
+import { amount } from './model';
+import { payloadHash } from './idempotency';
+import {
+  actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
+  renderBalances, toApiError, unschedule, type Acting,
+} from './reservationOps';
+
+/** Idempotency key (and payload hash) the cascade records on the reservations it
+ *  releases; clients cannot collide with it meaningfully (a client replay with this key
+ *  would need the same payload hash, which is not a SHA-256 value). */
+const CASCADE_KEY = '__tenant_close_cascade__';
+
+export interface StoredRelease {
+  status: 'RELEASED';
+  reservation_id: string;
+  unit: string;
+  released: string;
+  balances: unknown;
+}
+
+/** ReleaseResponse from the stored result (pure, so replays are identical). */
+export function renderRelease(r: StoredRelease): Record<string, unknown> {
+  return { status: 'RELEASED', released: amount(r.unit, r.released), balances: renderBalances(r.balances) };
+}
+
+/** What an admin force-release hands to the audit log (runtime releaseReservation AUDIT:
+ *  actor_type=admin_on_behalf_of, visible in GET /v1/admin/audit/logs). */
+export interface AdminReleaseAudit {
+  tenant: string;
+  reservationId: string;
+  reason?: string;
+  requestId: string;
+  traceId: string;
+  released: StoredRelease;
+}
+
+// HOOK for the admin-plane audit work: it registers a writer here. Until then an admin
+// release is recorded on the reservation (released_by = {"type":"admin_on_behalf_of"}).
+let adminReleaseAudit: ((redis: Redis, entry: AdminReleaseAudit) => Promise<void>) | undefined;
+export function setAdminReleaseAuditWriter(fn: typeof adminReleaseAudit): void {
+  adminReleaseAudit = fn;
+}
+
+export interface ReleaseInput {
+  reservationId: string;
+  idempotencyKey: string;
+  body: { reason?: string; [k: string]: unknown };
+  principal: Principal;
+  traceId: string;
+  requestId: string;
+}
+
+async function runRelease(
+  redis: Redis, acting: Acting, reservationId: string, idemKey: string, hash: string,
+  reason: string, ctx: { traceId: string; requestId: string }, mode: 'api' | 'cascade',
+): Promise<unknown> {
+  const { tenant } = acting;
+  const raw = await runScript(redis, loadScript('release'),
+    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant)],
+    [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode]);
+  return parseScriptJson(raw);
+}
+
+export async function releaseReservation(
+  redis: Redis,
+  input: ReleaseInput,
+  log?: { warn: (o: object, m: string) => void; error: (o: object, m: string) => void },
+): Promise<{ tenant: string; body: Record<string, unknown> }> {
+  const acting = await actingTenant(redis, input.principal, input.reservationId);
+  const res = await runRelease(redis, acting, input.reservationId, input.idempotencyKey,
+    payloadHash(input.body), input.body.reason ?? '', input, 'api');
+  if (isScriptError(res)) {
+    if (res.error === 'NOT_FOUND') {
+      throw acting.onBehalf
+        ? new ApiError('NOT_FOUND', `Reservation ${input.reservationId} not found`)
+        : await notFound(redis, acting.tenant, input.reservationId);
+    }
+    throw toApiError(res);
+  }
+  const stored = res as StoredRelease;
+  await unschedule(redis, acting.tenant, input.reservationId, log);
+  if (acting.onBehalf && adminReleaseAudit) {
+    try {
+      await adminReleaseAudit(redis, {
+        tenant: acting.tenant, reservationId: input.reservationId, reason: input.body.reason,
+        requestId: input.requestId, traceId: input.traceId, released: stored,
+      });
+    } catch (err) {
+      log?.error({ err, reservation_id: input.reservationId }, 'admin release audit write failed');
+    }
+  }
+  return { tenant: acting.tenant, body: renderRelease(stored) };
+}
+
+export type CascadeReleaseOutcome =
+  | { outcome: 'released'; released: StoredRelease }
+  | { outcome: 'skipped'; code: string };
+
+/**
+ * The tenant-close cascade's release of one reservation: bypasses the closed-tenant guard
+ * (the cascade runs after the CLOSED flip), actor system. A reservation that is already
+ * finalized, expired or missing is skipped with the script's code (NOT_FOUND,
+ * RESERVATION_FINALIZED, RESERVATION_EXPIRED — the sweeper gives expired holds back).
+ * Idempotent: a second call on the same reservation returns its stored release.
+ */
+export async function releaseForCascade(
+  redis: Redis, tenant: string, reservationId: string,
+  ctx: { traceId?: string; requestId?: string } = {},
+): Promise<CascadeReleaseOutcome> {
+  const acting: Acting = { tenant, actor: { type: 'system' }, onBehalf: false };
+  const res = await runRelease(redis, acting, reservationId, CASCADE_KEY, CASCADE_KEY, 'tenant_closed',
+    { traceId: ctx.traceId ?? '', requestId: ctx.requestId ?? '' }, 'cascade');
+  if (isScriptError(res)) {
+    if (res.error === 'INTERNAL_ERROR' || res.error === 'BUDGET_EXCEEDED') throw toApiError(res);
+    return { outcome: 'skipped', code: res.error };
+  }
+  await unschedule(redis, tenant, reservationId);
+  return { outcome: 'released', released: res as StoredRelease };
+}

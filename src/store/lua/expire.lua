@@ -1,0 +1,46 @@
+-- expire.lua: the expiry sweeper's unit of work, for one candidate reservation.
+-- @include ledger_common.lua
+-- @include reservation_common.lua
+--
+-- KEYS[1] reservation hash   KEYS[2] outbox stream
+-- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
+--
+-- Returns {"outcome": "gone"}      reservation missing or no longer ACTIVE (unschedule it)
+--         {"outcome": "pending", "deadline_ms": "..."}   not yet past expires_at + grace
+--         {"outcome": "expired"}   reserved amounts restored, status EXPIRED, event written
+--         {"outcome": "corrupt", "message": "..."}       ledger untouched (caller logs, unschedules)
+-- Atomic and idempotent: two sweepers racing on one reservation expire it exactly once.
+-- The closed-tenant guard does not apply: expiry is the system giving held budget back.
+
+local res_key, outbox_key = KEYS[1], KEYS[2]
+local budget_prefix = ARGV[1]
+
+local r = hgetall(res_key)
+if not r or r.status ~= 'ACTIVE' then return cjson.encode({outcome = 'gone'}) end
+
+local now = now_ms()
+local deadline = tonumber(r.expires_at_ms or '') 
+local grace = tonumber(r.grace_ms or '0')
+if deadline == nil or grace == nil then
+  return cjson.encode({outcome = 'corrupt', message = 'expires_at_ms/grace_ms unreadable'})
+end
+deadline = deadline + grace
+if now <= deadline then
+  return cjson.encode({outcome = 'pending', deadline_ms = string.format('%.0f', deadline)})
+end
+
+local budgets = load_budgets(budget_prefix, r)
+if not budgets then return cjson.encode({outcome = 'corrupt', message = 'budgeted scopes unreadable'}) end
+local plans, perr = plan_restore(budgets, r.estimate)
+if not plans then return cjson.encode({outcome = 'corrupt', message = cjson.decode(perr).message}) end
+
+for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
+
+outbox(outbox_key, 'reservation.expired', cjson.encode({
+  reservation_id = r.reservation_id, scope = r.scope_path, unit = r.unit,
+  estimated_amount = r.estimate, created_at_ms = r.created_at_ms, expired_at_ms = tostring(now),
+  expires_at_ms = r.expires_at_ms, extensions_used = tonumber(r.extension_count or '0'),
+}), now, {trace_id = ARGV[2], request_id = '', actor_json = '{"type":"system"}', scope = r.scope_path})
+
+return cjson.encode({outcome = 'expired'})

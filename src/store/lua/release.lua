@@ -1,0 +1,63 @@
+-- release.lua: give an ACTIVE reservation's estimate back (runtime releaseReservation,
+-- admin force-release, tenant-close cascade).
+-- @include ledger_common.lua
+-- @include reservation_common.lua
+--
+-- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
+-- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
+-- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] reason ('' = none)
+-- ARGV[5] trace id   ARGV[6] request id   ARGV[7] actor JSON
+-- ARGV[8] mode: 'api' | 'cascade' (cascade: the tenant-close cascade itself, which runs
+--         after the CLOSED flip and so must bypass the closed-tenant guard)
+--
+-- Returns the stored result JSON (fresh and replay alike) or an error JSON.
+-- No outbox event: the EventType enum has none for a plain release (the cascade emits its
+-- own ledger-level reservation.released_via_tenant_cascade aggregate).
+
+local res_key, tenant_key = KEYS[1], KEYS[2]
+local budget_prefix = ARGV[1]
+local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
+local cascade = ARGV[8] == 'cascade'
+
+local r = hgetall(res_key)
+if not r then return script_error('NOT_FOUND', 'Reservation not found') end
+
+if r.status == 'RELEASED' and r.release_key == idem_key then
+  if r.release_hash ~= payload_hash then
+    return script_error('IDEMPOTENCY_MISMATCH', 'Idempotency key was already used for a different release payload')
+  end
+  return r.release_result
+end
+
+if not cascade then
+  local gerr = guard_error(tenant_key)
+  if gerr then return gerr end
+end
+if r.status ~= 'ACTIVE' then return state_error(r.status) end
+
+local now = now_ms()
+if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
+  return script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)')
+end
+
+local budgets = load_budgets(budget_prefix, r)
+if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end
+local plans, perr = plan_restore(budgets, r.estimate)
+if not plans then return perr end
+
+for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+
+local result_json = cjson.encode({
+  status = 'RELEASED',
+  reservation_id = r.reservation_id,
+  unit = r.unit,
+  released = r.estimate,
+  balances = snapshots(budgets),
+})
+local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostring(now),
+  'release_key', idem_key, 'release_hash', payload_hash, 'release_result', result_json,
+  'released_by', ARGV[7]}
+if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
+redis.call(unpack(fields))
+
+return result_json

@@ -1,0 +1,131 @@
+-- reservation_common.lua: helpers shared by the scripts that finish a reservation
+-- (commit, release, extend, expire). Library only: local definitions, no top-level code.
+-- Include after ledger_common.lua:  -- @include ledger_common.lua
+--                                   -- @include reservation_common.lua
+--
+-- Budget keys: a reservation stores the scope paths it touched (`budgeted`) and its unit;
+-- the budget keys are `<budget_prefix><scope>:<unit>` where budget_prefix is
+-- keys.budget(tenant, '', '') minus the trailing ':' i.e. "{t:<tenant>}:budget:".
+-- The caller passes the prefix (so the key layout lives in src/store/keys.ts only); every
+-- key shares the tenant's hash tag, so the script stays in one Cluster slot.
+
+local function script_error(code, message, details)
+  local e = {error = code, message = message}
+  if details then e.details = details end
+  return cjson.encode(e)
+end
+
+-- The budgeted scope list of a reservation (JSON array) → Lua array, or nil if corrupt.
+local function decode_scopes(json)
+  if not json or json == '' then return nil end
+  local ok, v = pcall(cjson.decode, json)
+  if not ok or type(v) ~= 'table' then return nil end
+  return v
+end
+
+-- Loads every budgeted scope of a reservation: array of {scope, key, b = snapshot}.
+-- A budget hash that no longer exists is skipped (nothing to adjust on it).
+local function load_budgets(budget_prefix, r)
+  local scopes = decode_scopes(r.budgeted)
+  if not scopes then return nil end
+  local out = {}
+  for _, scope in ipairs(scopes) do
+    local key = budget_prefix .. scope .. ':' .. r.unit
+    if redis.call('EXISTS', key) == 1 then
+      local b = budget_snapshot(key)
+      for _, f in ipairs({'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}) do
+        b[f] = b[f] or '0'
+      end
+      out[#out + 1] = {scope = scope, key = key, b = b}
+    end
+  end
+  return out
+end
+
+-- Checks a planned new state of one budget before anything is written: every value is
+-- a valid int64 (no overflow happened while computing it: nil means overflow), reserved
+-- and debt are not negative, and the ledger invariant holds on the new values.
+-- Returns nil when fine, else an error description {code, field}.
+local function check_plan(b, new)
+  for _, f in ipairs({'remaining', 'reserved', 'spent', 'debt'}) do
+    if new[f] == nil then return {code = 'OVERFLOW', field = f} end
+  end
+  if i64_is_neg(new.reserved) then return {code = 'CORRUPT', field = 'reserved'} end
+  if i64_is_neg(new.debt) then return {code = 'CORRUPT', field = 'debt'} end
+  local s1 = i64_sub(b.allocated, new.spent)
+  local s2 = s1 and i64_sub(s1, new.reserved)
+  local expect = s2 and i64_sub(s2, new.debt)
+  if expect == nil then return {code = 'OVERFLOW', field = 'remaining'} end
+  if expect ~= new.remaining then return {code = 'CORRUPT', field = 'remaining'} end
+  return nil
+end
+
+-- Maps a check_plan failure to the script's error result.
+local function plan_error(scope, problem)
+  if problem.code == 'OVERFLOW' then
+    return script_error('BUDGET_EXCEEDED',
+      'The ' .. problem.field .. ' of budget ' .. scope .. ' would leave the int64 range; nothing was changed',
+      {scope = scope, field = problem.field, reason = 'INT64_OVERFLOW'})
+  end
+  return script_error('INTERNAL_ERROR', 'Ledger state of ' .. scope .. ' is inconsistent (' .. problem.field .. '); nothing was changed')
+end
+
+-- Writes a checked plan and re-asserts the invariant (cannot fail after check_plan).
+local function write_plan(key, new, now)
+  local args = {'HSET', key, 'remaining', new.remaining, 'reserved', new.reserved,
+    'spent', new.spent, 'debt', new.debt, 'updated_at_ms', tostring(now)}
+  if new.is_over_limit then
+    args[#args + 1] = 'is_over_limit'; args[#args + 1] = new.is_over_limit
+  end
+  redis.call(unpack(args))
+  assert_invariant(key)
+end
+
+-- Plan that gives a reservation's whole estimate back (release, expire).
+-- Returns (plans, nil) or (nil, error_result).
+local function plan_restore(budgets, estimate)
+  local plans = {}
+  for i, e in ipairs(budgets) do
+    local b = e.b
+    local new = {
+      reserved = i64_sub(b.reserved, estimate),
+      remaining = i64_add(b.remaining, estimate),
+      spent = b.spent,
+      debt = b.debt,
+    }
+    local problem = check_plan(b, new)
+    if problem then return nil, plan_error(e.scope, problem) end
+    plans[i] = new
+  end
+  return plans, nil
+end
+
+-- Balance snapshots (after the change) for the script result.
+local function snapshots(budgets)
+  local out = {}
+  for i, e in ipairs(budgets) do out[i] = budget_snapshot(e.key) end
+  return out
+end
+
+-- Which reservation-state error a mutation of a non-ACTIVE reservation gets.
+local function state_error(status)
+  if status == 'EXPIRED' then
+    return script_error('RESERVATION_EXPIRED', 'Reservation has expired')
+  end
+  if status == 'COMMITTED' or status == 'RELEASED' then
+    return script_error('RESERVATION_FINALIZED', 'Reservation is already ' .. status, {status = status})
+  end
+  return script_error('INTERNAL_ERROR', 'Reservation record has an unknown status')
+end
+
+-- Closed-tenant guard as a script error, or nil.
+local function guard_error(tenant_key)
+  local g = tenant_guard(tenant_key)
+  if g == 'TENANT_CLOSED' then
+    return script_error('TENANT_CLOSED', 'The owning tenant is CLOSED; reservations can no longer be changed')
+  end
+  if g == 'TENANT_CORRUPT' then
+    return script_error('INTERNAL_ERROR', 'Tenant record status cannot be determined')
+  end
+  return nil
+end
