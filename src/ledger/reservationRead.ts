@@ -109,8 +109,10 @@ export async function getReservation(redis: Redis, id: string, caller: { tenant?
     const own = await redis.hgetall(keys.reservation(caller.tenant, id));
     if (own.reservation_id) h = own;
     else {
+      // The owner key is a hint written before the reservation itself (and outlives a
+      // hash that has aged out): 403 only when the other tenant's hash really exists.
       const owner = await redis.get(keys.reservationOwner(id));
-      if (owner !== null && owner !== caller.tenant) {
+      if (owner !== null && owner !== caller.tenant && (await redis.exists(keys.reservation(owner, id))) === 1) {
         throw new ApiError('FORBIDDEN', 'Reservation belongs to another tenant');
       }
     }
