@@ -1,0 +1,6 @@
+import type { HandlerContext, HandlerResult } from '../../src/http/types';
+import { listTenants } from '../../src/admin/tenants';
+
+export default async function (ctx: HandlerContext): Promise<HandlerResult> {
+  return { status: 200, body: await listTenants(ctx.deps.redis, ctx.query) };
+}
