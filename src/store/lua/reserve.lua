@@ -132,12 +132,32 @@ if #budgeted == 0 then
   return deny('BUDGET_NOT_FOUND', nil, nil, nil, false)
 end
 
+-- allocated - spent - reserved - debt, in whichever order keeps every intermediate
+-- value inside int64 (spent may be negative after corrections); nil if none does.
+local function expected_remaining(h, key)
+  local acc = amount(h, 'allocated', key)
+  local terms = {amount(h, 'spent', key), amount(h, 'reserved', key), amount(h, 'debt', key)}
+  while #terms > 0 do
+    local progressed = false
+    for i = 1, #terms do
+      local v = i64_sub(acc, terms[i])
+      if v ~= nil then
+        acc = v
+        table.remove(terms, i)
+        progressed = true
+        break
+      end
+    end
+    if not progressed then return nil end
+  end
+  return acc
+end
+
 -- Invariant first: never evaluate against, or write onto, a corrupt ledger.
 for _, b in ipairs(budgeted) do
   local h = b.h
-  local expect = i64_sub(i64_sub(i64_sub(amount(h, 'allocated', b.key), amount(h, 'spent', b.key)),
-    amount(h, 'reserved', b.key)), amount(h, 'debt', b.key))
-  if expect ~= amount(h, 'remaining', b.key) then
+  local expect = expected_remaining(h, b.key)
+  if expect == nil or expect ~= amount(h, 'remaining', b.key) then
     error('reserve: ledger invariant violated on ' .. b.key)
   end
 end
