@@ -1,7 +1,7 @@
 // Idempotency helpers shared by every idempotent runtime operation (reserve, decide,
 // commit, release, extend, events). Runtime spec IDEMPOTENCY:
 //  - header X-Idempotency-Key and body idempotency_key, when both present, MUST match
-//    (a mismatch is a malformed request → 400 INVALID_REQUEST, docs/decisions.md D10);
+//    (a mismatch is a malformed request → 400 INVALID_REQUEST, docs/decisions.md DR3);
 //  - payloads are compared over a canonical JSON form (RFC 8785 via `canonicalize`), so
 //    key order and whitespace never cause IDEMPOTENCY_MISMATCH.
 // The record itself lives in Redis under keys.idem(tenant, endpoint, key) and is

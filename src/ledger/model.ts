@@ -30,7 +30,11 @@
 //   scope_path, affected_scopes (JSON array), budgeted (JSON array of scope paths that
 //   had a budget in `unit` at reserve time — the scopes commit/release/expire touch)
 //   created_at_ms, expires_at_ms, grace_ms, overage_policy (effective), idempotency_key,
-//   metadata (JSON, optional), extension_count, max_extensions
+//   metadata (JSON, optional), extension_count, max_extensions,
+//   policy_id (optional: the policy that governed the reserve, decisions DR2/DR4)
+//   Written by src/store/lua/reserve.lua. Hints outside the tenant slot, written BEFORE
+//   that script: keys.reservationOwner(id) and keys.expirySchedule() member
+//   "<tenant>\n<id>" (score expires_at+grace); either may be stale (no hash behind it).
 //   commit:  charged, committed_at_ms, committed_metadata (JSON), committed_metrics (JSON),
 //            commit_key, commit_hash, commit_result (stored result for replay)
 //   release: released_at_ms, release_reason, release_key, release_hash, release_result

@@ -50,7 +50,7 @@ const hashInt = (v: string | undefined): number | undefined => {
 };
 
 /**
- * Effective reservation settings (docs/decisions.md D11):
+ * Effective reservation settings (docs/decisions.md DR4):
  *  ttl   = request ?? policy default_ttl_ms ?? tenant default_reservation_ttl_ms ?? 60000,
  *          capped (never rejected) at policy max_ttl_ms ?? tenant max_reservation_ttl_ms
  *          (1 h when the tenant record lacks it; uncapped without a tenant record);
@@ -86,7 +86,7 @@ export function effectiveSettings(
 
 /** The structure hashed for idempotency: the body with the defaults that carry no
  *  other meaning applied (grace_period_ms, dry_run). ttl_ms and overage_policy stay
- *  as sent, because "absent" defers to policy/tenant settings (D10). */
+ *  as sent, because "absent" defers to policy/tenant settings (DR3). */
 export function reservePayload(body: Record<string, unknown>, mode: ReserveMode): Record<string, unknown> {
   if (mode === 'decide') return body;
   return { ...body, grace_period_ms: body.grace_period_ms ?? DEFAULT_GRACE_MS, dry_run: body.dry_run ?? false };

@@ -4,7 +4,7 @@
 //   {tenant: Acme, agent: Bot} → ["tenant:acme", "tenant:acme/agent:bot"]
 // Values are lower-cased for the canonical scope (scope strings are identifiers, not
 // display text); the subject itself is stored and returned exactly as sent.
-// Tenancy (docs/decisions.md D7): a subject without `tenant` is bound to the caller's
+// Tenancy (docs/decisions.md DR1): a subject without `tenant` is bound to the caller's
 // tenant by injecting it as the first level, so no request can address scopes outside
 // the effective tenant.
 import { ApiError } from '../errors';

@@ -4,7 +4,7 @@
 // policies (hash keys.policies(tenant), field = policy_id, value = Policy JSON) and the
 // authoritative time, and passes them in.
 //
-// scope_pattern grammar (docs/decisions.md D9), matched against the reservation's
+// scope_pattern grammar (docs/decisions.md DR2), matched against the reservation's
 // scope_path (its deepest derived scope), case-insensitively:
 //   pattern  := segment ('/' segment)*
 //   segment  := kind ':' value    exact segment

@@ -183,13 +183,13 @@ for _, b in ipairs(budgeted) do
     -- takes precedence over DEBT_OUTSTANDING (ERROR SEMANTICS, last bullet)
     reason = 'OVERDRAFT_LIMIT_EXCEEDED'
   elseif i64_is_pos(debt) and not i64_is_pos(limit) then
-    -- DecisionReasonCode: debt > 0 and overdraft_limit == 0 (docs/decisions.md D12)
+    -- DecisionReasonCode: debt > 0 and overdraft_limit == 0 (docs/decisions.md DR5)
     reason = 'DEBT_OUTSTANDING'
   elseif i64_cmp(remaining, estimate) < 0 then
     reason = 'BUDGET_EXCEEDED'
   elseif i64_add(amount(h, 'reserved', b.key), estimate) == nil then
     -- `reserved` cannot represent the sum (only reachable with negative spent):
-    -- the budget cannot take this amount (docs/decisions.md D13)
+    -- the budget cannot take this amount (docs/decisions.md DR6)
     reason = 'BUDGET_EXCEEDED'
   end
   if reason then
@@ -226,7 +226,7 @@ end
 
 local overage = p.overage_explicit
 if overage == '' then
-  -- request > policy (resolved by the caller) > leaf-most budget > tenant default (D11)
+  -- request > policy (resolved by the caller) > leaf-most budget > tenant default (DR4)
   local leaf = budgeted[#budgeted].h.commit_overage_policy
   if leaf and leaf ~= '' then
     overage = leaf
