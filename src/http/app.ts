@@ -73,6 +73,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
 
         const { operation, params } = matchOperation(router, method, path);
         operationId = operation.operationId!;
+        dropBlankDateTimes(operation, query);
         const op = spec.ops.get(operationId)!;
         opRef = op;
         if (op.feature !== 'base' && !features.has(op.feature)) {
@@ -231,3 +232,18 @@ function sendJson(res: Response, status: number, body: unknown): void {
 }
 
 export type { OperationRef };
+
+// Blank date-time query values mean "unset": the runtime spec's listReservations
+// TIME-RANGE FILTERS say servers MUST NOT 400 on `?from=&to=` despite `format: date-time`
+// (clients render unset variables as ""), so such values are removed before validation.
+const blankableCache = new WeakMap<object, string[]>();
+function dropBlankDateTimes(operation: Operation, query: Record<string, string | string[]>): void {
+  let names = blankableCache.get(operation);
+  if (!names) {
+    names = ((operation.parameters ?? []) as { in?: string; name?: string; schema?: { format?: string } }[])
+      .filter((p) => p.in === 'query' && p.schema?.format === 'date-time' && typeof p.name === 'string')
+      .map((p) => p.name!);
+    blankableCache.set(operation, names);
+  }
+  for (const n of names) if (query[n] === '') delete query[n];
+}
