@@ -26,6 +26,27 @@ export interface Config {
   auditRetentionDays: number;
   /** audit rows of the __unauth__ stream (failed pre-auth) are kept this many days; 0 = forever */
   auditUnauthRetentionDays: number;
+  /** operator-declared custom.* action kinds (CYCLES_CUSTOM_ACTION_KINDS, `kind=risk_class,...`) */
+  customActionKinds: { kind: string; risk_class: string }[];
+}
+
+const RISK_CLASSES = ['read_only', 'local_mutation', 'side_effect', 'external_side_effect', 'high_risk'];
+const CUSTOM_KIND_RE = /^custom\.[a-z0-9_-]+\.[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
+
+/** `custom.acme.erp.post=external_side_effect, custom.acme.sap.query=read_only` */
+function customKinds(raw: string | undefined): { kind: string; risk_class: string }[] {
+  const out: { kind: string; risk_class: string }[] = [];
+  for (const part of (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [kind, risk] = part.split('=').map((s) => s.trim());
+    if (!CUSTOM_KIND_RE.test(kind ?? '') || kind.length > 64) {
+      throw new Error(`CYCLES_CUSTOM_ACTION_KINDS: "${kind}" must look like custom.<org>.<operation>[.<qualifier>] (≤ 64 chars)`);
+    }
+    if (!RISK_CLASSES.includes(risk ?? '')) {
+      throw new Error(`CYCLES_CUSTOM_ACTION_KINDS: ${kind} needs =<risk_class> (one of ${RISK_CLASSES.join(', ')})`);
+    }
+    out.push({ kind, risk_class: risk });
+  }
+  return out;
 }
 
 function int(name: string, raw: string | undefined, def: number, min: number, max: number): number {
@@ -61,5 +82,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweepIntervalMs: int('CYCLES_SWEEP_INTERVAL_MS', env.CYCLES_SWEEP_INTERVAL_MS, 1000, 50, 600000),
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
+    customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),
   };
 }

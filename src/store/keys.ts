@@ -48,6 +48,9 @@ export const keys = {
   /** hash: policy name -> policy_id of a tenant (name uniqueness, checked in the same script) */
   policyNames: (t: string) => `${tenantTag(t)}:policy-names`,
 
+  /** string: policy_id -> owning tenant (updatePolicy addresses policies by id alone) */
+  policyOwner: (policyId: string) => `cycles:policy-owner:${policyId}`,
+
   // --- audit log (cross-tenant; written by one pipelined write per request) ---
   /** string: one AuditLogEntry as JSON, with the retention tier's TTL */
   auditEntry: (logId: string) => `cycles:audit:entry:${logId}`,
