@@ -77,7 +77,11 @@ describe('expiry sweeper', () => {
     expect(events).toHaveLength(ids.length);
     expect(new Set(events.map((e) => e.data.reservation_id)).size).toBe(ids.length);
     expect(events.every((e) => e.actor.type === 'system')).toBe(true);
-    expect(events[0].data).toMatchObject({ unit: U, scope: `${events[0].data.scope}` });
+    const estimateOf = new Map(ids.map((x, i) => [x.id, String(100 + i)]));
+    for (const e of events) {
+      expect(e.data).toMatchObject({ unit: U, estimated_amount: estimateOf.get(e.data.reservation_id) });
+      expect(e.data.scope).toMatch(/^tenant:x-.*\/workspace:w$/);
+    }
     for (const x of ids) expect(await redis().zscore(keys.expirySchedule(), `${x.t}\n${x.id}`)).toBeNull();
 
     // every mutation answers 410 now; the read answers 410 too

@@ -37,8 +37,13 @@
 //   "<tenant>\n<id>" (score expires_at+grace); either may be stale (no hash behind it).
 //   commit:  charged, committed_at_ms, committed_metadata (JSON), committed_metrics (JSON),
 //            commit_key, commit_hash, commit_result (stored result for replay)
-//   release: released_at_ms, release_reason, release_key, release_hash, release_result
+//   release: released_at_ms, release_reason, release_key, release_hash, release_result,
+//            released_by (actor JSON: api_key / admin_on_behalf_of / system for the cascade)
+//   extend:  extend_hash:<idempotency key>, extend_result:<idempotency key> (one pair per
+//            successful extension, so at most max_extensions), extend_metadata (last, JSON)
 //   expiry:  expired_at_ms
+//   commit/release/extend/expire: src/store/lua/{commit,release,extend,expire}.lua; the
+//   expiry schedule entry is removed / re-scored after those scripts, best effort.
 //   finalized_at_ms = committed_at_ms | released_at_ms
 //
 // Script results: every script returns cjson.encode(table) in which all int64 values

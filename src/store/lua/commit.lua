@@ -162,8 +162,9 @@ for i, e in ipairs(budgets) do
   end
   if i64_is_pos(b.remaining) and not i64_is_pos(new.remaining) then
     outbox(outbox_key, 'budget.exhausted', cjson.encode({
-      scope = e.scope, unit = r.unit, allocated = b.allocated, remaining = new.remaining,
-      spent = new.spent, reserved = new.reserved, debt = new.debt,
+      scope = e.scope, unit = r.unit, threshold = 1.0, direction = 'rising', allocated = b.allocated,
+      remaining = new.remaining, spent = new.spent, reserved = new.reserved, debt = new.debt,
+      reservation_id = r.reservation_id,
     }), now, ectx)
   end
 end
