@@ -5,6 +5,7 @@ import { startTestServer, call, type TestServer } from './helpers/server';
 import { keys } from '../src/store/keys';
 import { getBudget } from './helpers/fixtures';
 import { ledgerHolds } from '../src/ledger/model';
+import { uid } from './helpers/reservations';
 
 let s: TestServer;
 beforeAll(async () => { s = await startTestServer(); }, 30_000);
@@ -195,5 +196,24 @@ describe('concurrency', () => {
     const credits = 67n * 10n, debits = 67n * 3n, repays = 66n;
     expect(h.allocated).toBe(String(10_000n + credits - debits));
     expect(h.debt).toBe(String(500n - repays));
+  });
+
+  it('concurrent funds and live reservations on one scope keep the invariant; reserved equals the sum of accepted holds', async () => {
+    const b = await budget({ allocated: 5_000n });
+    const key = await s.tenantKey(b.t);
+    const reserveBody = () => ({ idempotency_key: uid('rv'), subject: { tenant: b.t }, action: { kind: 'llm.completion', name: 't' }, estimate: T(40) });
+    const tasks: Promise<{ kind: string; status: number; body: any }>[] = [];
+    for (let i = 0; i < 120; i++) {
+      if (i % 2 === 0) tasks.push(call(s.runtimeUrl, 'POST', '/v1/reservations', { key, body: reserveBody() }).then((r) => ({ kind: 'r', ...r })));
+      else tasks.push(fund(b.path, i % 4 === 1 ? { operation: 'CREDIT', amount: T(25) } : { operation: 'DEBIT', amount: T(30) }).then((r) => ({ kind: 'f', ...r })));
+    }
+    const rs = await Promise.all(tasks);
+    const reserved = rs.filter((r) => r.kind === 'r' && r.status === 200 && r.body.decision !== 'DENY').length;
+    expect(rs.filter((r) => r.kind === 'r').every((r) => r.status === 200 || r.status === 409)).toBe(true);
+    expect(rs.filter((r) => r.kind === 'f').every((r) => r.status === 200 || (r.status === 409 && r.body.error === 'BUDGET_EXCEEDED'))).toBe(true);
+    const h = await stored(b);
+    expect(ledgerHolds(h)).toBe(true);
+    expect(h.reserved).toBe(String(BigInt(reserved) * 40n));
+    expect(BigInt(h.remaining) >= 0n).toBe(true);
   });
 });
