@@ -1,0 +1,10 @@
+import type { HandlerContext, HandlerResult } from '../../src/http/types';
+import { eventCtx } from '../../src/admin/common';
+import { bulkTenants } from '../../src/admin/bulk';
+import { bulkAudit } from './bulkActionBudgets';
+
+export default async function (ctx: HandlerContext): Promise<HandlerResult> {
+  const started = Date.now();
+  const { envelope, replayed } = await bulkTenants(ctx.deps.redis, ctx.body, eventCtx(ctx, true));
+  return { status: 200, body: envelope, audit: bulkAudit('tenant', ctx.body, envelope, replayed, started) };
+}
