@@ -3,7 +3,7 @@
 // retention, and every listAuditLogs filter.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { startTestServer, call, type TestServer, type ApiResponse } from './helpers/server';
-import { putTenant } from './helpers/fixtures';
+import { putBudget, putTenant } from './helpers/fixtures';
 import { keys } from '../src/store/keys';
 
 let s: TestServer;
@@ -115,6 +115,26 @@ describe('exactly one row per request', () => {
     await admin('GET', '/v1/admin/overview'); // flushes ordering on the server connection
     await new Promise((r) => setTimeout(r, 50));
     expect(await total()).toBe(before + 1);
+  });
+});
+
+describe('runtime plane', () => {
+  it('only the admin-key releaseReservation is audited, as admin_on_behalf_of', async () => {
+    const t = tid();
+    await putTenant(s.redis.client, t);
+    await putBudget(s.redis.client, t, `tenant:${t}`, 'TOKENS', { allocated: 1000 });
+    const key = await s.tenantKey(t);
+    const before = await total();
+    const res = await call(s.runtimeUrl, 'POST', '/v1/reservations', { key, body: {
+      idempotency_key: `rv-${t}`, subject: { tenant: t }, action: { kind: 'llm.completion', name: 'x' }, estimate: { unit: 'TOKENS', amount: 10 } } });
+    expect(res.status).toBe(200);
+    const rel = await call(s.runtimeUrl, 'POST', `/v1/reservations/${res.body.reservation_id}/release`, { adminKey: s.adminKey, body: { idempotency_key: `rl-${t}` } });
+    expect(rel.status).toBe(200);
+    const row = await rowOf(rel);
+    expect(row).toMatchObject({ operation: 'releaseReservation', status: 200, resource_type: 'reservation', resource_id: res.body.reservation_id });
+    expect(row.metadata.actor_type).toBe('admin_on_behalf_of');
+    expect(row.trace_id).toBe(rel.headers.get('x-cycles-trace-id'));
+    expect(await total()).toBe(before + 2); // the release + the lookup; the tenant-key reserve is not audited
   });
 });
 
