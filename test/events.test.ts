@@ -179,6 +179,28 @@ describe('createEvent overage policies', () => {
   });
 });
 
+describe('createEvent concurrency', () => {
+  it('30 concurrent REJECT events against room for 10: exactly 10 apply, no oversubscription', async () => {
+    const { t, key } = await setup({ allocated: 1000 }, { allocated: 100 });
+    const results = await Promise.all(Array.from({ length: 30 }, () => post(key, event(t, 10, { overage_policy: 'REJECT' }))));
+    const codes = results.map((r) => r.status);
+    expect(codes.filter((c) => c === 201)).toHaveLength(10);
+    expect(codes.filter((c) => c === 409)).toHaveLength(20);
+    const { tenant, ws } = await budgets(t);
+    expect([ws.spent, ws.remaining]).toEqual(['100', '0']);
+    expect([tenant.spent, tenant.remaining]).toEqual(['100', '900']);
+  });
+
+  it('the same key sent 10 times concurrently debits once and every answer carries one event_id', async () => {
+    const { t, key } = await setup({ allocated: 1000 }, null);
+    const body = event(t, 7);
+    const results = await Promise.all(Array.from({ length: 10 }, () => post(key, body)));
+    expect(new Set(results.map((r) => r.status))).toEqual(new Set([201]));
+    expect(new Set(results.map((r) => r.body.event_id)).size).toBe(1);
+    expect((await budgets(t)).tenant.spent).toBe('7');
+  });
+});
+
 describe('createEvent errors', () => {
   it('FROZEN → 409 BUDGET_FROZEN, CLOSED → 409 BUDGET_CLOSED', async () => {
     const a = await setup({ allocated: 100 }, { allocated: 100, status: 'FROZEN' });
