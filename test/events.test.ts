@@ -153,6 +153,12 @@ describe('createEvent overage policies', () => {
     const types = (await srv.redis.client.xrange(keys.outbox(t), '-', '+')).map(([, f]) => f[f.indexOf('type') + 1]);
     expect(types).toContain('budget.debt_incurred');
     expect(types).toContain('budget.exhausted');
+    const entries = await srv.redis.client.xrange(keys.outbox(t), '-', '+');
+    const debt = entries.map(([, f]) => f).find((f) => f[f.indexOf('type') + 1] === 'budget.debt_incurred')!;
+    expect(JSON.parse(debt[debt.indexOf('data') + 1])).toMatchObject({
+      scope: `tenant:${t}/workspace:prod`, unit: U, debt_incurred: '40', total_debt: '40', overdraft_limit: '50',
+      overage_policy: 'ALLOW_WITH_OVERDRAFT', event_id: r.body.event_id,
+    });
   });
 
   it('ALLOW_WITH_OVERDRAFT beyond the limit → 409 OVERDRAFT_LIMIT_EXCEEDED, nothing written', async () => {

@@ -191,7 +191,7 @@ for i, e in ipairs(budgets) do
   local ectx = {trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json, scope = e.scope}
   if deficits[i] then
     outbox(outbox_key, 'budget.debt_incurred', cjson.encode({
-      scope = e.scope, unit = unit, debt_incurred = deficits[i], total_debt = new.debt,
+      scope = e.scope, unit = unit, event_id = event_id, debt_incurred = deficits[i], total_debt = new.debt,
       overdraft_limit = b.overdraft_limit, overage_policy = policy,
     }), now, ectx)
   end
@@ -202,8 +202,9 @@ for i, e in ipairs(budgets) do
   end
   if i64_is_pos(b.remaining) and not i64_is_pos(new.remaining) then
     outbox(outbox_key, 'budget.exhausted', cjson.encode({
-      scope = e.scope, unit = unit, allocated = b.allocated, remaining = new.remaining,
-      spent = new.spent, reserved = new.reserved, debt = new.debt,
+      scope = e.scope, unit = unit, threshold = 1.0, direction = 'rising', allocated = b.allocated,
+      remaining = new.remaining, spent = new.spent, reserved = new.reserved, debt = new.debt,
+      event_id = event_id,
     }), now, ectx)
   end
 end
