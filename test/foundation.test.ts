@@ -17,6 +17,7 @@ import { createPlaneApp } from '../src/http/app';
 import { Authenticator } from '../src/auth/authenticate';
 import { loadConfig, REPO_ROOT } from '../src/config';
 import { createLogger } from '../src/log';
+import type { Handler } from '../src/http/types';
 
 const ALL_TENANT_PERMS = [
   'reservations:create', 'reservations:commit', 'reservations:release', 'reservations:extend',
@@ -118,7 +119,7 @@ describe('request validation runs before any handler', () => {
   });
 
   it('an operation without a handler still answers 400 (not 501) for invalid input', async () => {
-    const app = await bareApp(new Map());
+    const app = await bareApp();
     try {
       const res = await call(app.url, 'POST', '/v1/reservations/r1/release', { adminKey: on.adminKey, body: [] });
       expect(res.status).toBe(400);
@@ -194,7 +195,7 @@ describe('cycles ops and 501', () => {
   });
 
   it('an operation without a handler answers 501 in ErrorResponse shape', async () => {
-    const app = await bareApp(new Map());
+    const app = await bareApp();
     try {
       const res = await call(app.url, 'POST', '/v1/reservations/r1/release', {
         adminKey: on.adminKey, body: { idempotency_key: 'k-501' },
@@ -237,7 +238,8 @@ describe('health and readiness', () => {
 });
 
 /** A runtime plane app with the given handler map, on an ephemeral port. */
-async function bareApp(handlers: Map<string, never>) {
+async function bareApp() {
+  const handlers = new Map<string, Handler>();
   const config = loadConfig({ REDIS_URL: on.redis.url, ADMIN_API_KEY: on.adminKey, CYCLES_VALIDATE_RESPONSES: '1' });
   const deps = { redis: on.redis.client, config, log: createLogger('silent') };
   const app = await createPlaneApp({
