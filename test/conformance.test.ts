@@ -6,8 +6,9 @@ import { startTestServer, type TestServer } from './helpers/server';
 import { runConformance } from '../conformance/index';
 
 let srv: TestServer;
-beforeAll(async () => { srv = await startTestServer(); });
-afterAll(async () => { await srv?.stop(); });
+let ext: TestServer; // CYCLES_FEATURES=v0.1.26
+beforeAll(async () => { [srv, ext] = await Promise.all([startTestServer(), startTestServer({ CYCLES_FEATURES: 'v0.1.26' })]); });
+afterAll(async () => { await Promise.all([srv?.stop(), ext?.stop()]); });
 
 describe('conformance harness against this server', () => {
   it('passes every case (features off)', async () => {
@@ -18,5 +19,13 @@ describe('conformance harness against this server', () => {
     // silently enumerated nothing would pass with zero failures.
     expect(summary.passed).toBeGreaterThan(150);
     expect(summary.results.some((r) => r.id === 'validation.runtime.releaseReservation' && r.outcome === 'pass')).toBe(true);
+  });
+
+  it('passes every case with --features v0.1.26 against a server with the extensions on', async () => {
+    const summary = await runConformance({ runtimeUrl: ext.runtimeUrl, adminUrl: ext.adminUrl, adminKey: ext.adminKey, features: ['v0.1.26'], concurrency: 4 });
+    const failures = summary.results.filter((r) => r.outcome === 'fail').map((r) => `${r.id}: ${r.messages.join(' | ')}`);
+    expect(failures).toEqual([]);
+    // with the feature on, the extension operations get real auth/validation cases
+    expect(summary.results.find((r) => r.id === 'validation.runtime.resetActionQuotaCounter')?.outcome).toBe('pass');
   });
 });

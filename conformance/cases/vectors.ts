@@ -77,8 +77,9 @@ function baseVector(v: Vector): Case {
             ctx.check(row && big(row.remaining.amount) === big(a.remaining.amount), `remaining at ${scope}: ${row ? row.remaining.amount : 'missing'}, want ${a.remaining.amount}`);
           }
         }
-      } else if (ctx.features.has('v0.1.26')) {
-        const dd = res.body.details?.deny_detail;
+      } else if (ctx.features.has('v0.1.26') && res.body.details?.deny_detail !== undefined) {
+        // ErrorResponseExtension: deny_detail on a 409 is a SHOULD; when present it must mirror the code.
+        const dd = res.body.details.deny_detail;
         ctx.check(dd?.reason_code === 'BUDGET_EXCEEDED', `deny_detail.reason_code ${dd?.reason_code}`);
       }
     },
