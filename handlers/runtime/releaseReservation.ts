@@ -13,5 +13,8 @@ export default async function releaseReservationHandler(ctx: HandlerContext): Pr
     traceId: ctx.traceId,
     requestId: ctx.requestId,
   }, ctx.deps.log);
-  return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
+  // An admin-key release is audited (onResponse hook) as admin_on_behalf_of this tenant.
+  const audit = { tenantId: tenant, resourceType: 'reservation', resourceId: ctx.params.reservation_id,
+    ...(ctx.body?.reason ? { metadata: { reason: String(ctx.body.reason) } } : {}) };
+  return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant }, audit };
 }

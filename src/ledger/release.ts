@@ -31,24 +31,6 @@ export function renderRelease(r: StoredRelease): Record<string, unknown> {
   return { status: 'RELEASED', released: amount(r.unit, r.released), balances: renderBalances(r.balances) };
 }
 
-/** What an admin force-release hands to the audit log (runtime releaseReservation AUDIT:
- *  actor_type=admin_on_behalf_of, visible in GET /v1/admin/audit/logs). */
-export interface AdminReleaseAudit {
-  tenant: string;
-  reservationId: string;
-  reason?: string;
-  requestId: string;
-  traceId: string;
-  released: StoredRelease;
-}
-
-// HOOK for the admin-plane audit work: it registers a writer here. Until then an admin
-// release is recorded on the reservation (released_by = {"type":"admin_on_behalf_of"}).
-let adminReleaseAudit: ((redis: Redis, entry: AdminReleaseAudit) => Promise<void>) | undefined;
-export function setAdminReleaseAuditWriter(fn: typeof adminReleaseAudit): void {
-  adminReleaseAudit = fn;
-}
-
 export interface ReleaseInput {
   reservationId: string;
   idempotencyKey: string;
@@ -87,16 +69,6 @@ export async function releaseReservation(
   }
   const stored = res as StoredRelease;
   await unschedule(redis, acting.tenant, input.reservationId, log);
-  if (acting.onBehalf && adminReleaseAudit) {
-    try {
-      await adminReleaseAudit(redis, {
-        tenant: acting.tenant, reservationId: input.reservationId, reason: input.body.reason,
-        requestId: input.requestId, traceId: input.traceId, released: stored,
-      });
-    } catch (err) {
-      log?.error({ err, reservation_id: input.reservationId }, 'admin release audit write failed');
-    }
-  }
   return { tenant: acting.tenant, body: renderRelease(stored) };
 }
 
