@@ -48,8 +48,8 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: ok ? 'up' : 'down' });
   });
 
+  const bodyLimit = deps.config.bodyLimitBytes;
   app.use(
-    express.raw({ type: () => true, limit: deps.config.bodyLimitBytes }),
     async (req: Request, res: Response) => {
       const started = process.hrtime.bigint();
       const requestId = newRequestId();
@@ -84,8 +84,8 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
 
         let body: unknown;
         let view: unknown;
-        const raw = req.body as Buffer | undefined;
-        if (BODY_METHODS.has(method) && operation.requestBody && Buffer.isBuffer(raw) && raw.length > 0) {
+        const raw = BODY_METHODS.has(method) ? await readBody(req, bodyLimit) : undefined;
+        if (operation.requestBody && raw && raw.length > 0) {
           const ctype = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
           if (ctype !== 'application/json' && !ctype.endsWith('+json')) {
             throw new ApiError('INVALID_REQUEST', `Content-Type must be application/json (got "${ctype || 'none'}")`);
@@ -161,16 +161,13 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
     },
   );
 
-  // Body-parser failures (too large, bad encoding) arrive here, before the pipeline.
+  // Anything express itself fails on before the pipeline (e.g. a malformed URL).
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
     const requestId = newRequestId();
     const traceId = traceIdFrom(req.headers.traceparent, req.headers['x-cycles-trace-id']);
     res.setHeader('X-Request-Id', requestId);
     res.setHeader('X-Cycles-Trace-Id', traceId);
-    const tooLarge = err?.type === 'entity.too.large';
-    const apiErr = tooLarge
-      ? new ApiError('INVALID_REQUEST', `Request body exceeds the ${deps.config.bodyLimitBytes}-byte limit`, undefined, 413)
-      : new ApiError('INVALID_REQUEST', `Unreadable request body: ${err?.message ?? 'unknown error'}`);
+    const apiErr = new ApiError('INVALID_REQUEST', `Unreadable request: ${err?.message ?? 'unknown error'}`);
     const body = errorBody(apiErr, requestId, traceId);
     sendJson(res, apiErr.status, body);
     notify(opts, deps, {
@@ -182,6 +179,36 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
 
   return app;
 }
+
+/** Reads the whole body, refusing more than `limit` bytes (413) as soon as it is exceeded:
+ *  by Content-Length up front, or while streaming a chunked body. */
+function readBody(req: Request, limit: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared === 0) return Promise.resolve(undefined);
+  if (declared > limit) {
+    req.resume();
+    return Promise.reject(tooLarge(limit));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.once('error', (e) => reject(new ApiError('INVALID_REQUEST', `Unreadable request body: ${e.message}`)));
+  });
+}
+
+const tooLarge = (limit: number) =>
+  new ApiError('INVALID_REQUEST', `Request body exceeds the ${limit}-byte limit`, undefined, 413);
 
 function notify(opts: PlaneAppOptions, deps: Deps, info: ResponseInfo): void {
   if (!opts.onResponse) return;

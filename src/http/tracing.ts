@@ -18,9 +18,20 @@ export function traceIdFrom(traceparent: unknown, cyclesTraceId: unknown): strin
   return newTraceId();
 }
 
+// Random bytes are drawn from a pooled buffer: one CSPRNG call per 256 ids instead of one
+// per request.
+const POOL_IDS = 256;
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
 export function newTraceId(): string {
   for (;;) {
-    const id = randomBytes(16).toString('hex');
+    if (poolOffset >= pool.length) {
+      pool = randomBytes(16 * POOL_IDS);
+      poolOffset = 0;
+    }
+    const id = pool.toString('hex', poolOffset, poolOffset + 16);
+    poolOffset += 16;
     if (id !== ZERO32) return id;
   }
 }
