@@ -22,6 +22,8 @@ export interface Config {
   validateResponses: boolean;
   logLevel: string;
   sweepIntervalMs: number;
+  /** in-process API key cache kept coherent by Redis client tracking */
+  authCache: boolean;
   /** audit rows of authenticated callers (incl. __admin__) are kept this many days; 0 = forever */
   auditRetentionDays: number;
   /** audit rows of the __unauth__ stream (failed pre-auth) are kept this many days; 0 = forever */
@@ -79,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: int('CYCLES_BODY_LIMIT_BYTES', env.CYCLES_BODY_LIMIT_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
     validateResponses: env.CYCLES_VALIDATE_RESPONSES === '1' || env.CYCLES_VALIDATE_RESPONSES === 'true',
     logLevel: env.CYCLES_LOG_LEVEL || (env.NODE_ENV === 'test' ? 'silent' : 'info'),
+    authCache: env.CYCLES_AUTH_CACHE !== '0' && env.CYCLES_AUTH_CACHE !== 'false',
     sweepIntervalMs: int('CYCLES_SWEEP_INTERVAL_MS', env.CYCLES_SWEEP_INTERVAL_MS, 1000, 50, 600000),
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),

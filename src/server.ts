@@ -9,6 +9,7 @@ import { createLogger } from './log';
 import { createPlaneApp } from './http/app';
 import { loadHandlers } from './handlers';
 import { Authenticator } from './auth/authenticate';
+import { ApiKeyCache } from './auth/keyCache';
 import { startRedisServer } from './store/redisProcess';
 import { startWorkers, type Workers } from './workers';
 import type { Deps } from './http/types';
@@ -56,11 +57,21 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       redisUrl = embedded.url;
     }
     const redis = new Redis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
+    // ioredis reconnects on its own; an outage shows in /readyz and as 500s, not as an
+    // unhandled 'error' event.
+    redis.on('error', (e) => log.warn({ err: e }, 'redis connection error'));
     await redis.connect();
     cleanups.unshift(async () => { await redis.quit().catch(() => redis.disconnect()); });
 
     const deps: Deps = { redis, config, log };
-    const authenticator = new Authenticator(redis, adminApiKey);
+    let keyCache: ApiKeyCache | undefined;
+    if (config.authCache && (roles.has('runtime') || roles.has('admin'))) {
+      keyCache = new ApiKeyCache(redis, log);
+      await keyCache.start();
+      const started = keyCache;
+      cleanups.unshift(() => started.stop());
+    }
+    const authenticator = new Authenticator(redis, adminApiKey, keyCache);
     const isReady = async () => (await withTimeout(redis.ping(), 1000)) === 'PONG';
 
     const urls: Partial<Record<Plane, string>> = {};

@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import type { Plane } from '../config';
 import { lookupKey, keyProblem } from './apiKeys';
+import type { ApiKeyCache } from './keyCache';
 import { REQUIRED_PERMISSION, holds, type Permission } from './permissions';
 
 export type Principal =
@@ -33,7 +34,12 @@ export interface AuthOp {
 export class Authenticator {
   private readonly adminDigest: Buffer | null;
 
-  constructor(private readonly redis: Redis, adminKey: string | undefined) {
+  constructor(
+    private readonly redis: Redis,
+    adminKey: string | undefined,
+    /** revocation-safe record cache (src/auth/keyCache.ts); absent → read Redis each time */
+    private readonly cache?: ApiKeyCache,
+  ) {
     this.adminDigest = adminKey ? digest(adminKey) : null;
   }
 
@@ -60,7 +66,7 @@ export class Authenticator {
       return { kind: 'admin' };
     }
     if (schemes.has('ApiKeyAuth') && keyHeader !== undefined) {
-      const record = await lookupKey(this.redis, keyHeader);
+      const record = this.cache ? await this.cache.lookup(keyHeader) : await lookupKey(this.redis, keyHeader);
       const problem = keyProblem(record, Date.now());
       if (problem || !record) throw new ApiError('UNAUTHORIZED', `Invalid API key (${problem})`);
       const principal: Principal = {
