@@ -315,8 +315,11 @@ describe('idempotency', () => {
 });
 
 describe('policies, TTL and overage resolution', () => {
-  const putPolicy = (tenant: string, p: Record<string, unknown>) =>
-    redis().hset(keys.policies(tenant), p.policy_id as string, JSON.stringify({ status: 'ACTIVE', created_at: '2026-01-01T00:00:00Z', ...p }));
+  // Like policy_write.lua: the row plus the policy version bump (runtime policy caches key on it).
+  const putPolicy = (tenant: string, p: Record<string, unknown>) => redis().multi()
+    .hset(keys.policies(tenant), p.policy_id as string, JSON.stringify({ status: 'ACTIVE', created_at: '2026-01-01T00:00:00Z', ...p }))
+    .incr(keys.policyVersion(tenant))
+    .exec();
 
   it('caps from the matching policy → ALLOW_WITH_CAPS (live and dry_run); caps absent otherwise', async () => {
     const { tenant, key } = await setup({ 'tenant:$T': { allocated: 1000 } });

@@ -239,7 +239,7 @@ export async function createPolicy(redis: Redis, body: Record<string, any>, c: P
   return policy;
 }
 
-const policyKeys = (t: string) => [keys.tenant(t), keys.policies(t), keys.policyNames(t), keys.outbox(t)];
+const policyKeys = (t: string) => [keys.tenant(t), keys.policies(t), keys.policyNames(t), keys.outbox(t), keys.policyVersion(t)];
 
 /** Resolves the owning tenant of a policy id; 404 for unknown ids and for another
  *  tenant's policy under an API key (no existence leak). */

@@ -66,6 +66,8 @@ export async function commitReservation(
     if (res.error === 'NOT_FOUND') throw await notFound(redis, tenant, input.reservationId);
     throw toApiError(res);
   }
-  await unschedule(redis, tenant, input.reservationId, log);
+  // Not awaited: the schedule is a hint (the sweeper drops entries of finalized
+  // reservations); the ZREM is queued on the connection before the response goes out.
+  void unschedule(redis, tenant, input.reservationId, log);
   return { tenant, body: renderCommit(res as StoredCommit) };
 }

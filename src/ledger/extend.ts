@@ -66,7 +66,8 @@ export async function extendReservation(
   if (reply.active) {
     // New sweep deadline; GT never moves it earlier than a concurrent, later extension.
     const deadline = BigInt(stored.expires_at_ms) + BigInt(reply.grace_ms);
-    await redis.zadd(keys.expirySchedule(), 'GT', deadline.toString(), scheduleMember(tenant, input.reservationId))
+    // Not awaited: the schedule is only a hint (an early score is re-scored by the sweeper).
+    void redis.zadd(keys.expirySchedule(), 'GT', deadline.toString(), scheduleMember(tenant, input.reservationId))
       .catch((err: unknown) => log?.warn({ err, reservation_id: input.reservationId }, 'expiry schedule update failed'));
   }
   return { tenant, body: renderExtend(stored, BigInt(reply.now_ms), reply.active) };

@@ -68,7 +68,8 @@ export async function releaseReservation(
     throw toApiError(res);
   }
   const stored = res as StoredRelease;
-  await unschedule(redis, acting.tenant, input.reservationId, log);
+  // Not awaited: the schedule is only a hint (see commit.ts).
+  void unschedule(redis, acting.tenant, input.reservationId, log);
   return { tenant: acting.tenant, body: renderRelease(stored) };
 }
 

@@ -6,11 +6,14 @@
 //   decide    DecisionResponse, DENY with reason_code; never 409 except IDEMPOTENCY_MISMATCH
 // UNIT_MISMATCH is 400 on all three.
 //
-// Flow: validate + derive scopes (pure) → one pipelined read (policies, tenant config,
-// Redis TIME, idempotency presence) → resolve effective TTL / overage / caps (pure) →
-// live only: write the non-tenant hints (owner, expiry schedule) → reserve.lua does
-// idempotency, tenant guard, checks and writes atomically → render the response (pure)
-// from the script's result, so a replay renders byte-identically.
+// Flow (two Redis round trips with authentication): validate + derive scopes (pure) →
+// match the request's scope against the tenant's cached policies (src/policy/cache.ts)
+// → ONE pipeline: live only, the non-tenant hints (owner key, expiry schedule entry),
+// then reserve.lua, which does idempotency, the policy-version check, the policy's
+// effective window, the tenant guard, effective TTL / overage / max_extensions (DR4),
+// checks and writes atomically → render the response (pure) from the script's result,
+// so a replay renders byte-identically. Stale cached policies: the script answers STALE
+// with the current ones (no writes) and the evaluation runs again.
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors';
 import { parseJsonBody, stringify, toBig, INT64_MAX } from '../json';
@@ -19,70 +22,36 @@ import { loadScript, runScript } from '../store/scripts';
 import { amount, renderBalance, UNITS } from './model';
 import { deriveScopes } from './scope';
 import { idempotencyKeyFrom, payloadHash } from './idempotency';
-import { parsePolicies, sanitizeCaps, selectPolicy, type Policy } from '../policy/match';
+import { PolicyCache, candidatesFor } from '../policy/cache';
+import { scheduleMember } from './reservationOps';
 import type { HandlerContext } from '../http/types';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
 
-export const DEFAULT_TTL_MS = 60_000;
+// Effective reservation settings (docs/decisions.md DR4) are resolved inside reserve.lua,
+// from the request, the selected policy (src/policy/cache.ts ScriptCandidate) and the
+// tenant record read atomically with the checks:
+//  ttl   = request ?? policy default_ttl_ms ?? tenant default_reservation_ttl_ms ?? 60000,
+//          capped (never rejected) at policy max_ttl_ms ?? tenant max_reservation_ttl_ms
+//          (1 h when the tenant record lacks it; uncapped without a tenant record);
+//  grace = request ?? 5000 (here);
+//  max_extensions = policy ?? tenant max_reservation_extensions ?? 10;
+//  overage = request > policy > leaf-most budget > tenant default > ALLOW_IF_AVAILABLE.
 export const DEFAULT_GRACE_MS = 5_000;
-export const DEFAULT_MAX_EXTENSIONS = 10;
-/** A tenant record without max_reservation_ttl_ms gets the admin spec's default (1 h). */
-export const TENANT_DEFAULT_MAX_TTL_MS = 3_600_000;
-const DAY_MS = 86_400_000;
-const OVERAGE_POLICIES = new Set(['REJECT', 'ALLOW_IF_AVAILABLE', 'ALLOW_WITH_OVERDRAFT']);
-
-export interface Effective {
-  ttlMs: number;
-  graceMs: number;
-  maxExtensions: number;
-  /** request > policy; '' = let the script resolve budget > tenant > default */
-  overageExplicit: string;
-  caps?: Record<string, unknown>;
-  policyId?: string;
-}
 
 const posInt = (v: unknown): number | undefined =>
   typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
-const hashInt = (v: string | undefined): number | undefined => {
-  if (v === undefined || !/^\d{1,15}$/.test(v)) return undefined;
-  return Number(v);
-};
 
-/**
- * Effective reservation settings (docs/decisions.md DR4):
- *  ttl   = request ?? policy default_ttl_ms ?? tenant default_reservation_ttl_ms ?? 60000,
- *          capped (never rejected) at policy max_ttl_ms ?? tenant max_reservation_ttl_ms
- *          (1 h when the tenant record lacks it; uncapped without a tenant record);
- *  grace = request ?? 5000;
- *  max_extensions = policy ?? tenant max_reservation_extensions ?? 10;
- *  overage: request > policy here; budget > tenant > ALLOW_IF_AVAILABLE in the script.
- */
-export function effectiveSettings(
-  body: Record<string, unknown>,
-  policy: Policy | undefined,
-  tenant: Record<string, string> | undefined,
-): Effective {
-  const ovr = policy?.reservation_ttl_override ?? {};
-  const hasTenant = tenant !== undefined && Object.keys(tenant).length > 0;
-  let ttl = posInt(body.ttl_ms) ?? posInt(ovr.default_ttl_ms) ?? hashInt(tenant?.default_reservation_ttl_ms) ?? DEFAULT_TTL_MS;
-  const max = posInt(ovr.max_ttl_ms) ?? hashInt(tenant?.max_reservation_ttl_ms) ?? (hasTenant ? TENANT_DEFAULT_MAX_TTL_MS : undefined);
-  if (max !== undefined && max > 0 && ttl > max) ttl = max;
-  const graceMs = posInt(body.grace_period_ms) ?? DEFAULT_GRACE_MS;
-  const maxExtensions = posInt(ovr.max_extensions) ?? hashInt(tenant?.max_reservation_extensions) ?? DEFAULT_MAX_EXTENSIONS;
-  const fromRequest = typeof body.overage_policy === 'string' ? body.overage_policy : undefined;
-  const fromPolicy = typeof policy?.commit_overage_policy === 'string' && OVERAGE_POLICIES.has(policy.commit_overage_policy)
-    ? policy.commit_overage_policy : undefined;
-  const caps = policy ? sanitizeCaps(policy.caps) : undefined;
-  return {
-    ttlMs: ttl,
-    graceMs,
-    maxExtensions,
-    overageExplicit: fromRequest ?? fromPolicy ?? '',
-    ...(caps ? { caps: caps as Record<string, unknown> } : {}),
-    ...(policy ? { policyId: policy.policy_id } : {}),
-  };
-}
+/** Process-wide policy cache (validated against keys.policyVersion by reserve.lua). */
+export const policyCache = new PolicyCache();
+
+/** Redis TIME minus the local clock, as last observed (biased low: sampled on receipt). */
+let redisClockOffsetMs = 0;
+/** Provisional expiry-schedule score (DR8): due this long after "now", so it never lies
+ *  before the script has run, and the exact score replaces it right after the script. */
+const PROVISIONAL_SCHEDULE_DELAY_MS = 1_000;
+/** Evaluations against policies that changed meanwhile before giving up (503-like). */
+const MAX_POLICY_ATTEMPTS = 3;
 
 /** The structure hashed for idempotency: the body with the defaults that carry no
  *  other meaning applied (grace_period_ms, dry_run). ttl_ms and overage_policy stay
@@ -133,49 +102,22 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   const endpoint = mode === 'decide' ? 'decide' : 'reserve';
   const idem = keys.idem(tenant, endpoint, idemKey);
 
-  const [polRes, tenRes, timeRes, idemRes] = (await redis
-    .pipeline()
-    .hgetall(keys.policies(tenant))
-    .hgetall(keys.tenant(tenant))
-    .time()
-    .exists(idem)
-    .exec())!;
-  for (const [err] of [polRes, tenRes, timeRes, idemRes]) if (err) throw err;
-  const [sec, usec] = timeRes[1] as [string, string];
-  const t0 = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-  const { policies, invalid } = parsePolicies(polRes[1] as Record<string, string>);
-  if (invalid.length > 0) log.warn({ tenant, policy_ids: invalid }, 'ignoring unparseable policy records');
-  const policy = selectPolicy(policies, scopePath, t0);
-  const eff = effectiveSettings(body, policy, tenRes[1] as Record<string, string>);
-
   const live = mode === 'live';
   const reservationId = live ? `res_${randomUUID().replace(/-/g, '')}` : '';
-  const expiresAt = t0 + eff.ttlMs;
-  if (live && (idemRes[1] as number) === 0) {
-    // Hints outside the tenant slot, written BEFORE the script so a crash can never
-    // leave a reservation without them (a stale hint for an id that was never
-    // created is harmless: owner lookups find no hash, the sweeper finds nothing).
-    await redis
-      .pipeline()
-      .set(keys.reservationOwner(reservationId), tenant)
-      .zadd(keys.expirySchedule(), expiresAt + eff.graceMs, `${tenant}\n${reservationId}`)
-      .exec();
-  }
-
+  const graceMs = posInt(body.grace_period_ms) ?? DEFAULT_GRACE_MS;
+  const member = scheduleMember(tenant, reservationId);
+  const ownerKey = keys.reservationOwner(reservationId);
   const otherUnits = UNITS.filter((u) => u !== unit);
-  const params = {
+  const params: Record<string, unknown> = {
     mode,
     hash,
     tenant,
     reservation_id: reservationId,
     unit,
     estimate: estimate.toString(),
-    expires_at_ms: String(expiresAt),
-    grace_ms: String(eff.graceMs),
-    overage_explicit: eff.overageExplicit,
-    max_extensions: String(eff.maxExtensions),
-    caps_json: eff.caps ? stringify(eff.caps) : '',
-    idem_ttl_ms: String(live ? Math.max(eff.ttlMs + eff.graceMs, DAY_MS) : DAY_MS),
+    ttl_ms: posInt(body.ttl_ms)?.toString() ?? '',
+    grace_ms: String(graceMs),
+    overage_request: typeof body.overage_policy === 'string' ? body.overage_policy : '',
     scope_path: scopePath,
     scopes,
     other_units: otherUnits,
@@ -186,7 +128,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     trace_id: ctx.traceId,
     request_id: ctx.requestId,
     actor_json: JSON.stringify({ type: 'api_key', key_id: principal.keyId }),
-    policy_id: eff.policyId ?? '',
+    res_prefix: keys.reservation(tenant, ''),
   };
   const scriptKeys = [
     idem,
@@ -194,22 +136,75 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.reservation(tenant, reservationId || '_'),
     keys.reservationIndex(tenant),
     keys.outbox(tenant),
+    keys.policies(tenant),
+    keys.policyVersion(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
     ...scopes.flatMap((s) => otherUnits.map((u) => keys.budget(tenant, s, u))),
   ];
-  const raw = (await runScript(redis, script(), scriptKeys, [JSON.stringify(params)])) as string;
-  const out = JSON.parse(raw) as { err?: string; scope?: string; remaining?: string; expected_units?: string[] }
-    & { replay?: boolean; now_ms?: string; result?: ScriptResult };
+
+  type Reply = { err?: string; scope?: string; remaining?: string; expected_units?: string[] }
+    & { replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult }
+    & { stale?: boolean; version?: string; policies?: string[] | Record<string, never> };
+  let policies = policyCache.get(tenant);
+  let hintErrors: unknown[] = [];
+  let out: Reply | undefined;
+  for (let attempt = 1; ; attempt++) {
+    params.policy_version = policies?.version ?? '';
+    params.candidates = candidatesFor(policies, scopePath);
+    const arg = JSON.stringify(params);
+    let raw: unknown;
+    if (live && attempt === 1) {
+      // Hints outside the tenant slot, queued BEFORE the script in the same pipeline, so
+      // no reservation can exist without them (DR8). The schedule score is provisional.
+      const provisional = Date.now() + redisClockOffsetMs + PROVISIONAL_SCHEDULE_DELAY_MS;
+      const res = (await redis
+        .pipeline()
+        .set(ownerKey, tenant)
+        .zadd(keys.expirySchedule(), provisional, member)
+        .evalsha(script().sha, scriptKeys.length, ...scriptKeys, arg)
+        .exec())!;
+      hintErrors = [res[0][0], res[1][0]].filter((e) => e);
+      const [err, val] = res[2];
+      if (err && !(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+      raw = err ? await runScript(redis, script(), scriptKeys, [arg]) : val;
+    } else {
+      raw = await runScript(redis, script(), scriptKeys, [arg]);
+    }
+    out = JSON.parse(raw as string) as Reply;
+    if (!out.stale) break;
+    const flat = Array.isArray(out.policies) ? out.policies : [];
+    const hashObj: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) hashObj[flat[i]] = flat[i + 1];
+    const fresh = policyCache.set(tenant, String(out.version), hashObj);
+    if (fresh.invalid.length > 0) log.warn({ tenant, policy_ids: fresh.invalid }, 'ignoring unparseable policy records');
+    policies = fresh.set;
+    if (attempt >= MAX_POLICY_ATTEMPTS) {
+      throw new ApiError('INTERNAL_ERROR', 'Policies changed during the evaluation; retry the request');
+    }
+  }
+
+  const created = live && !out.err && !out.replay && out.result?.reservation_id === reservationId;
+  if (created) {
+    const exact = Number(out.result!.expires_at_ms) + graceMs;
+    if (hintErrors.length > 0) {
+      // The reservation exists but a hint write failed: repair before answering.
+      log.error({ err: hintErrors[0], tenant, reservation_id: reservationId }, 'reservation hints failed before the script; rewriting');
+      await redis.pipeline().set(ownerKey, tenant).zadd(keys.expirySchedule(), exact, member).exec();
+    } else {
+      // Exact deadline; XX never resurrects an entry a fast commit already removed.
+      redis.zadd(keys.expirySchedule(), 'XX', exact, member)
+        .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'expiry schedule update failed'));
+    }
+  } else if (live) {
+    // Replay or refusal: this request's fresh id was never created; drop its hints.
+    redis.pipeline().del(ownerKey).zrem(keys.expirySchedule(), member).exec()
+      .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'hint cleanup failed'));
+  }
+  if (out.now_ms !== undefined) redisClockOffsetMs = Number(out.now_ms) - Date.now();
   if (out.err) throw scriptError(out, { scopePath, unit, estimate });
 
   const result = out.result!;
-  const nowMs = Number(out.now_ms);
-  let active = true;
-  if (out.replay && result.reservation_id) {
-    const st = await redis.hget(keys.reservation(tenant, result.reservation_id), 'status');
-    active = st === 'ACTIVE';
-  }
-  return { result, replay: out.replay === true, nowMs, active };
+  return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false };
 }
 
 function scriptError(

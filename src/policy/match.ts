@@ -133,3 +133,39 @@ export function sanitizeCaps(caps: unknown): PolicyCaps | undefined {
   if (strList(c.tool_denylist)) out.tool_denylist = [...(c.tool_denylist as string[])];
   return Object.keys(out).length > 0 ? out : undefined;
 }
+
+/** A matching policy with its effective window resolved to ms (absent = unbounded). */
+export interface PolicyCandidate { policy: Policy; fromMs?: number; untilMs?: number }
+
+/**
+ * The time-independent half of selectPolicy: the ACTIVE policies whose scope_pattern
+ * matches `scopePath` and whose effective dates parse, in selection order (priority
+ * descending, policy_id ascending), cut after the first one without an effective window
+ * (it is always in effect, so nothing after it can win). The first candidate whose window
+ * contains "now" is exactly selectPolicy(policies, scopePath, now) — so the time check can
+ * run where the authoritative clock is (reserve.lua, Redis TIME).
+ */
+export function policyCandidates(policies: readonly Policy[], scopePath: string): PolicyCandidate[] {
+  const out: PolicyCandidate[] = [];
+  for (const p of policies) {
+    if ((p.status ?? 'ACTIVE') !== 'ACTIVE' || !matchesScope(p.scope_pattern, scopePath)) continue;
+    const c: PolicyCandidate = { policy: p };
+    if (p.effective_from !== undefined) {
+      c.fromMs = Date.parse(p.effective_from);
+      if (Number.isNaN(c.fromMs)) continue;
+    }
+    if (p.effective_until !== undefined) {
+      c.untilMs = Date.parse(p.effective_until);
+      if (Number.isNaN(c.untilMs)) continue;
+    }
+    out.push(c);
+  }
+  out.sort((x, y) => prio(y.policy) - prio(x.policy) || (x.policy.policy_id < y.policy.policy_id ? -1 : x.policy.policy_id > y.policy.policy_id ? 1 : 0));
+  const always = out.findIndex((c) => c.fromMs === undefined && c.untilMs === undefined);
+  return always < 0 ? out : out.slice(0, always + 1);
+}
+
+/** The candidate in effect at `nowMs` (mirrors the selection loop in reserve.lua). */
+export function pickCandidate(cands: readonly PolicyCandidate[], nowMs: number): Policy | undefined {
+  return cands.find((c) => (c.fromMs === undefined || nowMs >= c.fromMs) && (c.untilMs === undefined || nowMs < c.untilMs))?.policy;
+}

@@ -27,6 +27,9 @@ export const keys = {
   eventRecord: (t: string, id: string) => `${tenantTag(t)}:event:${id}`,
   /** hash: policies of a tenant, field = policy_id, value = JSON */
   policies: (t: string) => `${tenantTag(t)}:policies`,
+  /** string: counter INCRed by every write of keys.policies(t) (policy_write.lua); the
+   *  runtime caches parsed policies per tenant under this version (reserve.lua checks it) */
+  policyVersion: (t: string) => `${tenantTag(t)}:policy-version`,
   /** zset: key_ids of a tenant's API keys, score created_at_ms (listing, close cascade) */
   apiKeyIndex: (t: string) => `${tenantTag(t)}:apikeys`,
   /** hash: state of a tenant-close cascade (origin request/trace ids, reserved snapshot

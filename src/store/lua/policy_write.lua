@@ -3,7 +3,8 @@
 -- name uniqueness index, the policy row and its policy.* outbox event.
 -- Policy rows: keys.policies(tenant) field = policy_id, value = the API's Policy JSON
 -- (built and validated in src/admin/policies.ts; the runtime reads it as is).
--- KEYS: 1 tenant hash, 2 policies hash, 3 policy-names hash, 4 outbox
+-- KEYS: 1 tenant hash, 2 policies hash, 3 policy-names hash, 4 outbox,
+--       5 policy version counter (INCRed on every change: runtime policy caches key on it)
 -- ARGV: 1 mode 'create' | 'update', 2 policy_id, 3 new policy JSON, 4 new name,
 --       5 expected current JSON (update: compare-and-set), 6 previous name (update),
 --       7 event type ('' = no event), 8 event data JSON, 9 event ctx JSON,
@@ -48,6 +49,7 @@ end
 
 redis.call('HSET', KEYS[2], id, json)
 redis.call('HSET', KEYS[3], name, id)
+if KEYS[5] then redis.call('INCR', KEYS[5]) end
 if ARGV[7] ~= '' then
   outbox(KEYS[4], ARGV[7], ARGV[8], now_ms(), cjson.decode(ARGV[9]))
 end

@@ -3,6 +3,7 @@
 --
 -- Order (runtime spec; v0.1.26 RESERVATION EVALUATION ORDER):
 --   0. idempotency replay / mismatch   (replay precedence over everything below)
+--   0b. policy version check           (STALE: the caller's cached policies are outdated)
 --   1. closed-tenant guard             (live → 409 TENANT_CLOSED, evaluations → DENY)
 --   2. [v0.1.26 access control, risk-class quotas, per-kind quotas: insert here, as
 --      functions returning a denial reason or nil, before the budget step]
@@ -11,15 +12,27 @@
 -- Nothing is written before every check has passed (Lua errors do not roll back).
 --
 -- KEYS: 1 idempotency record, 2 tenant hash, 3 reservation hash (new id; unused when
---       not live), 4 reservation index, 5 outbox,
---       6 .. 5+n          budget hash of each derived scope in the request unit,
---       6+n .. 5+n+n*m    budget hash of each derived scope in each other unit
+--       not live), 4 reservation index, 5 outbox, 6 policies hash, 7 policy version,
+--       8 .. 7+n          budget hash of each derived scope in the request unit,
+--       8+n .. 7+n+n*m    budget hash of each derived scope in each other unit
 --                         (scope-major; m = #p.other_units)
--- ARGV: 1 JSON params (see src/ledger/reserve.ts ScriptParams; int64 as strings)
+-- ARGV: 1 JSON params (see src/ledger/reserve.ts; int64 as strings). Policy part:
+--       p.policy_version  the keys.policyVersion value the caller's policies came from
+--       p.candidates      matching policies in selection order (src/policy/cache.ts
+--                         ScriptCandidate); the first whose [from_ms, until_ms) holds
+--                         Redis TIME applies (MULTI-POLICY SEMANTICS)
+--       p.ttl_ms          request ttl_ms ('' = absent), p.grace_ms, p.overage_request
+-- Effective ttl / max_extensions / overage are resolved here (docs/decisions.md DR4),
+-- expires_at_ms = Redis TIME + ttl (DR8).
 --
 -- Returns JSON text:
---   {"replay":<bool>,"now_ms":"<Redis time>","result":<stored result>}
---                                                a 200 outcome (stored for replay)
+--   {"replay":<bool>,"now_ms":"<Redis time>","active":<bool>,"result":<stored result>}
+--                                                a 200 outcome (stored for replay);
+--                                                active: false when a replayed
+--                                                reservation is no longer ACTIVE
+--   {"stale":true,"version":"<v>","policies":[field, json, ...]}
+--                                                policy_version is outdated; nothing
+--                                                was written (re-evaluate with these)
 --   {"err":"<CODE>", ...}                         an error outcome (never stored)
 -- Idempotency record value: "<payload sha256>\n<result JSON>".
 
@@ -29,6 +42,8 @@ local live = (mode == 'live')
 local n = #p.scopes
 local m = #p.other_units
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_POLICIES, K_POLICY_VERSION = KEYS[6], KEYS[7]
+local B = 7 -- budget keys start after this index
 local ctx = {trace_id = p.trace_id, request_id = p.request_id, actor_json = p.actor_json}
 
 local estimate = i64_norm(p.estimate)
@@ -45,8 +60,32 @@ if rec then
   if string.sub(rec, 1, nl - 1) ~= p.hash then
     return cjson.encode({err = 'IDEMPOTENCY_MISMATCH'})
   end
-  return '{"replay":true,"now_ms":"' .. now_s .. '","result":' .. string.sub(rec, nl + 1) .. '}'
+  local stored = string.sub(rec, nl + 1)
+  local active = true
+  local rid = cjson.decode(stored).reservation_id
+  if type(rid) == 'string' and rid ~= '' then
+    active = redis.call('HGET', p.res_prefix .. rid, 'status') == 'ACTIVE'
+  end
+  return '{"replay":true,"now_ms":"' .. now_s .. '","active":' .. tostring(active) .. ',"result":' .. stored .. '}'
 end
+
+-- 0b. policies: the caller matched scopes against cached policies of this version ------
+local policy_version = redis.call('GET', K_POLICY_VERSION) or '0'
+if p.policy_version ~= policy_version then
+  local flat = redis.call('HGETALL', K_POLICIES)
+  if #flat == 0 then return '{"stale":true,"version":"' .. policy_version .. '","policies":[]}' end
+  return cjson.encode({stale = true, version = policy_version, policies = flat})
+end
+
+local pol = nil
+for _, c in ipairs(p.candidates) do
+  if (c.from_ms == nil or now >= c.from_ms) and (c.until_ms == nil or now < c.until_ms) then
+    pol = c
+    break
+  end
+end
+local caps_json = (pol and pol.caps_json) or ''
+local policy_id = (pol and pol.policy_id) or ''
 
 local function base_result(decision)
   return {
@@ -56,10 +95,11 @@ local function base_result(decision)
 end
 
 -- Stores a 200 outcome for replay and returns it.
-local function finish(result)
+local DAY_MS = 86400000
+local function finish(result, idem_ttl_ms)
   local enc = cjson.encode(result)
-  redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', p.idem_ttl_ms)
-  return '{"replay":false,"now_ms":"' .. now_s .. '","result":' .. enc .. '}'
+  redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', string.format('%.0f', idem_ttl_ms or DAY_MS))
+  return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
 end
 
 local function emit_denied(reason, scope, remaining)
@@ -69,7 +109,7 @@ local function emit_denied(reason, scope, remaining)
     action = cjson.decode(p.action_json),
   }
   if remaining then data.remaining = remaining end
-  if p.policy_id ~= '' then data.policy_id = p.policy_id end
+  if policy_id ~= '' then data.policy_id = policy_id end
   outbox(K_OUTBOX, 'reservation.denied', cjson.encode(data), now, ctx)
 end
 
@@ -110,7 +150,7 @@ end
 
 local budgeted = {} -- {key, scope, h}
 for i = 1, n do
-  local k = KEYS[5 + i]
+  local k = KEYS[B + i]
   local h = hgetall(k)
   if h then
     budgeted[#budgeted + 1] = {key = k, scope = p.scopes[i], h = h}
@@ -122,7 +162,7 @@ if #budgeted == 0 then
   for i = 1, n do
     local units = {}
     for j = 1, m do
-      if redis.call('EXISTS', KEYS[5 + n + (i - 1) * m + j]) == 1 then units[#units + 1] = p.other_units[j] end
+      if redis.call('EXISTS', KEYS[B + n + (i - 1) * m + j]) == 1 then units[#units + 1] = p.other_units[j] end
     end
     if #units > 0 then
       return cjson.encode({err = 'UNIT_MISMATCH', scope = p.scopes[i], expected_units = units})
@@ -197,11 +237,11 @@ for _, b in ipairs(budgeted) do
   end
 end
 
-local decision = (p.caps_json ~= '') and 'ALLOW_WITH_CAPS' or 'ALLOW'
+local decision = (caps_json ~= '') and 'ALLOW_WITH_CAPS' or 'ALLOW'
 
 if not live then
   local r = base_result(decision)
-  if p.caps_json ~= '' then r.caps_json = p.caps_json end
+  if caps_json ~= '' then r.caps_json = caps_json end
   r.balances = snapshots()
   return finish(r)
 end
@@ -224,14 +264,30 @@ for i, b in ipairs(budgeted) do
   end
 end
 
-local overage = p.overage_explicit
+-- Effective settings (docs/decisions.md DR4): request > policy > tenant > default.
+local function hash_int(v) -- a tenant field as a non-negative integer (at most 15 digits)
+  if type(v) ~= 'string' or #v > 15 or not string.match(v, '^%d+$') then return nil end
+  return tonumber(v)
+end
+local tcfg = redis.call('HMGET', K_TENANT, 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
+  'max_reservation_extensions', 'default_commit_overage_policy')
+local has_tenant = redis.call('EXISTS', K_TENANT) == 1
+local ttl = (p.ttl_ms ~= '' and tonumber(p.ttl_ms)) or (pol and pol.default_ttl_ms) or hash_int(tcfg[1]) or 60000
+local max_ttl = (pol and pol.max_ttl_ms) or hash_int(tcfg[2]) or (has_tenant and 3600000 or nil)
+if max_ttl and max_ttl > 0 and ttl > max_ttl then ttl = max_ttl end
+local max_ext = (pol and pol.max_extensions) or hash_int(tcfg[3]) or 10
+local grace = tonumber(p.grace_ms)
+local expires_at = string.format('%.0f', now + ttl)
+
+-- request > policy > leaf-most budget > tenant default > ALLOW_IF_AVAILABLE
+local overage = p.overage_request
+if overage == '' then overage = (pol and pol.overage) or '' end
 if overage == '' then
-  -- request > policy (resolved by the caller) > leaf-most budget > tenant default (DR4)
   local leaf = budgeted[#budgeted].h.commit_overage_policy
   if leaf and leaf ~= '' then
     overage = leaf
   else
-    local td = redis.call('HGET', K_TENANT, 'default_commit_overage_policy')
+    local td = tcfg[4]
     overage = (td and td ~= '') and td or 'ALLOW_IF_AVAILABLE'
   end
 end
@@ -241,24 +297,24 @@ local fields = {
   'subject', p.subject_json, 'action', p.action_json, 'unit', p.unit, 'estimate', estimate,
   'scope_path', p.scope_path, 'affected_scopes', cjson.encode(p.scopes),
   'budgeted', cjson.encode(budgeted_scopes),
-  'created_at_ms', now_s, 'expires_at_ms', p.expires_at_ms, 'grace_ms', p.grace_ms,
+  'created_at_ms', now_s, 'expires_at_ms', expires_at, 'grace_ms', p.grace_ms,
   'overage_policy', overage, 'idempotency_key', p.idempotency_key,
-  'extension_count', '0', 'max_extensions', p.max_extensions,
+  'extension_count', '0', 'max_extensions', string.format('%.0f', max_ext),
 }
 if p.metadata_json ~= '' then
   fields[#fields + 1] = 'metadata'
   fields[#fields + 1] = p.metadata_json
 end
-if p.policy_id ~= '' then
+if policy_id ~= '' then
   fields[#fields + 1] = 'policy_id'
-  fields[#fields + 1] = p.policy_id
+  fields[#fields + 1] = policy_id
 end
 redis.call('HSET', K_RES, unpack(fields))
 redis.call('ZADD', K_RES_INDEX, now, p.reservation_id)
 
 local r = base_result(decision)
-if p.caps_json ~= '' then r.caps_json = p.caps_json end
+if caps_json ~= '' then r.caps_json = caps_json end
 r.reservation_id = p.reservation_id
-r.expires_at_ms = p.expires_at_ms
+r.expires_at_ms = expires_at
 r.balances = snapshots()
-return finish(r)
+return finish(r, math.max(ttl + grace, DAY_MS))
