@@ -38,7 +38,7 @@ describe('policyCandidates + pickCandidate ≡ selectPolicy', () => {
 
   it('script candidates carry only valid settings (DR4) and sanitized caps', () => {
     const c = toScriptCandidate({
-      policy_id: 'p', scope_pattern: '*', commit_overage_policy: 'BOGUS', caps: { max_tokens: 5, extra: 1 },
+      policy_id: 'p', scope_pattern: '*', commit_overage_policy: 'BOGUS', caps: { max_tokens: 5, extra: 1 } as Policy['caps'],
       reservation_ttl_override: { default_ttl_ms: 5000, max_ttl_ms: -1, max_extensions: 2.5 },
     }, 10, undefined);
     expect(c).toEqual({ policy_id: 'p', from_ms: 10, default_ttl_ms: 5000, caps_json: '{"max_tokens":5}' });

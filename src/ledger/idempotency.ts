@@ -2,12 +2,11 @@
 // commit, release, extend, events). Runtime spec IDEMPOTENCY:
 //  - header X-Idempotency-Key and body idempotency_key, when both present, MUST match
 //    (a mismatch is a malformed request → 400 INVALID_REQUEST, docs/decisions.md DR3);
-//  - payloads are compared over a canonical JSON form (RFC 8785 via `canonicalize`), so
+//  - payloads are compared over a canonical JSON form (RFC 8785: canonicalJson below), so
 //    key order and whitespace never cause IDEMPOTENCY_MISMATCH.
 // The record itself lives in Redis under keys.idem(tenant, endpoint, key) and is
 // read/written inside each operation's Lua script (see src/store/lua/reserve.lua).
-import { createHash, randomBytes } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { createHash } from 'node:crypto';
 import { ApiError } from '../errors';
 
 /** The request's idempotency key: body `idempotency_key`, reconciled with the
@@ -26,28 +25,54 @@ export function idempotencyKeyFrom(ctx: { body?: unknown; headers: Record<string
   return key;
 }
 
-// BigInt has no JSON form; it is hashed as the exact JSON integer. A per-process random
-// marker carries it through canonicalize and is replaced in the output, so the hashed
-// text is independent of the marker and equal to what a lossless serialiser would write.
-const MARK = `__i64_${randomBytes(8).toString('hex')}__`;
-const MARK_RE = new RegExp(`"${MARK}(-?\\d+)"`, 'g');
-
-function tagBigInts(v: unknown): unknown {
-  if (typeof v === 'bigint') return MARK + v.toString();
-  if (Array.isArray(v)) return v.map(tagBigInts);
-  if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) out[k] = tagBigInts((v as Record<string, unknown>)[k]);
-    return out;
-  }
-  return v;
+/** Canonical JSON text of a request payload: RFC 8785 key order (UTF-16 code units),
+ *  exact int64 (a BigInt is written as its JSON integer). Byte-identical to the
+ *  `canonicalize` package on BigInt-free input (test/idempotency-canonical.test.ts), in
+ *  one pass without copying the payload. */
+export function canonicalJson(obj: unknown): string {
+  const text = canon(obj);
+  if (text === undefined) throw new Error('payload has no JSON form');
+  return text;
 }
 
-/** Canonical JSON text of a request payload (RFC 8785 key order, exact int64). */
-export function canonicalJson(obj: unknown): string {
-  const text = canonicalize(tagBigInts(obj));
-  if (text === undefined) throw new Error('payload has no JSON form');
-  return text.includes(MARK) ? text.replace(MARK_RE, '$1') : text;
+function canon(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'bigint':
+      return v.toString();
+    case 'number':
+      if (!Number.isFinite(v)) throw new Error(Number.isNaN(v) ? 'NaN is not allowed' : 'Infinity is not allowed');
+      return JSON.stringify(v);
+    case 'string':
+    case 'boolean':
+      return JSON.stringify(v);
+    case 'object':
+      break;
+    default:
+      return undefined; // undefined, function, symbol: no JSON form
+  }
+  if (v === null) return 'null';
+  const o = v as { toJSON?: unknown };
+  if (typeof o.toJSON === 'function') return canon((o.toJSON as () => unknown)());
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out += ',';
+      const x: unknown = v[i];
+      out += (x === undefined || typeof x === 'symbol') ? 'null' : (canon(x) ?? 'null');
+    }
+    return out + ']';
+  }
+  const rec = v as Record<string, unknown>;
+  const names = Object.keys(rec).sort();
+  let out = '{';
+  let first = true;
+  for (const k of names) {
+    const x = rec[k];
+    if (x === undefined || typeof x === 'symbol') continue;
+    out += (first ? '' : ',') + JSON.stringify(k) + ':' + canon(x);
+    first = false;
+  }
+  return out + '}';
 }
 
 /** SHA-256 hex of the canonical JSON of `obj`: the value idempotency records compare. */

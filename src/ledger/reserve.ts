@@ -154,19 +154,19 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     const arg = JSON.stringify(params);
     let raw: unknown;
     if (live && attempt === 1) {
-      // Hints outside the tenant slot, queued BEFORE the script in the same pipeline, so
-      // no reservation can exist without them (DR8). The schedule score is provisional.
+      // Hints outside the tenant slot, sent BEFORE the script on the same connection (in
+      // issue order; ioredis auto-pipelining batches them with other requests' commands
+      // into one write), so no reservation can exist without them (DR8). The schedule
+      // score is provisional.
       const provisional = Date.now() + redisClockOffsetMs + PROVISIONAL_SCHEDULE_DELAY_MS;
-      const res = (await redis
-        .pipeline()
-        .set(ownerKey, tenant)
-        .zadd(keys.expirySchedule(), provisional, member)
-        .evalsha(script().sha, scriptKeys.length, ...scriptKeys, arg)
-        .exec())!;
-      hintErrors = [res[0][0], res[1][0]].filter((e) => e);
-      const [err, val] = res[2];
-      if (err && !(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
-      raw = err ? await runScript(redis, script(), scriptKeys, [arg]) : val;
+      const owner = redis.set(ownerKey, tenant).then(() => undefined, (e: unknown) => e);
+      const sched = redis.zadd(keys.expirySchedule(), provisional, member).then(() => undefined, (e: unknown) => e);
+      const evaluated = redis.evalsha(script().sha, scriptKeys.length, ...scriptKeys, arg)
+        .then((v) => ({ v, e: undefined as unknown }), (e: unknown) => ({ v: undefined, e }));
+      hintErrors = (await Promise.all([owner, sched])).filter((e) => e !== undefined);
+      const { v, e } = await evaluated;
+      if (e && !(e instanceof Error && e.message.startsWith('NOSCRIPT'))) throw e;
+      raw = e ? await runScript(redis, script(), scriptKeys, [arg]) : v;
     } else {
       raw = await runScript(redis, script(), scriptKeys, [arg]);
     }
