@@ -110,8 +110,15 @@ function bigReplacer(_k: string, v: unknown): unknown {
   return v;
 }
 
-/** JSON.stringify that writes BigInt as exact JSON integers. */
+/** JSON.stringify that writes BigInt as exact JSON integers. Responses hold BigInt only
+ *  for values beyond 2^53 (toJsonInt), so the plain, replacer-free stringify is tried
+ *  first; it throws on a BigInt, and only then is the (slower) replacer pass taken. */
 export function stringify(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+  }
   const s = JSON.stringify(value, bigReplacer);
   return s.includes('i64') ? s.replace(MARK_RE, '$1') : s;
 }
