@@ -216,6 +216,9 @@ function scriptError(
       return new ApiError('IDEMPOTENCY_MISMATCH', 'idempotency_key was already used with a different request payload');
     case 'TENANT_CLOSED':
       return new ApiError('TENANT_CLOSED', 'The owning tenant is CLOSED');
+    case 'TENANT_SUSPENDED':
+      // The runtime ErrorCode enum has no TENANT_SUSPENDED (decision D9).
+      return new ApiError('FORBIDDEN', 'The owning tenant is SUSPENDED: no new reservations', { reason: 'TENANT_SUSPENDED' });
     case 'NOT_FOUND':
       return new ApiError('NOT_FOUND', `Budget not found for provided scope: ${req.scopePath}`);
     case 'UNIT_MISMATCH':

@@ -59,6 +59,9 @@ if g == 'TENANT_CLOSED' then
   return err('TENANT_CLOSED', 'The tenant is CLOSED; events can no longer be recorded')
 elseif g == 'TENANT_CORRUPT' then
   return err('INTERNAL_ERROR', 'Tenant record status cannot be determined')
+elseif tenant_suspended(tenant_key) then
+  -- SUSPENDED is read-only (admin Tenant.status); the runtime enum has no TENANT_SUSPENDED.
+  return err('FORBIDDEN', 'The tenant is SUSPENDED (read-only); events cannot be recorded', {reason = 'TENANT_SUSPENDED'})
 end
 
 if actual == nil or i64_is_neg(actual) then

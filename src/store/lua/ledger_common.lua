@@ -19,6 +19,12 @@ local function tenant_guard(tenant_key)
   return 'TENANT_CORRUPT'
 end
 
+-- SUSPENDED blocks new reservations and events; existing reservations may still be
+-- committed, released and extended (admin spec, tenant status lifecycle).
+local function tenant_suspended(tenant_key)
+  return redis.call('HGET', tenant_key, 'status') == 'SUSPENDED'
+end
+
 -- HGETALL as a Lua table (field -> value).
 local function hgetall(key)
   local flat = redis.call('HGETALL', key)

@@ -136,6 +136,10 @@ end
 if guard == 'TENANT_CLOSED' then
   return deny('TENANT_CLOSED', nil, nil, nil, false)
 end
+-- A SUSPENDED tenant takes no new reservations (live → 403, evaluations → DENY).
+if tenant_suspended(K_TENANT) then
+  return deny('TENANT_SUSPENDED', nil, nil, nil, false)
+end
 
 -- 2. (v0.1.26 access control / quota steps go here) ----------------------------------
 
