@@ -233,9 +233,11 @@ describe('live denials (409) leave every scope untouched', () => {
     expect((await b('tenant:$T')).reserved).toBe('0');
   });
 
-  it('a SUSPENDED tenant is not blocked by the closed-tenant guard; a corrupt tenant record is a 500', async () => {
+  it('a SUSPENDED tenant gets 403 (D9) with nothing held; a corrupt tenant record is a 500', async () => {
     const s = await setup({ 'tenant:$T': { allocated: 1000 } }, { status: 'SUSPENDED' });
-    expect((await reserve({ key: s.key }, body(s.tenant))).status).toBe(200);
+    const susp = await reserve({ key: s.key }, body(s.tenant));
+    expect([susp.status, susp.body.error, susp.body.details?.reason]).toEqual([403, 'FORBIDDEN', 'TENANT_SUSPENDED']);
+    expect((await s.b('tenant:$T')).reserved).toBe('0');
     const c = await setup({ 'tenant:$T': { allocated: 1000 } }, { status: 'WEIRD' });
     const r = await reserve({ key: c.key }, body(c.tenant));
     expect([r.status, r.body.error]).toEqual([500, 'INTERNAL_ERROR']);
