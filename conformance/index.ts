@@ -6,11 +6,12 @@ import { tracingCases } from './cases/tracing';
 import { transportCases } from './cases/transport';
 import { runtimeCases } from './cases/runtime';
 import { vectorCases } from './cases/vectors';
+import { adminCases } from './cases/admin';
 
 export type { CaseResult, ConformanceOptions } from './harness';
 
 export function allCases(): Case[] {
-  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases()];
+  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...adminCases()];
 }
 
 export interface ConformanceSummary {

@@ -19,6 +19,10 @@ describe('conformance harness against this server', () => {
     // silently enumerated nothing would pass with zero failures.
     expect(summary.passed).toBeGreaterThan(150);
     expect(summary.results.some((r) => r.id === 'validation.runtime.releaseReservation' && r.outcome === 'pass')).toBe(true);
+    // the admin-plane behaviour cases run for real here (a 501 would only skip them)
+    const admin = summary.results.filter((r) => r.id.startsWith('admin.'));
+    expect(admin.length).toBeGreaterThanOrEqual(18);
+    expect(admin.filter((r) => r.outcome !== 'pass').map((r) => `${r.id}: ${r.outcome} ${r.messages.join(' | ')}`)).toEqual([]);
   });
 
   it('passes every case with --features v0.1.26 against a server with the extensions on', async () => {
