@@ -16,8 +16,8 @@ export interface TestRedis {
   readonly server: RedisServerHandle;
   /** Quit the client, shut the server down and delete the data dir. */
   stop(): Promise<void>;
-  /** Crash (kill -9) and start again on the same port and dir; the client reconnects by itself. */
-  restart(): Promise<void>;
+  /** Crash (kill -9) and start again on the same port and dir (after `downMs`, default 0); the client reconnects by itself. */
+  restart(downMs?: number): Promise<void>;
 }
 
 export async function startTestRedis(opts: Partial<Omit<RedisServerOptions, 'dataDir'>> = {}): Promise<TestRedis> {
@@ -41,9 +41,10 @@ export async function startTestRedis(opts: Partial<Omit<RedisServerOptions, 'dat
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
-    async restart() {
+    async restart(downMs = 0) {
       server.kill('SIGKILL');
       await server.exited;
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       server = await startRedisServer({ ...opts, dataDir, port });
       await client.ping();
     },
