@@ -183,7 +183,10 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     }
   }
 
-  const created = live && !out.err && !out.replay && out.result?.reservation_id === reservationId;
+  // "Our own id came back" counts as created even when the script reports a replay: if the
+  // connection dropped after the script ran, ioredis re-sends hints + script, and the second
+  // run replays the reservation this very request created. Its hints must stay.
+  const created = live && !out.err && out.result?.reservation_id === reservationId;
   if (created) {
     const exact = Number(out.result!.expires_at_ms) + graceMs;
     if (hintErrors.length > 0) {
@@ -196,7 +199,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
         .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'expiry schedule update failed'));
     }
   } else if (live) {
-    // Replay or refusal: this request's fresh id was never created; drop its hints.
+    // Replay of an earlier request, or a refusal: this request's fresh id was never
+    // created; drop its hints.
     redis.pipeline().del(ownerKey).zrem(keys.expirySchedule(), member).exec()
       .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'hint cleanup failed'));
   }
