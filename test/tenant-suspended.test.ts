@@ -38,8 +38,7 @@ describe('SUSPENDED tenant', () => {
     expect([live.status, live.body.error, live.body.details?.reason]).toEqual([403, 'FORBIDDEN', 'TENANT_SUSPENDED']);
     const dry = await call(srv.runtimeUrl, 'POST', '/v1/reservations', { key, body: req(t, { dry_run: true }) });
     expect([dry.status, dry.body.decision, dry.body.reason_code]).toEqual([200, 'DENY', 'TENANT_SUSPENDED']);
-    const { dry_run: _d, ...decideBody } = req(t, { dry_run: true });
-    const decide = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key, body: decideBody });
+    const decide = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key, body: req(t) });
     expect([decide.status, decide.body.decision, decide.body.reason_code]).toEqual([200, 'DENY', 'TENANT_SUSPENDED']);
     const ev = await call(srv.runtimeUrl, 'POST', '/v1/events', {
       key, body: { idempotency_key: 'e1', subject: { tenant: t }, action: { kind: 'llm.completion', name: 'x' }, actual: { unit: U, amount: 5 } },

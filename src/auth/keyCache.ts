@@ -17,6 +17,7 @@ import { keys } from '../store/keys';
 import { decodeRecord, sha256Hex, type ApiKeyRecord } from './apiKeys';
 
 const PREFIX = '{k:';
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const MAX_ENTRIES = 10_000;
 
 export class ApiKeyCache {
@@ -61,7 +62,14 @@ export class ApiKeyCache {
 
   async lookup(secret: string): Promise<ApiKeyRecord | null> {
     const sha = sha256Hex(secret);
-    if (this.active && this.entries.has(sha)) return this.entries.get(sha)!;
+    if (this.active && this.entries.has(sha)) {
+      // Let every I/O callback that is already due run first: an invalidation push that
+      // reached our socket before this request did (the case after a completed
+      // revocation) is then applied before we answer from memory, even when a busy event
+      // loop saw both sockets become readable in the same poll.
+      await nextTurn();
+      if (this.active && this.entries.has(sha)) return this.entries.get(sha)!;
+    }
     const seq = this.invalidations;
     const wasActive = this.active;
     const record = decodeRecord(await this.redis.hgetall(keys.apiKeyBySecret(sha)));
