@@ -36,6 +36,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   const router = new PlaneRouter(api);
   const features = deps.config.features;
   const validateResponses = deps.config.validateResponses;
+  const logRequests = deps.log.isLevelEnabled('info');
 
   const app = express();
   app.disable('x-powered-by');
@@ -146,16 +147,21 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         }
         sendJson(res, status, body);
       } finally {
-        deps.log.info({
-          plane, method: req.method, path: req.path, operationId, status, request_id: requestId, trace_id: traceId,
-          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
-        }, 'request');
+        const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+        if (logRequests) {
+          deps.log.info({
+            plane, method: req.method, path: req.path, operationId, status, request_id: requestId, trace_id: traceId,
+            duration_ms: durationMs,
+          }, 'request');
+        }
         notify(opts, deps, {
           plane, op: opRef, method: req.method, path: req.path, status, errorCode, errorMessage,
           principal: seen.principal, requestId, traceId, audit,
           query: req.query as Record<string, unknown>, requestBody, responseBody,
-          userAgent: req.get('user-agent'), sourceIp: req.ip,
-          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+          // getters: most requests are not audited, and req.ip is not free to compute
+          get userAgent() { return req.get('user-agent'); },
+          get sourceIp() { return req.ip; },
+          durationMs,
         });
       }
     },
