@@ -1,5 +1,6 @@
 -- event.lua: post-hoc accounting event (runtime createEvent), one atomic step.
 -- @include ledger_common.lua
+-- @include reservation_common.lua
 --
 -- KEYS[1] idempotency record   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] event record hash
@@ -34,11 +35,7 @@ local ctx = {trace_id = ARGV[16], request_id = ARGV[17], actor_json = ARGV[18]}
 local idem_ttl_ms, event_ttl_ms = ARGV[19], ARGV[20]
 local all_units = cjson.decode(ARGV[21])
 
-local function err(code, message, details)
-  local e = {error = code, message = message}
-  if details then e.details = details end
-  return cjson.encode(e)
-end
+local err = script_error
 
 -- 1. Replay first: it outranks the tenant guard and every budget check.
 local stored = redis.call('GET', idem_key)
@@ -72,17 +69,7 @@ if policy ~= 'REJECT' and policy ~= 'ALLOW_IF_AVAILABLE' and policy ~= 'ALLOW_WI
 end
 
 -- 3. Budgeted scopes (derived scopes that have a budget in this unit).
-local budgets = {}
-for _, scope in ipairs(scopes) do
-  local key = budget_prefix .. scope .. ':' .. unit
-  if redis.call('EXISTS', key) == 1 then
-    local b = budget_snapshot(key)
-    for _, f in ipairs({'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}) do
-      b[f] = b[f] or '0'
-    end
-    budgets[#budgets + 1] = {scope = scope, key = key, b = b}
-  end
-end
+local budgets = load_scope_budgets(budget_prefix, scopes, unit)
 if #budgets == 0 then
   local found = {}
   local at = nil
@@ -143,39 +130,19 @@ for i, e in ipairs(budgets) do
   end
   new.spent = i64_add(b.spent, funded)
   new.remaining = i64_sub(b.remaining, charge)
-  for _, f in ipairs({'spent', 'remaining'}) do
-    if new[f] == nil then
-      return err('BUDGET_EXCEEDED', 'The ' .. f .. ' of budget ' .. e.scope .. ' would leave the int64 range; nothing was changed',
-        {scope = e.scope, field = f, reason = 'INT64_OVERFLOW'})
-    end
-  end
-  local s1 = i64_sub(b.allocated, new.spent)
-  local s2 = s1 and i64_sub(s1, new.reserved)
-  local expect = s2 and i64_sub(s2, new.debt)
-  if expect ~= new.remaining then
-    return err('INTERNAL_ERROR', 'Ledger state of ' .. e.scope .. ' is inconsistent; nothing was changed')
-  end
+  local problem = check_plan(b, new)
+  if problem then return plan_error(e.scope, problem) end
   if mark[i] or i64_cmp(new.debt, b.overdraft_limit) > 0 then new.is_over_limit = '1' end
   plans[i] = new
 end
 
 -- 7. Write: budgets, event record, idempotency record, outbox.
 local now = now_ms()
-for i, e in ipairs(budgets) do
-  local new = plans[i]
-  local args = {'HSET', e.key, 'remaining', new.remaining, 'spent', new.spent, 'debt', new.debt,
-    'updated_at_ms', tostring(now)}
-  if new.is_over_limit then args[#args + 1] = 'is_over_limit'; args[#args + 1] = new.is_over_limit end
-  redis.call(unpack(args))
-  assert_invariant(e.key)
-end
+for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
 
 local budgeted = {}
-local balances = {}
-for i, e in ipairs(budgets) do
-  budgeted[i] = e.scope
-  balances[i] = budget_snapshot(e.key)
-end
+for i, e in ipairs(budgets) do budgeted[i] = e.scope end
+local balances = snapshots(budgets)
 
 local result = {status = 'APPLIED', event_id = event_id, unit = unit, actual = actual, charged = charge,
   capped = i64_cmp(charge, actual) < 0, balances = balances}

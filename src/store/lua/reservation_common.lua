@@ -1,5 +1,6 @@
--- reservation_common.lua: helpers shared by the scripts that finish a reservation
--- (commit, release, extend, expire). Library only: local definitions, no top-level code.
+-- reservation_common.lua: budget-plan helpers shared by the scripts that finish a
+-- reservation (commit, release, extend, expire) and by event.lua (a commit without a
+-- reservation). Library only: local definitions, no top-level code.
 -- Include after ledger_common.lua:  -- @include ledger_common.lua
 --                                   -- @include reservation_common.lua
 --
@@ -23,14 +24,12 @@ local function decode_scopes(json)
   return v
 end
 
--- Loads every budgeted scope of a reservation: array of {scope, key, b = snapshot}.
--- A budget hash that no longer exists is skipped (nothing to adjust on it).
-local function load_budgets(budget_prefix, r)
-  local scopes = decode_scopes(r.budgeted)
-  if not scopes then return nil end
+-- The budgets that exist for `scopes` in `unit`, in the given order: array of
+-- {scope, key, b = snapshot with amounts defaulted to '0'}. Missing hashes are skipped.
+local function load_scope_budgets(budget_prefix, scopes, unit)
   local out = {}
   for _, scope in ipairs(scopes) do
-    local key = budget_prefix .. scope .. ':' .. r.unit
+    local key = budget_prefix .. scope .. ':' .. unit
     if redis.call('EXISTS', key) == 1 then
       local b = budget_snapshot(key)
       for _, f in ipairs({'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}) do
@@ -40,6 +39,14 @@ local function load_budgets(budget_prefix, r)
     end
   end
   return out
+end
+
+-- Loads every budgeted scope of a reservation (nil when its scope list is corrupt).
+-- A budget hash that no longer exists is skipped (nothing to adjust on it).
+local function load_budgets(budget_prefix, r)
+  local scopes = decode_scopes(r.budgeted)
+  if not scopes then return nil end
+  return load_scope_budgets(budget_prefix, scopes, r.unit)
 end
 
 -- Checks a planned new state of one budget before anything is written: every value is
