@@ -9,6 +9,7 @@ export default async function createEventHandler(ctx: HandlerContext): Promise<H
   if (p.kind !== 'tenant') throw new ApiError('UNAUTHORIZED', 'createEvent requires X-Cycles-API-Key');
   const body = await createEvent(ctx.deps.redis, {
     tenant: p.tenantId,
+    scopeFilter: p.scopeFilter,
     idempotencyKey: idempotencyKeyFrom(ctx),
     body: ctx.body as Record<string, any>,
     traceId: ctx.traceId,

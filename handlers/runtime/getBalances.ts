@@ -20,6 +20,7 @@ export default async function getBalances(ctx: HandlerContext): Promise<HandlerR
     segments,
     limit: parseLimit(q.limit),
     cursor: typeof q.cursor === 'string' ? q.cursor : undefined,
+    scopeFilter: p.scopeFilter,
   });
   return { status: 200, body: page, headers: { 'X-Cycles-Tenant': p.tenantId } };
 }

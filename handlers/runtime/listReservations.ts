@@ -50,6 +50,7 @@ export default async function listReservationsHandler(ctx: HandlerContext): Prom
     include: parseInclude(q.include),
     limit: parseLimit(q.limit),
     cursor: blank(q.cursor),
+    scopeFilter: p.kind === 'tenant' ? p.scopeFilter : undefined,
   });
   return { status: 200, body: page, headers: { 'X-Cycles-Tenant': tenant } };
 }

@@ -8,6 +8,7 @@
 // workspace budget and all its descendants, and never `workspace:prod2`.
 // Order: (scope, unit) ascending, keyset-paginated (src/list/cursor.ts). Filtering and
 // ordering use only the index members; only the returned page is hydrated.
+import { scopeFilterAllows } from '../auth/scopeFilter';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import { keys } from '../store/keys';
@@ -81,6 +82,8 @@ export interface BalancesQuery {
   segments: string[];
   limit: number;
   cursor?: string;
+  /** the API key's scope_filter: budgets outside it are invisible (empty = all) */
+  scopeFilter?: readonly string[];
 }
 
 export interface BalancesPage {
@@ -90,13 +93,14 @@ export interface BalancesPage {
 }
 
 export async function listBalances(redis: Redis, q: BalancesQuery): Promise<BalancesPage> {
-  const refs = (await readIndex(redis, q.tenant)).filter((r) => scopeMatches(r.scope, q.segments));
+  const refs = (await readIndex(redis, q.tenant)).filter((r) =>
+    scopeMatches(r.scope, q.segments) && (!q.scopeFilter || scopeFilterAllows(q.scopeFilter, r.scope)));
   const page = paginate(refs, {
     sort: BY_SCOPE_UNIT,
     dir: 'asc',
     id: (r) => `${r.scope}|${r.unit}`,
     limit: q.limit,
-    filters: { tenant: q.tenant.toLowerCase(), segments: [...q.segments].sort() },
+    filters: { tenant: q.tenant.toLowerCase(), segments: [...q.segments].sort(), scope_filter: [...(q.scopeFilter ?? [])].sort() },
     cursor: q.cursor,
   });
   const pipe = redis.pipeline();

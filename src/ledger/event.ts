@@ -10,6 +10,7 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount, renderBalance, UNITS } from './model';
 import { deriveScopes } from './scope';
+import { requireScopeAllowed } from '../auth/scopeFilter';
 import { payloadHash } from './idempotency';
 
 /** How long a replay returns the original 201 (reference: 7 days). */
@@ -21,6 +22,8 @@ export const DEFAULT_EVENT_OVERAGE_POLICY = 'ALLOW_IF_AVAILABLE';
 
 export interface EventInput {
   tenant: string;
+  /** the API key's scope_filter (empty = unrestricted) */
+  scopeFilter: readonly string[];
   idempotencyKey: string;
   /** the request body exactly as parsed (int64 beyond 2^53 as BigInt) */
   body: Record<string, any>;
@@ -38,6 +41,7 @@ export async function createEvent(redis: Redis, input: EventInput): Promise<Reco
   const { tenant, body } = input;
   // 403 on subject.tenant mismatch, 400 on a malformed subject.
   const { scopes, scopePath } = deriveScopes(body.subject, tenant);
+  requireScopeAllowed(input.scopeFilter, scopePath);
   const actual = toBig(body.actual?.amount);
   const unit = String(body.actual?.unit);
   const policy = String(body.overage_policy ?? DEFAULT_EVENT_OVERAGE_POLICY);

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
 import { ApiError, type ErrorCode } from '../errors';
 import { keys } from '../store/keys';
+import { requireScopeAllowed } from '../auth/scopeFilter';
 import { renderBalance } from './model';
 
 /** "{t:<tenant>}:budget:" — the scripts append "<scope>:<unit>" (keys.budget layout). */
@@ -31,6 +32,11 @@ export interface Acting {
  */
 export async function actingTenant(redis: Redis, principal: Principal, reservationId: string): Promise<Acting> {
   if (principal.kind === 'tenant') {
+    if (principal.scopeFilter.length > 0) {
+      // Only keys restricted by scope_filter pay this extra read.
+      const scope = await redis.hget(keys.reservation(principal.tenantId, reservationId), 'scope_path');
+      if (scope !== null) requireScopeAllowed(principal.scopeFilter, scope);
+    }
     return { tenant: principal.tenantId, actor: { type: 'api_key', key_id: principal.keyId }, onBehalf: false };
   }
   if (principal.kind === 'admin') {

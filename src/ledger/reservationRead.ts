@@ -2,6 +2,7 @@
 // Rows come from the reservation hashes documented in src/ledger/model.ts; nothing here
 // writes. Isolation is structural: list reads only keys.reservationIndex(tenant) and
 // keys.reservation(tenant, id) in the tenant's own slot.
+import { requireScopeAllowed, scopeFilterAllows } from '../auth/scopeFilter';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import { parseJsonBody } from '../json';
@@ -103,7 +104,9 @@ const toNum = (v: bigint): number | bigint => (v >= -9007199254740991n && v <= 9
  * vs 404 (never existed). Admin caller: the owner index pins the tenant.
  * EXPIRED → 410. Reads are never blocked by the tenant's status.
  */
-export async function getReservation(redis: Redis, id: string, caller: { tenant?: string }): Promise<Record<string, unknown>> {
+export async function getReservation(
+  redis: Redis, id: string, caller: { tenant?: string; scopeFilter?: readonly string[] },
+): Promise<Record<string, unknown>> {
   let h: Hash | undefined;
   if (caller.tenant !== undefined) {
     const own = await redis.hgetall(keys.reservation(caller.tenant, id));
@@ -124,6 +127,7 @@ export async function getReservation(redis: Redis, id: string, caller: { tenant?
     }
   }
   if (!h) throw new ApiError('NOT_FOUND', `Reservation not found: ${id}`);
+  requireScopeAllowed(caller.scopeFilter ?? [], h.scope_path ?? '');
   if (h.status === 'EXPIRED') {
     throw new ApiError('RESERVATION_EXPIRED', `Reservation ${id} has expired`);
   }
@@ -147,6 +151,8 @@ export interface ListQuery {
   include: ReadonlySet<string>;
   limit: number;
   cursor?: string;
+  /** the API key's scope_filter: rows outside it are invisible (empty = all) */
+  scopeFilter?: readonly string[];
 }
 
 export interface ListPage {
@@ -197,6 +203,7 @@ function matches(h: Hash, q: ListQuery): boolean {
   if (q.status && h.status !== q.status) return false;
   if (q.idempotencyKey !== undefined && h.idempotency_key !== q.idempotencyKey) return false;
   if (!scopeMatches(h.scope_path ?? '', q.segments)) return false;
+  if (q.scopeFilter && !scopeFilterAllows(q.scopeFilter, h.scope_path ?? '')) return false;
   if (!inWindow(int(h.created_at_ms), q.created)) return false;
   if (!inWindow(int(h.expires_at_ms), q.expires)) return false;
   const finBound = q.finalized.lo !== undefined || q.finalized.hi !== undefined;
@@ -225,6 +232,7 @@ function cursorFilters(q: ListQuery): Record<string, unknown> {
     idempotency_key: q.idempotencyKey,
     status: q.status,
     segments: [...q.segments].sort(),
+    scope_filter: [...(q.scopeFilter ?? [])].sort(),
     created: winKey(q.created),
     expires: winKey(q.expires),
     finalized: winKey(q.finalized),

@@ -21,6 +21,7 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount, renderBalance, UNITS } from './model';
 import { deriveScopes } from './scope';
+import { requireScopeAllowed } from '../auth/scopeFilter';
 import { idempotencyKeyFrom, payloadHash } from './idempotency';
 import { PolicyCache, candidatesFor } from '../policy/cache';
 import { scheduleMember } from './reservationOps';
@@ -94,6 +95,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   const body = ctx.body as Record<string, unknown>;
   const idemKey = idempotencyKeyFrom(ctx);
   const { scopes, scopePath } = deriveScopes(body.subject, tenant);
+  requireScopeAllowed(principal.scopeFilter, scopePath);
   const est = body.estimate as { unit: string; amount: unknown };
   const estimate = toBig(est.amount);
   if (estimate < 0n || estimate > INT64_MAX) throw new ApiError('INVALID_REQUEST', 'estimate.amount must be a non-negative int64');
