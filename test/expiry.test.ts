@@ -144,3 +144,49 @@ describe('expiry sweeper', () => {
     expect(await statusOf(c.t, id)).toBe('COMMITTED');
   }, 30_000);
 });
+
+describe('retention of finished reservations', () => {
+  it('commit, release and expiry set a 30-day TTL on the reservation hash and its owner hint', async () => {
+    const c = await tenant();
+    const committed = await reserve(srv, c.key, c.t, { estimate: 10 });
+    const released = await reserve(srv, c.key, c.t, { estimate: 10 });
+    const expiring = await reserve(srv, c.key, c.t, { estimate: 10, ttl_ms: 1000, grace_period_ms: 0 });
+    const active = await reserve(srv, c.key, c.t, { estimate: 10 });
+    const rt = (m: string, p: string, body: unknown) => call(srv.runtimeUrl, m, p, { key: c.key, body });
+    expect((await rt('POST', `/v1/reservations/${committed}/commit`, { idempotency_key: 'c', actual: { unit: U, amount: 5 } })).status).toBe(200);
+    expect((await rt('POST', `/v1/reservations/${released}/release`, { idempotency_key: 'r' })).status).toBe(200);
+    const deadline = Date.now() + 15_000;
+    while ((await redis().hget(keys.reservation(c.t, expiring), 'status')) !== 'EXPIRED') {
+      if (Date.now() > deadline) throw new Error('not expired in time');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const month = 30 * 86_400_000;
+    for (const id of [committed, released, expiring]) {
+      const ttl = await redis().pttl(keys.reservation(c.t, id));
+      expect(ttl).toBeGreaterThan(month - 60_000);
+      expect(ttl).toBeLessThanOrEqual(month);
+      // the owner hint's TTL is set right after the script (not awaited by the request)
+      let ownerTtl = -1;
+      for (let i = 0; i < 50 && ownerTtl < 0; i++) {
+        ownerTtl = await redis().pttl(keys.reservationOwner(id));
+        if (ownerTtl < 0) await new Promise((res) => setTimeout(res, 20));
+      }
+      expect(ownerTtl).toBeGreaterThan(month - 60_000);
+    }
+    // an ACTIVE reservation is never given a TTL
+    expect(await redis().pttl(keys.reservation(c.t, active))).toBe(-1);
+    expect(await redis().pttl(keys.reservationOwner(active))).toBe(-1);
+  });
+});
+
+describe('retention of the created-at index', () => {
+  it('a reserve trims index entries older than 90 days and keeps younger ones', async () => {
+    const c = await tenant();
+    const now = await redisNowMs(redis());
+    const day = 86_400_000;
+    await redis().zadd(keys.reservationIndex(c.t), now - 91 * day, 'res_old', now - 89 * day, 'res_young');
+    await reserve(srv, c.key, c.t, { estimate: 1 });
+    expect(await redis().zscore(keys.reservationIndex(c.t), 'res_old')).toBeNull();
+    expect(await redis().zscore(keys.reservationIndex(c.t), 'res_young')).not.toBeNull();
+  });
+});

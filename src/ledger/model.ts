@@ -42,6 +42,8 @@
 //   extend:  extend_hash:<idempotency key>, extend_result:<idempotency key> (one pair per
 //            successful extension, so at most max_extensions), extend_metadata (last, JSON)
 //   expiry:  expired_at_ms
+//   retention: finished reservations get a 30-day TTL (ledger_common.lua FINALIZED_RETENTION_MS);
+//   the created-at index keeps 90 days (decision D11)
 //   commit/release/extend/expire: src/store/lua/{commit,release,extend,expire}.lua; the
 //   expiry schedule entry is removed / re-scored after those scripts, best effort.
 //   finalized_at_ms = committed_at_ms | released_at_ms

@@ -8,6 +8,10 @@ import { keys } from '../store/keys';
 import { requireScopeAllowed } from '../auth/scopeFilter';
 import { renderBalance } from './model';
 
+/** Finished reservations are kept this long (mirrors FINALIZED_RETENTION_MS in
+ *  src/store/lua/ledger_common.lua). */
+export const FINALIZED_RETENTION_MS = 30 * 86_400_000;
+
 /** "{t:<tenant>}:budget:" — the scripts append "<scope>:<unit>" (keys.budget layout). */
 export function budgetPrefix(tenant: string): string {
   const probe = keys.budget(tenant, '\u0000', '\u0001');
@@ -98,7 +102,12 @@ export function eventContext(ctx: { traceId: string; requestId: string }, acting
  *  entries: it re-checks each candidate atomically). */
 export async function unschedule(redis: Redis, tenant: string, id: string, log?: { warn: (o: object, m: string) => void }): Promise<void> {
   try {
-    await redis.zrem(keys.expirySchedule(), scheduleMember(tenant, id));
+    // The reservation is finished: drop it from the sweeper's schedule and let its owner
+    // hint expire with the reservation hash (FINALIZED_RETENTION_MS in ledger_common.lua).
+    await Promise.all([
+      redis.zrem(keys.expirySchedule(), scheduleMember(tenant, id)),
+      redis.pexpire(keys.reservationOwner(id), FINALIZED_RETENTION_MS),
+    ]);
   } catch (err) {
     log?.warn({ err, reservation_id: id }, 'expiry schedule cleanup failed');
   }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
-import { budgetPrefix } from './reservationOps';
+import { budgetPrefix, unschedule } from './reservationOps';
 
 /** Candidates handled per batch (one Redis round trip each); a full batch sweeps again
  *  at once instead of waiting for the next interval. */
@@ -50,7 +50,7 @@ export async function sweepOnce(deps: Deps): Promise<SweepStats & { candidates: 
           stats.corrupt++;
         } else if (reply.outcome === 'expired') stats.expired++;
         else stats.gone++;
-        await redis.zrem(keys.expirySchedule(), member);
+        await unschedule(redis, tenant, id, log);
       }
     } catch (err) {
       stats.failed++;

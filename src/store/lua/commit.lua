@@ -137,6 +137,7 @@ local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'com
 if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fields + 1] = metrics_json end
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end
 redis.call(unpack(fields))
+retain_finalized(res_key)
 
 -- Outbox: one event per transition, in the same atomic step.
 if over then

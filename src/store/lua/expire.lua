@@ -36,6 +36,7 @@ if not plans then return cjson.encode({outcome = 'corrupt', message = cjson.deco
 
 for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
 redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
+retain_finalized(res_key)
 
 outbox(outbox_key, 'reservation.expired', cjson.encode({
   reservation_id = r.reservation_id, scope = r.scope_path, unit = r.unit,

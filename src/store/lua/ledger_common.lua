@@ -55,6 +55,16 @@ local function assert_invariant(key)
   end
 end
 
+-- Retention of finished reservations (src/ledger/model.ts RETENTION): a COMMITTED,
+-- RELEASED or EXPIRED reservation (and with it its commit/release replay record) is kept
+-- 30 days after it finished; the per-tenant created-at index keeps 90 days.
+local FINALIZED_RETENTION_MS = 30 * 86400000
+local INDEX_RETENTION_MS = 90 * 86400000
+
+local function retain_finalized(res_key)
+  redis.call('PEXPIRE', res_key, FINALIZED_RETENTION_MS)
+end
+
 -- Outbox append, in the same script as the state change it reports.
 -- data_json: JSON text (int64 values as strings).
 -- ctx: {trace_id, request_id, actor_json, correlation_id?, scope?}; the optional fields are

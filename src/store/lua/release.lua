@@ -59,5 +59,6 @@ local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostrin
   'released_by', ARGV[7]}
 if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
 redis.call(unpack(fields))
+retain_finalized(res_key)
 
 return result_json

@@ -315,6 +315,8 @@ if policy_id ~= '' then
 end
 redis.call('HSET', K_RES, unpack(fields))
 redis.call('ZADD', K_RES_INDEX, now, p.reservation_id)
+-- Bounded index: entries older than its retention go (cheap: only what just aged out).
+redis.call('ZREMRANGEBYSCORE', K_RES_INDEX, '-inf', '(' .. string.format('%.0f', now - INDEX_RETENTION_MS))
 
 local r = base_result(decision)
 if caps_json ~= '' then r.caps_json = caps_json end
