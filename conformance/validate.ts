@@ -10,6 +10,9 @@ import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import type { ValidateFunction } from 'ajv';
 import type { OperationInfo, Plane } from '../src/generated/operations';
+// BigInt → Number so Ajv can type-check (exactness is checked by the cases themselves).
+import { toView } from '../src/json';
+export { toView };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -17,17 +20,6 @@ export function loadDocument(plane: Plane): any {
   return JSON.parse(readFileSync(path.join(ROOT, 'src', 'generated', `${plane}.openapi.json`), 'utf8'));
 }
 
-/** BigInt → Number so Ajv can type-check (exactness is checked by the cases themselves). */
-export function toView(v: unknown): unknown {
-  if (typeof v === 'bigint') return Number(v);
-  if (Array.isArray(v)) return v.map(toView);
-  if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toView(x);
-    return out;
-  }
-  return v;
-}
 
 /** Rewrites document-local refs ("#/components/...") to the registered document id. */
 function anchorRefs(schema: unknown, docId: string): unknown {

@@ -70,12 +70,17 @@ function rejectUnsafeNumbers(v: unknown): void {
   }
 }
 
-function toView(v: unknown): unknown {
+/** The document with BigInt turned into Number (and undefined members dropped), for
+ *  ajv, which only understands numbers; exactness is the serializer's job. */
+export function toView(v: unknown): unknown {
   if (typeof v === 'bigint') return Number(v);
   if (Array.isArray(v)) return v.map(toView);
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) out[k] = toView((v as Record<string, unknown>)[k]);
+    for (const k of Object.keys(v)) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== undefined) out[k] = toView(x);
+    }
     return out;
   }
   return v;

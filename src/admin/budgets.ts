@@ -5,7 +5,7 @@ import { randomUUID, createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import { keys } from '../store/keys';
-import { amount } from '../ledger/model';
+import { amount, renderBalance } from '../ledger/model';
 import { toBig } from '../json';
 import { paginate, parseLimit } from '../list/cursor';
 import type { Principal } from '../auth/authenticate';
@@ -18,20 +18,12 @@ export const FUND_IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Budget hash → the admin spec's BudgetLedger (tenant_id always set). */
 export function renderLedger(h: Record<string, string>): Record<string, unknown> {
-  const u = h.unit;
+  // The ledger amounts are exactly the runtime Balance's (one data model).
   return compact({
     ledger_id: h.ledger_id,
     tenant_id: h.tenant_id,
-    scope: h.scope,
-    scope_path: h.scope,
-    unit: u,
-    allocated: amount(u, h.allocated ?? '0'),
-    remaining: amount(u, h.remaining ?? '0'),
-    reserved: amount(u, h.reserved ?? '0'),
-    spent: amount(u, h.spent ?? '0'),
-    debt: amount(u, h.debt ?? '0'),
-    overdraft_limit: amount(u, h.overdraft_limit ?? '0'),
-    is_over_limit: h.is_over_limit === '1',
+    unit: h.unit,
+    ...renderBalance(h),
     commit_overage_policy: h.commit_overage_policy || undefined,
     status: h.status || 'ACTIVE',
     rollover_policy: h.rollover_policy || undefined,

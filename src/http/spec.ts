@@ -12,6 +12,7 @@ import type { ValidateFunction } from 'ajv';
 import { REPO_ROOT, type Plane } from '../config';
 import { operations } from '../generated/operations';
 import { ApiError } from '../errors';
+import { toView } from '../json';
 import type { OperationRef } from './types';
 
 export interface LoadedSpec {
@@ -91,16 +92,4 @@ async function build(plane: Plane): Promise<LoadedSpec> {
       }
     },
   };
-}
-
-/** BigInt → Number so ajv can check types (exactness is the serializer's job). */
-function toView(v: unknown): unknown {
-  if (typeof v === 'bigint') return Number(v);
-  if (Array.isArray(v)) return v.map(toView);
-  if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toView(x);
-    return out;
-  }
-  return v;
 }
