@@ -214,8 +214,13 @@ describe('cycles ops and 501', () => {
 describe('health and readiness', () => {
   it('/healthz and /readyz answer 200 on both planes', async () => {
     for (const base of [off.runtimeUrl, off.adminUrl]) {
-      expect((await call(base, 'GET', '/healthz')).status).toBe(200);
-      expect((await call(base, 'GET', '/readyz')).status).toBe(200);
+      for (const path of ['/healthz', '/readyz']) {
+        const r = await call(base, 'GET', path, { headers: { 'X-Cycles-Trace-Id': 'abcdef0123456789abcdef0123456789' } });
+        expect(r.status).toBe(200);
+        // every response carries the correlation headers, probes included
+        expect(r.headers.get('x-request-id')).toMatch(/^req_/);
+        expect(r.headers.get('x-cycles-trace-id')).toBe('abcdef0123456789abcdef0123456789');
+      }
     }
   });
 

@@ -43,8 +43,17 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   app.disable('etag');
   app.set('query parser', 'simple');
 
-  app.get('/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' }));
-  app.get('/readyz', async (_req, res) => {
+  // Health probes sit outside the spec (no audit, no auth) but carry the same ids.
+  const withIds = (req: Request, res: Response) => {
+    res.setHeader('X-Request-Id', newRequestId());
+    res.setHeader('X-Cycles-Trace-Id', traceIdFrom(req.headers.traceparent, req.headers['x-cycles-trace-id']));
+  };
+  app.get('/healthz', (req, res) => {
+    withIds(req, res);
+    sendJson(res, 200, { status: 'ok' });
+  });
+  app.get('/readyz', async (req, res) => {
+    withIds(req, res);
     const ok = await opts.isReady().catch(() => false);
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: ok ? 'up' : 'down' });
   });
