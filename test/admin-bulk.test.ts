@@ -137,6 +137,15 @@ describe('bulkActionTenants', () => {
     expect(log.body.logs[0]).toMatchObject({ operation: 'bulkActionTenants', status: 200, resource_type: 'tenant' });
     expect(log.body.logs[0].metadata).toMatchObject({ succeeded_ids: [t], actor_type: 'admin_on_behalf_of' });
     expect(await s.redis.client.zcard(keys.auditAll())).toBe(before + 2); // the bulk call + the lookup
+    // The parent tenant.closed carries the bulk id; the cascade children keep the cascade id.
+    const reqId = r.headers.get('x-request-id');
+    const ev = await events(t);
+    const parent = ev.filter((e) => e.type === 'tenant.closed');
+    expect(parent).toHaveLength(1);
+    expect(parent[0].correlation_id).toBe(`tenant_bulk_action:close:${reqId}`);
+    const children = ev.filter((e) => e.type.endsWith('_via_tenant_cascade'));
+    expect(children.length).toBeGreaterThan(0);
+    for (const c of children) expect(c.correlation_id).toBe(`tenant_close_cascade:${t}:${reqId}`);
   });
 });
 

@@ -74,7 +74,11 @@ if status_changes then
   elseif target == 'ACTIVE' then emit('tenant.reactivated', {'status'})
   elseif target == 'CLOSED' then
     closed_now = true
-    local cctx = {trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json, correlation_id = ARGV[4]}
+    -- The parent event of a bulk CLOSE carries the bulk id (ctx.correlation_id); a single
+    -- close uses the cascade id, which the cascade children always carry (admin spec,
+    -- bulkActionTenants EVENTS).
+    local cctx = {trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json,
+      correlation_id = (ctx.correlation_id and ctx.correlation_id ~= '' and ctx.correlation_id) or ARGV[4]}
     emit('tenant.closed', {'status'}, cctx)
     local state = {'request_id', ctx.request_id or '', 'trace_id', ctx.trace_id or '',
       'actor_json', ctx.actor_json or '{}', 'correlation_id', ARGV[4], 'started_at_ms', tostring(now)}
