@@ -16,13 +16,12 @@
 import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import { Redis } from 'ioredis';
-import { startRedisServer } from '../src/store/redisProcess';
+import { freePort, startRedisServer } from '../src/store/redisProcess';
 import { keys } from '../src/store/keys';
 import { REPO_ROOT } from '../src/config';
 
@@ -52,16 +51,6 @@ const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
 
 // ---------------------------------------------------------------- processes
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitReady(url: string, timeoutMs: number, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -65,8 +65,9 @@ export function findRedisBinary(): string {
   throw notFoundError('redis-server on PATH');
 }
 
-/** Ask the OS for a free port. Racy by nature (freed before Redis binds), hence the retries below. */
-function freePort(host: string): Promise<number> {
+/** Ask the OS for a free port. Racy by nature (freed before the caller binds it), hence the
+ *  retries below; also used by tests and the benchmark to pick ports for child processes. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

@@ -4,7 +4,7 @@
 // helper. Every child ever started is killed by stopAll() (call it in afterAll) and by a
 // process 'exit' hook, so a failing test never leaves a server behind.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/store/redisProcess';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../src/config';
 
@@ -59,16 +59,7 @@ export async function stopAllChildServers(): Promise<void> {
   await Promise.all(waits);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
