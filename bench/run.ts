@@ -15,7 +15,7 @@
 // Results: a markdown table on stdout and in bench/RESULTS.md.
 import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -33,9 +33,11 @@ const program = new Command()
   .option('--modes <list>', 'reserve,pair', 'reserve,pair')
   .option('--shapes <list>', 'shared,per-agent', 'shared,per-agent')
   .option('--cpu-prof-dir <dir>', 'write a V8 CPU profile of the server child here (analyse per-request overhead)')
+  .option('--server-node-args <args>', 'extra node flags for the server child (space-separated), e.g. "--max-semi-space-size=64"', '')
+  .option('--server-log <file>', 'write everything the server child prints to this file')
   .option('--out <file>', 'results file', path.join(REPO_ROOT, 'bench', 'RESULTS.md'))
   .parse();
-const o = program.opts<{ cpuProfDir?: string; durationMs: string; warmupMs: string; levels: string; maxRequests: string; modes: string; shapes: string; out: string }>();
+const o = program.opts<{ serverNodeArgs: string; serverLog?: string; cpuProfDir?: string; durationMs: string; warmupMs: string; levels: string; maxRequests: string; modes: string; shapes: string; out: string }>();
 const DURATION_MS = Number(o.durationMs);
 const WARMUP_MS = Number(o.warmupMs);
 const LEVELS = o.levels.split(',').map(Number);
@@ -127,7 +129,25 @@ interface LevelResult {
   mismatches: number;
   mismatchNote: string;
   baselineRps?: number;
+  /** CPU µs per successful operation in the measured window: server process, redis-server, load generator */
+  cpuUs: { server: number; redis: number; client: number };
 }
+
+/** CPU seconds (user+system, all threads) a process has used so far; Linux /proc only.
+ *  CPU per operation is the steadiest figure on a shared VM, where throughput swings. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch { return NaN; }
+}
+const CLK_TCK = 100;
+
+export interface CpuWatch { server?: number; redis?: number }
+
+const cpuTotal = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 
 function percentile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return NaN;
@@ -135,7 +155,7 @@ function percentile(sorted: Float64Array, q: number): number {
 }
 
 /** Runs `clients` closed loops of `op` for warm-up + window; latency only inside the window. */
-async function closedLoop(clients: number, op: (client: number) => Promise<boolean>) {
+async function closedLoop(clients: number, op: (client: number) => Promise<boolean>, watch: CpuWatch = {}) {
   const latencies: number[] = [];
   let okInWindow = 0;
   let errors = 0;
@@ -144,6 +164,9 @@ async function closedLoop(clients: number, op: (client: number) => Promise<boole
   const start = performance.now();
   const windowStart = start + WARMUP_MS;
   const end = windowStart + DURATION_MS;
+  let cpu0: { server: number; redis: number; client: number } | undefined;
+  const sample = () => ({ server: cpuSeconds(watch.server), redis: cpuSeconds(watch.redis), client: cpuTotal() });
+  const armed = setTimeout(() => { cpu0 = sample(); }, WARMUP_MS);
   await Promise.all(Array.from({ length: clients }, async (_, i) => {
     while (performance.now() < end && issued < MAX_REQUESTS) {
       issued++;
@@ -159,11 +182,15 @@ async function closedLoop(clients: number, op: (client: number) => Promise<boole
     }
   }));
   const windowMs = Math.min(performance.now(), end) - windowStart;
+  clearTimeout(armed);
+  const cpu1 = sample();
+  const perOp = (k: 'server' | 'redis' | 'client') => (cpu0 && okInWindow ? ((cpu1[k] - cpu0[k]) / okInWindow) * 1e6 : NaN);
   const sorted = Float64Array.from(latencies).sort();
   return {
     okInWindow, errors, firstError,
     throughput: okInWindow / (windowMs / 1000),
     p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99),
+    cpuUs: { server: perOp('server'), redis: perOp('redis'), client: perOp('client') },
   };
 }
 
@@ -188,8 +215,14 @@ async function main() {
     };
     delete env.CYCLES_FEATURES;
     const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProfDir)] : [];
-    const srv = spawnChild([...prof, path.join(REPO_ROOT, 'bin', 'cycles.mjs'), 'serve'], env);
+    const nodeArgs = o.serverNodeArgs.split(' ').filter(Boolean);
+    const srv = spawnChild([...nodeArgs, ...prof, path.join(REPO_ROOT, 'bin', 'cycles.mjs'), 'serve'], env);
     cleanups.push(async () => { srv.child.kill('SIGTERM'); await srv.exited; });
+    if (o.serverLog) {
+      const logFile = createWriteStream(o.serverLog);
+      srv.child.stdout!.pipe(logFile);
+      srv.child.stderr!.pipe(logFile);
+    }
     const base = spawnChild(['-e', BASELINE_SRC], { ...process.env, PORT: String(bp) });
     cleanups.push(async () => { base.child.kill('SIGTERM'); await base.exited; });
     const runtimeUrl = `http://127.0.0.1:${rp}`;
@@ -242,10 +275,10 @@ async function main() {
     for (const clients of LEVELS) {
       const c = makeClient(`http://127.0.0.1:${bp}`, clients);
       const body = JSON.stringify({ idempotency_key: 'x', estimate: { unit: UNIT, amount: 2 } });
-      const r = await closedLoop(clients, async () => (await c.request('POST', '/v1/reservations', {}, body)).status === 200);
+      const r = await closedLoop(clients, async () => (await c.request('POST', '/v1/reservations', {}, body)).status === 200, { server: base.child.pid });
       c.close();
       baselineRps.set(clients, r.throughput);
-      console.error(`baseline node:http  ${String(clients).padStart(3)} clients: ${r.throughput.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms`);
+      console.error(`baseline node:http  ${String(clients).padStart(3)} clients: ${r.throughput.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms, CPU µs/req server ${r.cpuUs.server.toFixed(0)} client ${r.cpuUs.client.toFixed(0)}`);
     }
 
     for (const mode of MODES) {
@@ -278,7 +311,7 @@ async function main() {
               perClient[i].commits++;
               return true;
             };
-          const m = await closedLoop(clients, op);
+          const m = await closedLoop(clients, op, { server: srv.child.pid, redis: redisSrv.pid });
           client.close();
 
           // Ledger check: every scope holds exactly what the successes imply, and the identity holds.
@@ -300,10 +333,10 @@ async function main() {
           const res: LevelResult = {
             mode: mode === 'reserve' ? 'reserve' : 'reserve→commit', shape, clients, ok: m.okInWindow, errors: m.errors,
             throughput: m.throughput, p50: m.p50, p95: m.p95, p99: m.p99, mismatches, mismatchNote: notes.join('; '),
-            baselineRps: baselineRps.get(clients),
+            baselineRps: baselineRps.get(clients), cpuUs: m.cpuUs,
           };
           results.push(res);
-          console.error(`${res.mode.padEnd(15)} ${shape.padEnd(9)} ${String(clients).padStart(3)} clients: ${m.throughput.toFixed(0)}/s p50 ${m.p50.toFixed(2)} p95 ${m.p95.toFixed(2)} p99 ${m.p99.toFixed(2)} ms, errors ${m.errors}${m.firstError ? ` (${m.firstError})` : ''}, ledger mismatches ${mismatches}${notes.length ? ` ${notes.join('; ')}` : ''}`);
+          console.error(`${res.mode.padEnd(15)} ${shape.padEnd(9)} ${String(clients).padStart(3)} clients: ${m.throughput.toFixed(0)}/s p50 ${m.p50.toFixed(2)} p95 ${m.p95.toFixed(2)} p99 ${m.p99.toFixed(2)} ms, errors ${m.errors}${m.firstError ? ` (${m.firstError})` : ''}, ledger mismatches ${mismatches}${notes.length ? ` ${notes.join('; ')}` : ''}; CPU µs/op server ${m.cpuUs.server.toFixed(0)} redis ${m.cpuUs.redis.toFixed(0)} client ${m.cpuUs.client.toFixed(0)}`);
         }
       }
     }
@@ -323,12 +356,12 @@ function report(results: LevelResult[], baseline: Map<number, number>): string {
   lines.push('# Benchmark results', '');
   lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average at start ${LOAD_AT_START}, at end ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine skews every number below).`);
   lines.push(`Server: \`cycles serve\` as a child process (NODE_ENV=production, log level warn) on a private redis-server (AOF, appendfsync everysec). Load generator: closed-loop clients on node:http keep-alive sockets in a separate process. Each level: ${WARMUP_MS} ms warm-up, then ${DURATION_MS} ms measured (at most ${MAX_REQUESTS} operations); latency = one reserve, or one reserve plus its commit. Each (mode, shape, level) runs on a fresh tenant whose budgets are checked against the successful operations afterwards.`, '');
-  lines.push('| mode | shape | clients | ok ops | errors | ops/s | p50 ms | p95 ms | p99 ms | ledger mismatches | bare node:http req/s | ours / bare |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| mode | shape | clients | ok ops | errors | ops/s | p50 ms | p95 ms | p99 ms | ledger mismatches | bare node:http req/s | ours / bare | CPU µs/op server | redis | load gen |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     // A pair is two requests: compare requests/s with the bare server.
     const reqs = r.throughput * (r.mode === 'reserve' ? 1 : 2);
-    lines.push(`| ${r.mode} | ${r.shape} | ${r.clients} | ${r.ok} | ${r.errors} | ${f(r.throughput, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.mismatches} | ${f(r.baselineRps ?? NaN, 0)} | ${r.baselineRps ? f(reqs / r.baselineRps, 2) : '–'} |`);
+    lines.push(`| ${r.mode} | ${r.shape} | ${r.clients} | ${r.ok} | ${r.errors} | ${f(r.throughput, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.mismatches} | ${f(r.baselineRps ?? NaN, 0)} | ${r.baselineRps ? f(reqs / r.baselineRps, 2) : '–'} | ${f(r.cpuUs.server, 0)} | ${f(r.cpuUs.redis, 0)} | ${f(r.cpuUs.client, 0)} |`);
   }
   lines.push('', '## Targets', '');
   const find = (mode: string, clients: number) => results.filter((r) => r.mode === mode && r.clients === clients);

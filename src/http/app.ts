@@ -13,6 +13,8 @@ import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
 import { loadSpec } from './spec';
 import { PlaneRouter, type RouteMatch } from './router';
+import { RequestValidator } from './requestValidator';
+import querystring from 'node:querystring';
 import type { AuditInfo, Deps, Handler, HandlerResult, OperationRef, ResponseInfo } from './types';
 import type { Principal } from '../auth/authenticate';
 
@@ -59,13 +61,17 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   });
 
   const bodyLimit = deps.config.bodyLimitBytes;
+  const validator = new RequestValidator(api);
   app.use(
     async (req: Request, res: Response) => {
       const started = process.hrtime.bigint();
       const requestId = newRequestId();
-      const traceId = traceIdFrom(req.headers.traceparent, req.headers['x-cycles-trace-id']);
-      res.setHeader('X-Request-Id', requestId);
-      res.setHeader('X-Cycles-Trace-Id', traceId);
+      const headers = req.headers as Record<string, string | string[] | undefined>;
+      const traceId = traceIdFrom(headers.traceparent, headers['x-cycles-trace-id']);
+      // Response headers are collected here and written once, with the status.
+      const out: Record<string, string> = { 'X-Request-Id': requestId, 'X-Cycles-Trace-Id': traceId };
+      const { path, query } = splitUrl(req.url);
+      const method = req.method;
       let status = 500;
       let operationId: string | undefined;
       let opRef: OperationRef | undefined;
@@ -76,11 +82,6 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
       const seen: { principal?: Principal } = {};
       const audit: AuditInfo = {};
       try {
-        const path = req.path;
-        const method = req.method;
-        const query = req.query as Record<string, string | string[]>;
-        const headers = req.headers as Record<string, string | string[] | undefined>;
-
         const { operation, params } = matchOperation(router, method, path);
         operationId = operation.operationId!;
         dropBlankDateTimes(operation, query);
@@ -96,7 +97,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         let view: unknown;
         const raw = BODY_METHODS.has(method) ? await readBody(req, bodyLimit) : undefined;
         if (operation.requestBody && raw && raw.length > 0) {
-          const ctype = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+          const ctype = String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
           if (ctype !== 'application/json' && !ctype.endsWith('+json')) {
             throw new ApiError('INVALID_REQUEST', `Content-Type must be application/json (got "${ctype || 'none'}")`);
           }
@@ -104,7 +105,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           requestBody = body;
         }
 
-        const validation = api.validator.validateRequest({ method, path, headers: headers as Record<string, string | string[]>, query, body: view }, operation);
+        const validation = validator.validate(operation, { params, query, headers, body: view });
         if (validation.errors) {
           throw new ApiError('INVALID_REQUEST', `Request does not match the ${plane} spec: ${describeErrors(validation.errors)}`, {
             errors: validation.errors.slice(0, 20).map((e) => ({
@@ -122,8 +123,8 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         const result = await handler({
           op,
           body,
-          query: (validation.coerced?.query as Record<string, any>) ?? query,
-          params: (validation.coerced?.params as Record<string, string>) ?? params,
+          query: validation.query,
+          params: validation.params,
           headers,
           principal,
           requestId,
@@ -135,12 +136,12 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         if (validateResponses) checkResponse(spec, operation, result);
         status = result.status;
         responseBody = result.body;
-        if (result.headers) for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
-        sendJson(res, result.status, result.body);
+        if (result.headers) Object.assign(out, result.headers);
+        sendJson(res, result.status, result.body, out);
       } catch (e) {
         const err = toApiError(e, deps);
         status = err.status;
-        if (err.headers) for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+        if (err.headers) Object.assign(out, err.headers);
         let body = errorBody(err, requestId, traceId);
         errorCode = String(body.error);
         errorMessage = String(body.message);
@@ -154,24 +155,26 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
             errorMessage = String(body.message);
           }
         }
-        sendJson(res, status, body);
+        sendJson(res, status, body, out);
       } finally {
         const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
         if (logRequests) {
           deps.log.info({
-            plane, method: req.method, path: req.path, operationId, status, request_id: requestId, trace_id: traceId,
+            plane, method, path, operationId, status, request_id: requestId, trace_id: traceId,
             duration_ms: durationMs,
           }, 'request');
         }
-        notify(opts, deps, {
-          plane, op: opRef, method: req.method, path: req.path, status, errorCode, errorMessage,
-          principal: seen.principal, requestId, traceId, audit,
-          query: req.query as Record<string, unknown>, requestBody, responseBody,
-          // getters: most requests are not audited, and req.ip is not free to compute
-          get userAgent() { return req.get('user-agent'); },
-          get sourceIp() { return req.ip; },
-          durationMs,
-        });
+        if (opts.onResponse) {
+          notify(opts, deps, {
+            plane, op: opRef, method, path, status, errorCode, errorMessage,
+            principal: seen.principal, requestId, traceId, audit,
+            query, requestBody, responseBody,
+            // getters: most requests are not audited, and req.ip is not free to compute
+            get userAgent() { return header(headers, 'user-agent'); },
+            get sourceIp() { return req.ip; },
+            durationMs,
+          });
+        }
       }
     },
   );
@@ -263,14 +266,35 @@ function checkResponse(spec: Awaited<ReturnType<typeof loadSpec>>, operation: Op
   }
 }
 
-function sendJson(res: Response, status: number, body: unknown): void {
+/** Writes status, headers and body in one go (one header block, one socket write). */
+function sendJson(res: Response, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined || status === 204) {
-    res.status(status).end();
+    res.writeHead(status, headers);
+    res.end();
     return;
   }
   const text = stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  headers['Content-Type'] = 'application/json';
+  headers['Content-Length'] = String(Buffer.byteLength(text));
+  res.writeHead(status, headers);
   res.end(text);
+}
+
+/** Path and query of a request target. The simple query grammar (node:querystring), as
+ *  express's 'simple' query parser; absolute-form targets are reduced to their path. */
+export function splitUrl(url: string | undefined): { path: string; query: Record<string, string | string[]> } {
+  let target = url ?? '/';
+  if (target[0] !== '/') {
+    try { const u = new URL(target); target = u.pathname + u.search; } catch { target = '/'; }
+  }
+  const q = target.indexOf('?');
+  if (q < 0) return { path: target, query: {} };
+  return { path: target.slice(0, q), query: { ...querystring.parse(target.slice(q + 1)) } as Record<string, string | string[]> };
+}
+
+function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
 }
 
 export type { OperationRef };
