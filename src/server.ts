@@ -1,6 +1,6 @@
 // Assembles a running server: Redis (given or embedded), both planes, workers, and a
 // clean shutdown that also stops an embedded redis-server.
-import http from 'node:http';
+import { createExpressServer } from './http/expressServer';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -80,7 +80,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       // Audit: every admin-plane request; on the runtime only admin-key releaseReservation.
       const onResponse = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
       const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse });
-      const server = http.createServer(app);
+      const server = createExpressServer(app);
       server.keepAliveTimeout = 65_000;
       const port = plane === 'runtime' ? config.runtimePort : config.adminPort;
       await new Promise<void>((resolve, reject) => {

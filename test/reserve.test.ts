@@ -81,7 +81,21 @@ describe('live ALLOW', () => {
     expect(Number(h.expires_at_ms) - Number(h.created_at_ms)).toBeGreaterThan(29000);
     expect(await redis().zscore(keys.reservationIndex(tenant), id)).toBe(h.created_at_ms);
     expect(await redis().get(keys.reservationOwner(id))).toBe(tenant);
-    expect(Number(await redis().zscore(keys.expirySchedule(), `${tenant}\n${id}`))).toBe(Number(h.expires_at_ms) + 2000);
+    // ttl_ms named in the request: the provisional score stands when it is at most 1 s
+    // past the exact deadline (docs/decisions.md DR8); never before it.
+    const score = Number(await redis().zscore(keys.expirySchedule(), `${tenant}\n${id}`));
+    expect(score).toBeGreaterThanOrEqual(Number(h.expires_at_ms) + 2000);
+    expect(score).toBeLessThanOrEqual(Number(h.expires_at_ms) + 2000 + 1000);
+  });
+
+  it('writes the exact expiry-schedule score when a tenant cap shortens the requested ttl', async () => {
+    const { tenant, key } = await setup({ 'tenant:$T': { allocated: 1000 } }, { max_reservation_ttl_ms: '5000' });
+    const r = await reserve({ key }, body(tenant, { ttl_ms: 600_000, grace_period_ms: 0 }));
+    expect(r.status).toBe(200);
+    const id = r.body.reservation_id;
+    expect(r.body.expires_at_ms - Number(await redis().hget(keys.reservation(tenant, id), 'created_at_ms'))).toBe(5000);
+    // the exact score is written after the script without being awaited
+    await expect.poll(async () => Number(await redis().zscore(keys.expirySchedule(), `${tenant}\n${id}`))).toBe(r.body.expires_at_ms);
   });
 
   it('skips gaps and unbudgeted scopes; affected_scopes lists every derived scope', async () => {

@@ -2,7 +2,7 @@
 // the secret, so authenticating is one HGETALL and nothing in Redis can be replayed as
 // a credential. SHA-256 (not bcrypt) is enough because secrets are 192-bit random
 // values, not passwords (docs/decisions.md "api key hashing").
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { keys } from '../store/keys';
 
@@ -27,7 +27,8 @@ export interface ApiKeyRecord {
   metadata?: Record<string, unknown>;
 }
 
-export const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex');
+// crypto.hash: one-shot digest, no Hash stream object per call (on the auth hot path).
+export const sha256Hex = (s: string) => hash('sha256', s, 'hex');
 
 export function newKeySecret(): string {
   // 24 random bytes -> 32 base64url characters.

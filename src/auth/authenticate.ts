@@ -10,7 +10,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import type { Plane } from '../config';
-import { lookupKey, keyProblem } from './apiKeys';
+import { lookupKey, keyProblem, type ApiKeyRecord } from './apiKeys';
 import type { ApiKeyCache } from './keyCache';
 import { REQUIRED_PERMISSION, holds, type Permission } from './permissions';
 
@@ -69,13 +69,7 @@ export class Authenticator {
       const record = this.cache ? await this.cache.lookup(keyHeader) : await lookupKey(this.redis, keyHeader);
       const problem = keyProblem(record, Date.now());
       if (problem || !record) throw new ApiError('UNAUTHORIZED', `Invalid API key (${problem})`);
-      const principal: Principal = {
-        kind: 'tenant',
-        tenantId: record.tenant_id,
-        keyId: record.key_id,
-        permissions: new Set(record.permissions),
-        scopeFilter: record.scope_filter,
-      };
+      const principal = tenantPrincipal(record);
       if (seen) seen.principal = principal;
       requirePermission(op, principal.permissions);
       return principal;
@@ -83,6 +77,25 @@ export class Authenticator {
     const accepted = [...schemes].map((s) => (s === 'AdminKeyAuth' ? 'X-Admin-API-Key' : 'X-Cycles-API-Key'));
     throw new ApiError('UNAUTHORIZED', `Missing credential: this operation requires ${accepted.join(' or ')}`);
   }
+}
+
+// Cached records (src/auth/keyCache.ts) are the same object on every request; so is
+// their principal, instead of a fresh permission Set per request.
+type TenantPrincipal = Extract<Principal, { kind: 'tenant' }>;
+const principals = new WeakMap<ApiKeyRecord, TenantPrincipal>();
+function tenantPrincipal(record: ApiKeyRecord): TenantPrincipal {
+  let p = principals.get(record);
+  if (!p) {
+    p = Object.freeze({
+      kind: 'tenant' as const,
+      tenantId: record.tenant_id,
+      keyId: record.key_id,
+      permissions: new Set(record.permissions) as ReadonlySet<string>,
+      scopeFilter: record.scope_filter,
+    });
+    principals.set(record, p);
+  }
+  return p;
 }
 
 function requirePermission(op: AuthOp, granted: ReadonlySet<string>): void {

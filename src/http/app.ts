@@ -62,7 +62,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
 
   const bodyLimit = deps.config.bodyLimitBytes;
   const validator = new RequestValidator(api);
-  app.use(
+  const pipeline = 
     async (req: Request, res: Response) => {
       const started = process.hrtime.bigint();
       const requestId = newRequestId();
@@ -176,8 +176,9 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           });
         }
       }
-    },
-  );
+    };
+  app.use(pipeline);
+  (app as any).pipeline = pipeline;
 
   // Anything express itself fails on before the pipeline (e.g. a malformed URL).
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {

@@ -1,7 +1,7 @@
 // Correlation ids per the runtime spec's CORRELATION AND TRACING section: traceparent
 // wins, then X-Cycles-Trace-Id, else a fresh non-zero id. Malformed headers are ignored,
 // never rejected. request_id is always server-generated.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 const TRACE_RE = /^[0-9a-f]{32}$/;
 const ZERO32 = '0'.repeat(32);
@@ -36,6 +36,7 @@ export function newTraceId(): string {
   }
 }
 
+/** req_ + 32 hex (128 random bits), from the same pooled randomness as trace ids. */
 export function newRequestId(): string {
-  return `req_${randomUUID().replace(/-/g, '')}`;
+  return `req_${newTraceId()}`;
 }

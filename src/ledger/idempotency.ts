@@ -6,7 +6,7 @@
 //    key order and whitespace never cause IDEMPOTENCY_MISMATCH.
 // The record itself lives in Redis under keys.idem(tenant, endpoint, key) and is
 // read/written inside each operation's Lua script (see src/store/lua/reserve.lua).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ApiError } from '../errors';
 
 /** The request's idempotency key: body `idempotency_key`, reconciled with the
@@ -77,5 +77,6 @@ function canon(v: unknown): string | undefined {
 
 /** SHA-256 hex of the canonical JSON of `obj`: the value idempotency records compare. */
 export function payloadHash(obj: unknown): string {
-  return createHash('sha256').update(canonicalJson(obj), 'utf8').digest('hex');
+  // one-shot digest: no Hash stream object per request
+  return hash('sha256', canonicalJson(obj), 'hex');
 }

@@ -24,7 +24,7 @@ import { deriveScopes } from './scope';
 import { requireScopeAllowed } from '../auth/scopeFilter';
 import { idempotencyKeyFrom, payloadHash } from './idempotency';
 import { PolicyCache, candidatesFor } from '../policy/cache';
-import { scheduleMember } from './reservationOps';
+import { budgetPrefix, scheduleMember } from './reservationOps';
 import type { HandlerContext } from '../http/types';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
@@ -51,6 +51,12 @@ let redisClockOffsetMs = 0;
 /** Provisional expiry-schedule score (DR8): due this long after "now", so it never lies
  *  before the script has run, and the exact score replaces it right after the script. */
 const PROVISIONAL_SCHEDULE_DELAY_MS = 1_000;
+/** When the request names its ttl_ms, the provisional score is the expected deadline
+ *  (ttl + grace from now) plus this slack, and the exact score is only written when the
+ *  script's deadline differs: earlier than the provisional one by more than
+ *  MAX_SCHEDULE_LATENESS_MS (a policy or tenant cap shortened the ttl), or later. */
+const SCHEDULE_SLACK_MS = 200;
+const MAX_SCHEDULE_LATENESS_MS = 1_000;
 /** Evaluations against policies that changed meanwhile before giving up (503-like). */
 const MAX_POLICY_ATTEMPTS = 3;
 
@@ -131,6 +137,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     request_id: ctx.requestId,
     actor_json: JSON.stringify({ type: 'api_key', key_id: principal.keyId }),
     res_prefix: keys.reservation(tenant, ''),
+    budget_prefix: budgetPrefix(tenant),
   };
   const scriptKeys = [
     idem,
@@ -141,7 +148,6 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.policies(tenant),
     keys.policyVersion(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
-    ...scopes.flatMap((s) => otherUnits.map((u) => keys.budget(tenant, s, u))),
   ];
 
   type Reply = { err?: string; scope?: string; remaining?: string; expected_units?: string[] }
@@ -149,6 +155,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     & { stale?: boolean; version?: string; policies?: string[] | Record<string, never> };
   let policies = policyCache.get(tenant);
   let hintErrors: unknown[] = [];
+  let provisional = 0;
   let out: Reply | undefined;
   for (let attempt = 1; ; attempt++) {
     params.policy_version = policies?.version ?? '';
@@ -160,7 +167,9 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
       // issue order; ioredis auto-pipelining batches them with other requests' commands
       // into one write), so no reservation can exist without them (DR8). The schedule
       // score is provisional.
-      const provisional = Date.now() + redisClockOffsetMs + PROVISIONAL_SCHEDULE_DELAY_MS;
+      const nowEst = Date.now() + redisClockOffsetMs;
+      const ttlReq = posInt(body.ttl_ms);
+      provisional = nowEst + Math.max(PROVISIONAL_SCHEDULE_DELAY_MS, ttlReq === undefined ? 0 : ttlReq + graceMs + SCHEDULE_SLACK_MS);
       const owner = redis.set(ownerKey, tenant).then(() => undefined, (e: unknown) => e);
       const sched = redis.zadd(keys.expirySchedule(), provisional, member).then(() => undefined, (e: unknown) => e);
       const evaluated = redis.evalsha(script().sha, scriptKeys.length, ...scriptKeys, arg)
@@ -195,7 +204,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
       // The reservation exists but a hint write failed: repair before answering.
       log.error({ err: hintErrors[0], tenant, reservation_id: reservationId }, 'reservation hints failed before the script; rewriting');
       await redis.pipeline().set(ownerKey, tenant).zadd(keys.expirySchedule(), exact, member).exec();
-    } else {
+    } else if (exact > provisional || provisional - exact > MAX_SCHEDULE_LATENESS_MS) {
       // Exact deadline; XX never resurrects an entry a fast commit already removed.
       redis.zadd(keys.expirySchedule(), 'XX', exact, member)
         .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'expiry schedule update failed'));

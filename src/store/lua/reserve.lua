@@ -13,9 +13,10 @@
 --
 -- KEYS: 1 idempotency record, 2 tenant hash, 3 reservation hash (new id; unused when
 --       not live), 4 reservation index, 5 outbox, 6 policies hash, 7 policy version,
---       8 .. 7+n          budget hash of each derived scope in the request unit,
---       8+n .. 7+n+n*m    budget hash of each derived scope in each other unit
---                         (scope-major; m = #p.other_units)
+--       8 .. 7+n          budget hash of each derived scope in the request unit
+--       (budgets of the same scopes in the other units are only looked at when none of
+--       these exists, to tell UNIT_MISMATCH from NOT_FOUND; their keys are built here from
+--       p.budget_prefix, as the finishing scripts do (docs/decisions.md DC7): same slot)
 -- ARGV: 1 JSON params (see src/ledger/reserve.ts; int64 as strings). Policy part:
 --       p.policy_version  the keys.policyVersion value the caller's policies came from
 --       p.candidates      matching policies in selection order (src/policy/cache.ts
@@ -40,7 +41,6 @@ local p = cjson.decode(ARGV[1])
 local mode = p.mode -- 'live' | 'dry_run' | 'decide'
 local live = (mode == 'live')
 local n = #p.scopes
-local m = #p.other_units
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_POLICIES, K_POLICY_VERSION = KEYS[6], KEYS[7]
 local B = 7 -- budget keys start after this index
@@ -165,8 +165,10 @@ if #budgeted == 0 then
   -- ERROR SEMANTICS unit-mismatch bullet: a budget in another unit → 400 everywhere.
   for i = 1, n do
     local units = {}
-    for j = 1, m do
-      if redis.call('EXISTS', KEYS[B + n + (i - 1) * m + j]) == 1 then units[#units + 1] = p.other_units[j] end
+    for _, u in ipairs(p.other_units) do
+      if redis.call('EXISTS', p.budget_prefix .. p.scopes[i] .. ':' .. u) == 1 then
+        units[#units + 1] = u
+      end
     end
     if #units > 0 then
       return cjson.encode({err = 'UNIT_MISMATCH', scope = p.scopes[i], expected_units = units})
