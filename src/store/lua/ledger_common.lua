@@ -45,6 +45,48 @@ local function budget_snapshot(key)
   return t
 end
 
+-- The same Balance-row shape from a budget hash already read (HGETALL table): missing
+-- fields are false, as HMGET gives them.
+local function snapshot_of(h)
+  local t = {}
+  for _, f in ipairs(BUDGET_SNAPSHOT_FIELDS) do
+    local v = h[f]
+    if v == nil then v = false end
+    t[f] = v
+  end
+  return t
+end
+
+-- Amount fields of a budget hash as Lua numbers, when every one is canonical with
+-- |v| <= 2^53 - 1 (then tonumber is exact). nil when any is larger (callers fall back to
+-- int64.lua). Missing fields count as 0. Arithmetic on these numbers is exact as long as
+-- each result stays within +-(2^53 - 1): callers check with num_exact.
+local NUM_MAX = 9007199254740991 -- 2^53 - 1
+local SHORT_AMOUNT_FIELDS = {'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}
+local function short_amounts(h)
+  local t = {}
+  for _, f in ipairs(SHORT_AMOUNT_FIELDS) do
+    local v = h[f]
+    if v == nil or v == '' then
+      t[f] = 0
+    elseif #v <= 17 and i64_norm(v) == v then
+      local x = tonumber(v)
+      -- a 16/17-character value above 2^53 - 1 rounds to >= 2^53: detected here
+      if x > NUM_MAX or x < -NUM_MAX then return nil end
+      t[f] = x
+    else
+      return nil
+    end
+  end
+  return t
+end
+
+-- Whether a sum/difference of exact numbers is itself exact (|x| <= 2^53 - 1; a true
+-- result beyond that rounds to at least 2^53 in magnitude, so the test cannot be fooled).
+local function num_exact(x)
+  return x <= NUM_MAX and x >= -NUM_MAX
+end
+
 -- Fails the script (no writes have happened when called before mutation; callers call it
 -- after mutation only as an assertion) if remaining != allocated - spent - reserved - debt.
 local function assert_invariant(key)

@@ -98,7 +98,7 @@ end
 local DAY_MS = 86400000
 local function finish(result, idem_ttl_ms)
   local enc = cjson.encode(result)
-  redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', string.format('%.0f', idem_ttl_ms or DAY_MS))
+  redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', string.format('%d', idem_ttl_ms or DAY_MS))
   return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
 end
 
@@ -129,15 +129,20 @@ local function deny(reason, scope, remaining, balances, event)
 end
 
 -- 1. closed-tenant guard ------------------------------------------------------------
-local guard = tenant_guard(K_TENANT)
-if guard == 'TENANT_CORRUPT' then
+-- One read for the guard and the tenant settings used in step 4 (tenant_guard's rules:
+-- no record → no guard; a record without a valid status → corrupt).
+local tcfg = redis.call('HMGET', K_TENANT, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
+  'max_reservation_extensions', 'default_commit_overage_policy')
+local tstatus = tcfg[1]
+local has_tenant = tstatus ~= false or redis.call('EXISTS', K_TENANT) == 1
+if has_tenant and tstatus ~= 'ACTIVE' and tstatus ~= 'SUSPENDED' and tstatus ~= 'CLOSED' then
   error('reserve: tenant record at ' .. K_TENANT .. ' has no valid status')
 end
-if guard == 'TENANT_CLOSED' then
+if tstatus == 'CLOSED' then
   return deny('TENANT_CLOSED', nil, nil, nil, false)
 end
 -- A SUSPENDED tenant takes no new reservations (live → 403, evaluations → DENY).
-if tenant_suspended(K_TENANT) then
+if tstatus == 'SUSPENDED' then
   return deny('TENANT_SUSPENDED', nil, nil, nil, false)
 end
 
@@ -200,17 +205,37 @@ local function expected_remaining(h, key)
 end
 
 -- Invariant first: never evaluate against, or write onto, a corrupt ledger.
+-- b.n: the amounts as exact Lua numbers when every one is short (short_amounts); the
+-- checks and writes below then use plain arithmetic, else the int64 string functions.
+local est_n = tonumber(estimate)
+if not num_exact(est_n) then est_n = nil end
 for _, b in ipairs(budgeted) do
   local h = b.h
-  local expect = expected_remaining(h, b.key)
-  if expect == nil or expect ~= amount(h, 'remaining', b.key) then
-    error('reserve: ledger invariant violated on ' .. b.key)
+  local n = est_n and short_amounts(h)
+  if n then
+    local e1 = n.allocated - n.spent
+    local e2 = e1 - n.reserved
+    local e3 = e2 - n.debt
+    -- every step exact and reserved + estimate representable: use numbers from here on
+    if num_exact(e1) and num_exact(e2) and num_exact(e3) and num_exact(n.reserved + est_n) then b.n = n end
+  end
+  if b.n then
+    local n = b.n
+    if n.allocated - n.spent - n.reserved - n.debt ~= n.remaining then
+      error('reserve: ledger invariant violated on ' .. b.key)
+    end
+  else
+    local expect = expected_remaining(h, b.key)
+    if expect == nil or expect ~= amount(h, 'remaining', b.key) then
+      error('reserve: ledger invariant violated on ' .. b.key)
+    end
   end
 end
 
+-- Balance rows as of now, from the hashes already read (same shape as budget_snapshot).
 local function snapshots()
   local out = {}
-  for i, b in ipairs(budgeted) do out[i] = budget_snapshot(b.key) end
+  for i, b in ipairs(budgeted) do out[i] = snapshot_of(b.h) end
   return out
 end
 
@@ -219,9 +244,29 @@ for _, b in ipairs(budgeted) do
   local st = h.status or 'ACTIVE'
   local reason
   local remaining = amount(h, 'remaining', b.key)
-  local debt = amount(h, 'debt', b.key)
-  local limit = amount(h, 'overdraft_limit', b.key)
-  if st == 'FROZEN' then
+  local n = b.n
+  if n then
+    -- same order and rules as the int64 branch below
+    if st == 'FROZEN' then
+      reason = 'BUDGET_FROZEN'
+    elseif st == 'CLOSED' then
+      reason = 'BUDGET_CLOSED'
+    elseif h.is_over_limit == '1' or (n.overdraft_limit > 0 and n.debt > n.overdraft_limit) then
+      reason = 'OVERDRAFT_LIMIT_EXCEEDED'
+    elseif n.debt > 0 and not (n.overdraft_limit > 0) then
+      reason = 'DEBT_OUTSTANDING'
+    elseif n.remaining < est_n then
+      reason = 'BUDGET_EXCEEDED'
+    end
+    if reason then
+      return deny(reason, b.scope, remaining, snapshots(), true)
+    end
+  end
+  local debt = (not n) and amount(h, 'debt', b.key)
+  local limit = (not n) and amount(h, 'overdraft_limit', b.key)
+  if n then
+    -- passed above
+  elseif st == 'FROZEN' then
     reason = 'BUDGET_FROZEN'
   elseif st == 'CLOSED' then
     reason = 'BUDGET_CLOSED'
@@ -256,13 +301,19 @@ end
 local budgeted_scopes = {}
 for i, b in ipairs(budgeted) do
   budgeted_scopes[i] = b.scope
-  if estimate ~= '0' then
-    redis.call('HINCRBY', b.key, 'reserved', estimate)
-    redis.call('HINCRBY', b.key, 'remaining', '-' .. estimate)
+  local h = b.h
+  if b.n then
+    -- exact: checked above (num_exact of reserved + estimate; remaining >= estimate)
+    h.reserved = string.format('%d', b.n.reserved + est_n)
+    h.remaining = string.format('%d', b.n.remaining - est_n)
+  else
+    h.reserved = i64_add(amount(h, 'reserved', b.key), estimate)
+    h.remaining = i64_sub(amount(h, 'remaining', b.key), estimate)
   end
-  redis.call('HSET', b.key, 'updated_at_ms', now_s)
-  if estimate ~= '0' and redis.call('HGET', b.key, 'remaining') == '0' then
-    local s = budget_snapshot(b.key)
+  h.updated_at_ms = now_s
+  redis.call('HSET', b.key, 'reserved', h.reserved, 'remaining', h.remaining, 'updated_at_ms', now_s)
+  if estimate ~= '0' and h.remaining == '0' then
+    local s = snapshot_of(h)
     outbox(K_OUTBOX, 'budget.exhausted', cjson.encode({
       scope = b.scope, unit = p.unit, threshold = 1.0, allocated = s.allocated, remaining = s.remaining,
       spent = s.spent, reserved = s.reserved, direction = 'rising', reservation_id = p.reservation_id,
@@ -275,15 +326,12 @@ local function hash_int(v) -- a tenant field as a non-negative integer (at most 
   if type(v) ~= 'string' or #v > 15 or not string.match(v, '^%d+$') then return nil end
   return tonumber(v)
 end
-local tcfg = redis.call('HMGET', K_TENANT, 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-  'max_reservation_extensions', 'default_commit_overage_policy')
-local has_tenant = redis.call('EXISTS', K_TENANT) == 1
-local ttl = (p.ttl_ms ~= '' and tonumber(p.ttl_ms)) or (pol and pol.default_ttl_ms) or hash_int(tcfg[1]) or 60000
-local max_ttl = (pol and pol.max_ttl_ms) or hash_int(tcfg[2]) or (has_tenant and 3600000 or nil)
+local ttl = (p.ttl_ms ~= '' and tonumber(p.ttl_ms)) or (pol and pol.default_ttl_ms) or hash_int(tcfg[2]) or 60000
+local max_ttl = (pol and pol.max_ttl_ms) or hash_int(tcfg[3]) or (has_tenant and 3600000 or nil)
 if max_ttl and max_ttl > 0 and ttl > max_ttl then ttl = max_ttl end
-local max_ext = (pol and pol.max_extensions) or hash_int(tcfg[3]) or 10
+local max_ext = (pol and pol.max_extensions) or hash_int(tcfg[4]) or 10
 local grace = tonumber(p.grace_ms)
-local expires_at = string.format('%.0f', now + ttl)
+local expires_at = string.format('%d', now + ttl)
 
 -- request > policy > leaf-most budget > tenant default > ALLOW_IF_AVAILABLE
 local overage = p.overage_request
@@ -293,7 +341,7 @@ if overage == '' then
   if leaf and leaf ~= '' then
     overage = leaf
   else
-    local td = tcfg[4]
+    local td = tcfg[5]
     overage = (td and td ~= '') and td or 'ALLOW_IF_AVAILABLE'
   end
 end
@@ -305,7 +353,7 @@ local fields = {
   'budgeted', cjson.encode(budgeted_scopes),
   'created_at_ms', now_s, 'expires_at_ms', expires_at, 'grace_ms', p.grace_ms,
   'overage_policy', overage, 'idempotency_key', p.idempotency_key,
-  'extension_count', '0', 'max_extensions', string.format('%.0f', max_ext),
+  'extension_count', '0', 'max_extensions', string.format('%d', max_ext),
 }
 if p.metadata_json ~= '' then
   fields[#fields + 1] = 'metadata'
@@ -316,9 +364,9 @@ if policy_id ~= '' then
   fields[#fields + 1] = policy_id
 end
 redis.call('HSET', K_RES, unpack(fields))
-redis.call('ZADD', K_RES_INDEX, now, p.reservation_id)
+redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
 -- Bounded index: entries older than its retention go (cheap: only what just aged out).
-redis.call('ZREMRANGEBYSCORE', K_RES_INDEX, '-inf', '(' .. string.format('%.0f', now - INDEX_RETENTION_MS))
+redis.call('ZREMRANGEBYSCORE', K_RES_INDEX, '-inf', '(' .. string.format('%d', now - INDEX_RETENTION_MS))
 
 local r = base_result(decision)
 if caps_json ~= '' then r.caps_json = caps_json end
