@@ -119,7 +119,7 @@ end
 local charged = over and i64_add(estimate, capped) or actual
 
 -- Write.
-for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 
 local result = {
   status = 'COMMITTED',
@@ -132,7 +132,7 @@ local result = {
 if i64_cmp(charged, estimate) < 0 then result.released = i64_sub(estimate, charged) end
 local result_json = cjson.encode(result)
 
-local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'committed_at_ms', tostring(now),
+local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'committed_at_ms', string.format('%d', now),
   'commit_key', idem_key, 'commit_hash', payload_hash, 'commit_result', result_json}
 if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fields + 1] = metrics_json end
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end

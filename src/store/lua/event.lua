@@ -138,7 +138,7 @@ end
 
 -- 7. Write: budgets, event record, idempotency record, outbox.
 local now = now_ms()
-for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 
 local budgeted = {}
 for i, e in ipairs(budgets) do budgeted[i] = e.scope end

@@ -34,7 +34,7 @@ if not budgets then return cjson.encode({outcome = 'corrupt', message = 'budgete
 local plans, perr = plan_restore(budgets, r.estimate)
 if not plans then return cjson.encode({outcome = 'corrupt', message = cjson.decode(perr).message}) end
 
-for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
 retain_finalized(res_key)
 

@@ -45,7 +45,7 @@ if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record ha
 local plans, perr = plan_restore(budgets, r.estimate)
 if not plans then return perr end
 
-for i, e in ipairs(budgets) do write_plan(e.key, plans[i], now) end
+for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 
 local result_json = cjson.encode({
   status = 'RELEASED',

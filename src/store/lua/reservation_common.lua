@@ -31,11 +31,14 @@ local function load_scope_budgets(budget_prefix, scopes, unit)
   for _, scope in ipairs(scopes) do
     local key = budget_prefix .. scope .. ':' .. unit
     if redis.call('EXISTS', key) == 1 then
-      local b = budget_snapshot(key)
+      local raw = budget_snapshot(key)
+      local b = {}
+      for f, v in pairs(raw) do b[f] = v end
       for _, f in ipairs({'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}) do
         b[f] = b[f] or '0'
       end
-      out[#out + 1] = {scope = scope, key = key, b = b}
+      -- raw: the Balance row as read (snapshots() reports it, updated by write_plan)
+      out[#out + 1] = {scope = scope, key = key, b = b, raw = raw}
     end
   end
   return out
@@ -77,15 +80,19 @@ local function plan_error(scope, problem)
   return script_error('INTERNAL_ERROR', 'Ledger state of ' .. scope .. ' is inconsistent (' .. problem.field .. '); nothing was changed')
 end
 
--- Writes a checked plan and re-asserts the invariant (cannot fail after check_plan).
-local function write_plan(key, new, now)
-  local args = {'HSET', key, 'remaining', new.remaining, 'reserved', new.reserved,
-    'spent', new.spent, 'debt', new.debt, 'updated_at_ms', tostring(now)}
+-- Writes a checked plan onto budget entry `e` (from load_scope_budgets). check_plan has
+-- verified the invariant on exactly these values, so it is not re-read; e.raw becomes the
+-- row as it now stands (what an HMGET after the write would return).
+local function write_plan(e, new, now)
+  local args = {'HSET', e.key, 'remaining', new.remaining, 'reserved', new.reserved,
+    'spent', new.spent, 'debt', new.debt, 'updated_at_ms', string.format('%d', now)}
+  local raw = e.raw
+  raw.remaining, raw.reserved, raw.spent, raw.debt = new.remaining, new.reserved, new.spent, new.debt
   if new.is_over_limit then
     args[#args + 1] = 'is_over_limit'; args[#args + 1] = new.is_over_limit
+    raw.is_over_limit = new.is_over_limit
   end
   redis.call(unpack(args))
-  assert_invariant(key)
 end
 
 -- Plan that gives a reservation's whole estimate back (release, expire).
@@ -110,7 +117,7 @@ end
 -- Balance snapshots (after the change) for the script result.
 local function snapshots(budgets)
   local out = {}
-  for i, e in ipairs(budgets) do out[i] = budget_snapshot(e.key) end
+  for i, e in ipairs(budgets) do out[i] = e.raw end
   return out
 end
 
