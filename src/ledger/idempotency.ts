@@ -63,7 +63,7 @@ function canon(v: unknown): string | undefined {
     return out + ']';
   }
   const rec = v as Record<string, unknown>;
-  const names = Object.keys(rec).sort();
+  const names = sortKeys(Object.keys(rec));
   let out = '{';
   let first = true;
   for (const k of names) {
@@ -73,6 +73,20 @@ function canon(v: unknown): string | undefined {
     first = false;
   }
   return out + '}';
+}
+
+/** Keys in UTF-16 code-unit order (as Array.prototype.sort's default compare). Request
+ *  objects have a handful of keys: an in-place insertion sort avoids the temporary
+ *  storage the built-in sort allocates on every call. */
+function sortKeys(a: string[]): string[] {
+  if (a.length > 16) return a.sort();
+  for (let i = 1; i < a.length; i++) {
+    const x = a[i];
+    let j = i - 1;
+    while (j >= 0 && a[j] > x) { a[j + 1] = a[j]; j--; }
+    a[j + 1] = x;
+  }
+  return a;
 }
 
 /** SHA-256 hex of the canonical JSON of `obj`: the value idempotency records compare. */
