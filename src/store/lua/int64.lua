@@ -32,23 +32,31 @@ end
 -- Accepts the JSON integer grammar -?(0|[1-9][0-9]*); "-0" becomes "0".
 -- Rejects "+1", "01", "1.0", "1e3", "", whitespace and anything outside int64.
 local function i64_norm(s)
-  if type(s) ~= "string" then return nil end
-  local sign, mag = string.match(s, "^(%-?)(%d+)$")
-  if not mag then return nil end
-  if #mag > 1 and string.byte(mag, 1) == 48 then return nil end -- leading zero
-  if mag == "0" then return "0" end
-  if #mag >= 19 then
-    local limit = (sign == "-") and I64_MIN_MAG or I64_MAX_MAG
-    if i64__mag_cmp(mag, limit) > 0 then return nil end
+  if type(s) ~= "string" or not string.find(s, "^%-?%d+$") then return nil end
+  -- no captures and no concatenation: a canonical input is returned as is (no new string)
+  local first = (string.byte(s, 1) == 45) and 2 or 1 -- '-'
+  local n = #s - first + 1
+  if string.byte(s, first) == 48 then -- '0'
+    if n == 1 then return "0" end -- "0" and "-0"
+    return nil -- leading zero
   end
-  return sign .. mag
+  if n >= 19 then
+    local limit = (first == 2) and I64_MIN_MAG or I64_MAX_MAG
+    if i64__mag_cmp(string.sub(s, first), limit) > 0 then return nil end
+  end
+  return s
+end
+
+-- Canonical check for operands: error (never guess) on anything else.
+local function i64__check(s)
+  if i64_norm(s) ~= s then
+    error("i64: not a canonical int64 string: " .. tostring(s))
+  end
 end
 
 -- Split a canonical value into (is_negative, magnitude); error if not canonical.
 local function i64__split(s)
-  if i64_norm(s) ~= s then
-    error("i64: not a canonical int64 string: " .. tostring(s))
-  end
+  i64__check(s)
   if string.byte(s, 1) == 45 then return true, string.sub(s, 2) end -- '-'
   return false, s
 end
@@ -95,10 +103,17 @@ local function i64__from_limbs(hi, lo)
 end
 
 -- Signed a + b (or a - b when negate_b). Returns the canonical result, or nil if it
--- does not fit in int64.
+-- does not fit in int64. Operands of at most 15 characters (|v| < 10^15) are added as
+-- plain numbers (the result is below 2^53, exact); longer ones on limbs.
 local function i64__add(a, b, negate_b)
-  if i64_norm(a) ~= a then error("i64: not a canonical int64 string: " .. tostring(a)) end
-  if i64_norm(b) ~= b then error("i64: not a canonical int64 string: " .. tostring(b)) end
+  i64__check(a)
+  i64__check(b)
+  if #a <= 15 and #b <= 15 then
+    local x, y = tonumber(a), tonumber(b)
+    local r = negate_b and (x - y) or (x + y)
+    if r == 0 then return "0" end
+    return string.format("%d", r)
+  end
   local ha, la = i64__limbs(a)
   local hb, lb = i64__limbs(b)
   if negate_b then hb, lb = -hb, -lb end
@@ -113,6 +128,13 @@ local function i64_sub(a, b) return i64__add(a, b, true) end
 
 -- Compare: -1 if a < b, 0 if equal, 1 if a > b.
 local function i64_cmp(a, b)
+  i64__check(a)
+  i64__check(b)
+  if #a <= 15 and #b <= 15 then
+    local x, y = tonumber(a), tonumber(b)
+    if x < y then return -1 elseif x > y then return 1 end
+    return 0
+  end
   local na, ma = i64__split(a)
   local nb, mb = i64__split(b)
   if na ~= nb then return na and -1 or 1 end
@@ -133,12 +155,12 @@ end
 
 -- Strictly negative (< 0).
 local function i64_is_neg(a)
-  local neg = i64__split(a)
-  return neg
+  i64__check(a)
+  return string.byte(a, 1) == 45
 end
 
 -- Strictly positive (> 0).
 local function i64_is_pos(a)
-  local neg = i64__split(a)
-  return (not neg) and a ~= "0"
+  i64__check(a)
+  return string.byte(a, 1) ~= 45 and a ~= "0"
 end

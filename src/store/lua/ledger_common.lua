@@ -81,6 +81,14 @@ local function short_amounts(h)
   return t
 end
 
+-- A canonical amount as an exact Lua number (|v| <= 2^53 - 1), else nil.
+local function num_of(v)
+  if type(v) ~= 'string' or #v > 17 or i64_norm(v) ~= v then return nil end
+  local x = tonumber(v)
+  if x > NUM_MAX or x < -NUM_MAX then return nil end
+  return x
+end
+
 -- Whether a sum/difference of exact numbers is itself exact (|x| <= 2^53 - 1; a true
 -- result beyond that rounds to at least 2^53 in magnitude, so the test cannot be fooled).
 local function num_exact(x)

@@ -56,9 +56,24 @@ end
 -- a valid int64 (no overflow happened while computing it: nil means overflow), reserved
 -- and debt are not negative, and the ledger invariant holds on the new values.
 -- Returns nil when fine, else an error description {code, field}.
+local PLAN_FIELDS = {'remaining', 'reserved', 'spent', 'debt'}
 local function check_plan(b, new)
-  for _, f in ipairs({'remaining', 'reserved', 'spent', 'debt'}) do
+  for _, f in ipairs(PLAN_FIELDS) do
     if new[f] == nil then return {code = 'OVERFLOW', field = f} end
+  end
+  -- Fast path (docs/decisions.md D13): every value exact as a Lua number and every
+  -- intermediate of the invariant too; otherwise the int64 string functions decide.
+  local A, S, R, D, M = num_of(b.allocated), num_of(new.spent), num_of(new.reserved), num_of(new.debt), num_of(new.remaining)
+  if A and S and R and D and M then
+    local e1 = A - S
+    local e2 = e1 - R
+    local e3 = e2 - D
+    if num_exact(e1) and num_exact(e2) and num_exact(e3) then
+      if R < 0 then return {code = 'CORRUPT', field = 'reserved'} end
+      if D < 0 then return {code = 'CORRUPT', field = 'debt'} end
+      if e3 ~= M then return {code = 'CORRUPT', field = 'remaining'} end
+      return nil
+    end
   end
   if i64_is_neg(new.reserved) then return {code = 'CORRUPT', field = 'reserved'} end
   if i64_is_neg(new.debt) then return {code = 'CORRUPT', field = 'debt'} end
