@@ -74,6 +74,17 @@ describe('RequestValidator matches openapi-backend validateRequest', () => {
     });
   }
 
+  it('a query parameter named __proto__ is an unknown parameter, never a prototype', async () => {
+    const spec = await loadSpec('runtime');
+    const m = new PlaneRouter(spec.backend).match('GET', '/v1/reservations');
+    if (!m || m === 'method') throw new Error('no route');
+    const r = new RequestValidator(spec.backend).validate(m.operation, {
+      params: {}, query: splitUrl('/v1/reservations?__proto__=a&__proto__=b&limit=5').query, headers: {}, body: undefined,
+    });
+    expect(Object.getPrototypeOf(r.query)).toBe(Object.prototype);
+    expect(r.errors?.map((e) => e.keyword)).toContain('additionalProperties');
+  });
+
   it('the case list exercises both verdicts', async () => {
     let valid = 0;
     let invalid = 0;

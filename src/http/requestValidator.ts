@@ -87,7 +87,8 @@ export class RequestValidator {
  *  parameter styles the spec uses: JSON-content values parsed, non-exploded lists split
  *  on their delimiter, single values of array parameters wrapped. */
 function shapeQuery(input: Record<string, unknown>, rules: Map<string, QueryRule>): Record<string, unknown> {
-  const query: Record<string, unknown> = {};
+  // entries + fromEntries: a parameter named __proto__ becomes a plain own property
+  const out: [string, unknown][] = [];
   for (const name in input) {
     let value = input[name];
     const rule = rules.get(name);
@@ -106,7 +107,7 @@ function shapeQuery(input: Record<string, unknown>, rules: Map<string, QueryRule
       }
     }
     if (rule?.array && typeof value === 'string') value = [value];
-    query[name] = Array.isArray(value) ? [...value] : value;
+    out.push([name, Array.isArray(value) ? [...value] : value]);
   }
-  return query;
+  return Object.fromEntries(out);
 }
