@@ -62,7 +62,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
 
   const bodyLimit = deps.config.bodyLimitBytes;
   const validator = new RequestValidator(api);
-  const pipeline = 
+  app.use(
     async (req: Request, res: Response) => {
       const started = process.hrtime.bigint();
       const requestId = newRequestId();
@@ -170,15 +170,14 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
             principal: seen.principal, requestId, traceId, audit,
             query, requestBody, responseBody,
             // getters: most requests are not audited, and req.ip is not free to compute
-            get userAgent() { return header(headers, 'user-agent'); },
+            get userAgent() { return req.get('user-agent'); },
             get sourceIp() { return req.ip; },
             durationMs,
           });
         }
       }
-    };
-  app.use(pipeline);
-  (app as any).pipeline = pipeline;
+    },
+  );
 
   // Anything express itself fails on before the pipeline (e.g. a malformed URL).
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
@@ -291,11 +290,6 @@ export function splitUrl(url: string | undefined): { path: string; query: Record
   const q = target.indexOf('?');
   if (q < 0) return { path: target, query: {} };
   return { path: target.slice(0, q), query: { ...querystring.parse(target.slice(q + 1)) } as Record<string, string | string[]> };
-}
-
-function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 export type { OperationRef };
