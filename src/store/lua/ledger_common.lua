@@ -11,12 +11,16 @@ end
 -- Closed-tenant guard (runtime ERROR SEMANTICS, TENANT_CLOSED bullet):
 -- returns nil (no record, or ACTIVE/SUSPENDED), 'TENANT_CLOSED', or 'TENANT_CORRUPT'
 -- (record exists but its status is missing/unknown → caller answers 500).
-local function tenant_guard(tenant_key)
-  if redis.call('EXISTS', tenant_key) == 0 then return nil end
-  local st = redis.call('HGET', tenant_key, 'status')
+-- `st` is the record's status as already read (false when the field is missing).
+local function tenant_guard_of(tenant_key, st)
   if st == 'CLOSED' then return 'TENANT_CLOSED' end
   if st == 'ACTIVE' or st == 'SUSPENDED' then return nil end
+  if redis.call('EXISTS', tenant_key) == 0 then return nil end
   return 'TENANT_CORRUPT'
+end
+
+local function tenant_guard(tenant_key)
+  return tenant_guard_of(tenant_key, redis.call('HGET', tenant_key, 'status'))
 end
 
 -- SUSPENDED blocks new reservations and events; existing reservations may still be
@@ -63,36 +67,43 @@ end
 -- each result stays within +-(2^53 - 1): callers check with num_exact.
 local NUM_MAX = 9007199254740991 -- 2^53 - 1
 local SHORT_AMOUNT_FIELDS = {'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}
+-- Whether a sum/difference of exact numbers is itself exact (|x| <= 2^53 - 1; a true
+-- result beyond that rounds to at least 2^53 in magnitude, so the test cannot be fooled).
+local function num_exact(x)
+  return x <= NUM_MAX and x >= -NUM_MAX
+end
+
+-- A canonical amount as an exact Lua number, else nil (a 16/17-character value above
+-- 2^53 - 1 rounds to >= 2^53 and is caught by num_exact).
+local function num_of(v)
+  if type(v) ~= 'string' or #v > 17 or i64_norm(v) ~= v then return nil end
+  local x = tonumber(v)
+  if not num_exact(x) then return nil end
+  return x
+end
+
 local function short_amounts(h)
   local t = {}
   for _, f in ipairs(SHORT_AMOUNT_FIELDS) do
     local v = h[f]
     if v == nil or v == '' then
       t[f] = 0
-    elseif #v <= 17 and i64_norm(v) == v then
-      local x = tonumber(v)
-      -- a 16/17-character value above 2^53 - 1 rounds to >= 2^53: detected here
-      if x > NUM_MAX or x < -NUM_MAX then return nil end
-      t[f] = x
     else
-      return nil
+      t[f] = num_of(v)
+      if t[f] == nil then return nil end
     end
   end
   return t
 end
 
--- A canonical amount as an exact Lua number (|v| <= 2^53 - 1), else nil.
-local function num_of(v)
-  if type(v) ~= 'string' or #v > 17 or i64_norm(v) ~= v then return nil end
-  local x = tonumber(v)
-  if x > NUM_MAX or x < -NUM_MAX then return nil end
-  return x
-end
-
--- Whether a sum/difference of exact numbers is itself exact (|x| <= 2^53 - 1; a true
--- result beyond that rounds to at least 2^53 in magnitude, so the test cannot be fooled).
-local function num_exact(x)
-  return x <= NUM_MAX and x >= -NUM_MAX
+-- allocated - spent - reserved - debt in exact numbers, or nil when an intermediate
+-- leaves the exact range (the caller then decides with the int64 string functions).
+local function num_expected_remaining(allocated, spent, reserved, debt)
+  local e1 = allocated - spent
+  local e2 = e1 - reserved
+  local e3 = e2 - debt
+  if num_exact(e1) and num_exact(e2) and num_exact(e3) then return e3 end
+  return nil
 end
 
 -- Fails the script (no writes have happened when called before mutation; callers call it

@@ -64,16 +64,12 @@ local function check_plan(b, new)
   -- Fast path (docs/decisions.md D13): every value exact as a Lua number and every
   -- intermediate of the invariant too; otherwise the int64 string functions decide.
   local A, S, R, D, M = num_of(b.allocated), num_of(new.spent), num_of(new.reserved), num_of(new.debt), num_of(new.remaining)
-  if A and S and R and D and M then
-    local e1 = A - S
-    local e2 = e1 - R
-    local e3 = e2 - D
-    if num_exact(e1) and num_exact(e2) and num_exact(e3) then
-      if R < 0 then return {code = 'CORRUPT', field = 'reserved'} end
-      if D < 0 then return {code = 'CORRUPT', field = 'debt'} end
-      if e3 ~= M then return {code = 'CORRUPT', field = 'remaining'} end
-      return nil
-    end
+  local expect = A and S and R and D and M and num_expected_remaining(A, S, R, D)
+  if expect then
+    if R < 0 then return {code = 'CORRUPT', field = 'reserved'} end
+    if D < 0 then return {code = 'CORRUPT', field = 'debt'} end
+    if expect ~= M then return {code = 'CORRUPT', field = 'remaining'} end
+    return nil
   end
   if i64_is_neg(new.reserved) then return {code = 'CORRUPT', field = 'reserved'} end
   if i64_is_neg(new.debt) then return {code = 'CORRUPT', field = 'debt'} end

@@ -134,11 +134,12 @@ end
 local tcfg = redis.call('HMGET', K_TENANT, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
   'max_reservation_extensions', 'default_commit_overage_policy')
 local tstatus = tcfg[1]
-local has_tenant = tstatus ~= false or redis.call('EXISTS', K_TENANT) == 1
-if has_tenant and tstatus ~= 'ACTIVE' and tstatus ~= 'SUSPENDED' and tstatus ~= 'CLOSED' then
+local guard = tenant_guard_of(K_TENANT, tstatus)
+if guard == 'TENANT_CORRUPT' then
   error('reserve: tenant record at ' .. K_TENANT .. ' has no valid status')
 end
-if tstatus == 'CLOSED' then
+local has_tenant = tstatus ~= false -- a record without status was refused just above
+if guard == 'TENANT_CLOSED' then
   return deny('TENANT_CLOSED', nil, nil, nil, false)
 end
 -- A SUSPENDED tenant takes no new reservations (live → 403, evaluations → DENY).
@@ -212,16 +213,11 @@ if not num_exact(est_n) then est_n = nil end
 for _, b in ipairs(budgeted) do
   local h = b.h
   local n = est_n and short_amounts(h)
-  if n then
-    local e1 = n.allocated - n.spent
-    local e2 = e1 - n.reserved
-    local e3 = e2 - n.debt
-    -- every step exact and reserved + estimate representable: use numbers from here on
-    if num_exact(e1) and num_exact(e2) and num_exact(e3) and num_exact(n.reserved + est_n) then b.n = n end
-  end
-  if b.n then
-    local n = b.n
-    if n.allocated - n.spent - n.reserved - n.debt ~= n.remaining then
+  local expect = n and num_exact(n.reserved + est_n) and num_expected_remaining(n.allocated, n.spent, n.reserved, n.debt)
+  if expect then
+    -- every step exact and reserved + estimate representable: numbers from here on
+    b.n = n
+    if expect ~= n.remaining then
       error('reserve: ledger invariant violated on ' .. b.key)
     end
   else
@@ -242,45 +238,37 @@ end
 for _, b in ipairs(budgeted) do
   local h = b.h
   local st = h.status or 'ACTIVE'
-  local reason
   local remaining = amount(h, 'remaining', b.key)
+  -- The facts the rules need: as exact numbers (b.n), else with the int64 functions.
+  local over_limit, debt_pos, limit_pos, short, unholdable
   local n = b.n
   if n then
-    -- same order and rules as the int64 branch below
-    if st == 'FROZEN' then
-      reason = 'BUDGET_FROZEN'
-    elseif st == 'CLOSED' then
-      reason = 'BUDGET_CLOSED'
-    elseif h.is_over_limit == '1' or (n.overdraft_limit > 0 and n.debt > n.overdraft_limit) then
-      reason = 'OVERDRAFT_LIMIT_EXCEEDED'
-    elseif n.debt > 0 and not (n.overdraft_limit > 0) then
-      reason = 'DEBT_OUTSTANDING'
-    elseif n.remaining < est_n then
-      reason = 'BUDGET_EXCEEDED'
-    end
-    if reason then
-      return deny(reason, b.scope, remaining, snapshots(), true)
-    end
+    limit_pos, debt_pos = n.overdraft_limit > 0, n.debt > 0
+    over_limit = limit_pos and n.debt > n.overdraft_limit
+    short = n.remaining < est_n
+    unholdable = false -- num_exact(reserved + estimate) was checked above
+  else
+    local debt = amount(h, 'debt', b.key)
+    local limit = amount(h, 'overdraft_limit', b.key)
+    limit_pos, debt_pos = i64_is_pos(limit), i64_is_pos(debt)
+    over_limit = limit_pos and i64_cmp(debt, limit) > 0
+    short = i64_cmp(remaining, estimate) < 0
+    -- `reserved` cannot represent the sum (only reachable with negative spent):
+    -- the budget cannot take this amount (docs/decisions.md DR6)
+    unholdable = i64_add(amount(h, 'reserved', b.key), estimate) == nil
   end
-  local debt = (not n) and amount(h, 'debt', b.key)
-  local limit = (not n) and amount(h, 'overdraft_limit', b.key)
-  if n then
-    -- passed above
-  elseif st == 'FROZEN' then
+  local reason
+  if st == 'FROZEN' then
     reason = 'BUDGET_FROZEN'
   elseif st == 'CLOSED' then
     reason = 'BUDGET_CLOSED'
-  elseif h.is_over_limit == '1' or (i64_is_pos(limit) and i64_cmp(debt, limit) > 0) then
+  elseif h.is_over_limit == '1' or over_limit then
     -- takes precedence over DEBT_OUTSTANDING (ERROR SEMANTICS, last bullet)
     reason = 'OVERDRAFT_LIMIT_EXCEEDED'
-  elseif i64_is_pos(debt) and not i64_is_pos(limit) then
+  elseif debt_pos and not limit_pos then
     -- DecisionReasonCode: debt > 0 and overdraft_limit == 0 (docs/decisions.md DR5)
     reason = 'DEBT_OUTSTANDING'
-  elseif i64_cmp(remaining, estimate) < 0 then
-    reason = 'BUDGET_EXCEEDED'
-  elseif i64_add(amount(h, 'reserved', b.key), estimate) == nil then
-    -- `reserved` cannot represent the sum (only reachable with negative spent):
-    -- the budget cannot take this amount (docs/decisions.md DR6)
+  elseif short or unholdable then
     reason = 'BUDGET_EXCEEDED'
   end
   if reason then
