@@ -51,7 +51,7 @@ describe('commit: happy paths', () => {
     expect(JSON.parse(h.committed_metadata)).toEqual({ run: 'x' });
     expect(Number(h.committed_at_ms)).toBeGreaterThan(0);
     // the sweeper no longer needs it
-    expect(await redis().zscore(keys.expirySchedule(), `${c.t}\n${id}`)).toBeNull();
+    expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull();
     // no overage → no overage event
     expect((await outboxEvents(redis(), c.t)).filter((e) => e.type === 'reservation.commit_overage')).toEqual([]);
   });

@@ -82,7 +82,7 @@ describe('expiry sweeper', () => {
       expect(e.data).toMatchObject({ unit: U, estimated_amount: estimateOf.get(e.data.reservation_id) });
       expect(e.data.scope).toMatch(/^tenant:x-.*\/workspace:w$/);
     }
-    for (const x of ids) expect(await redis().zscore(keys.expirySchedule(), `${x.t}\n${x.id}`)).toBeNull();
+    for (const x of ids) expect(await redis().zscore(keys.expirySchedule(x.t), x.id)).toBeNull();
 
     // every mutation answers 410 now; the read answers 410 too
     const { t, id } = ids[0];
@@ -106,7 +106,7 @@ describe('expiry sweeper', () => {
     // Make them all due at once (hash and schedule), then race four batches plus the
     // two background sweepers.
     await Promise.all(ids.map((id) => setExpiry(redis(), c.t, id, past)));
-    await redis().zadd(keys.expirySchedule(), ...ids.flatMap((id) => [String(past), `${c.t}\n${id}`]));
+    await redis().zadd(keys.expirySchedule(c.t), ...ids.flatMap((id) => [String(past), id]));
     const stats = await Promise.all([sweepOnce(srv.server.deps), sweepOnce(other.deps), sweepOnce(srv.server.deps), sweepOnce(other.deps)]);
     await waitFor(async () => (await Promise.all(ids.map((id) => statusOf(c.t, id)))).every((s) => s === 'EXPIRED'), 5_000);
     const expired = (await outboxEvents(redis(), c.t)).filter((e) => e.type === 'reservation.expired');
@@ -125,28 +125,29 @@ describe('expiry sweeper', () => {
     expect(r.status).toBe(200);
     const far = await reserve(srv, c.key, c.t, { estimate: 10, ttl_ms: 60_000, grace_period_ms: 1_000 });
     const h = await redis().hgetall(keys.reservation(c.t, far));
-    await redis().zadd(keys.expirySchedule(), '1', `${c.t}\n${far}`); // stale: due long ago
+    await redis().zadd(keys.expirySchedule(c.t), '1', far); // stale: due long ago
     await new Promise((res) => setTimeout(res, 1_300));
     expect(await statusOf(c.t, ext)).toBe('ACTIVE');
     expect(await statusOf(c.t, far)).toBe('ACTIVE');
-    expect(await redis().zscore(keys.expirySchedule(), `${c.t}\n${far}`)).toBe(String(Number(h.expires_at_ms) + 1_000));
+    expect(await redis().zscore(keys.expirySchedule(c.t), far)).toBe(String(Number(h.expires_at_ms) + 1_000));
     expect((await getBudget(redis(), c.t, c.root, U)).reserved).toBe('20');
   }, 30_000);
 
-  it('stale entries (committed reservations, unknown ids, malformed members) are dropped without events', async () => {
+  it('stale entries (committed reservations, unknown ids) are dropped without events', async () => {
     const c = await tenant();
     const id = await reserve(srv, c.key, c.t, { estimate: 10 });
     expect((await call(srv.runtimeUrl, 'POST', commitPath(id), { key: c.key, body: { idempotency_key: 'c', actual: { unit: U, amount: 5 } } })).status).toBe(200);
-    const members = [`${c.t}\n${id}`, `${c.t}\nres_missing`, 'garbage-without-separator'];
-    await redis().zadd(keys.expirySchedule(), ...members.flatMap((m) => ['1', m]));
-    await waitFor(async () => (await Promise.all(members.map((m) => redis().zscore(keys.expirySchedule(), m)))).every((s) => s === null), 5_000);
+    expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull(); // the commit unscheduled it
+    const members = [id, 'res_missing', 'garbage'];
+    await redis().zadd(keys.expirySchedule(c.t), ...members.flatMap((m) => ['1', m]));
+    await waitFor(async () => (await Promise.all(members.map((m) => redis().zscore(keys.expirySchedule(c.t), m)))).every((s) => s === null), 5_000);
     expect((await outboxEvents(redis(), c.t)).filter((e) => e.type === 'reservation.expired')).toEqual([]);
     expect(await statusOf(c.t, id)).toBe('COMMITTED');
   }, 30_000);
 });
 
 describe('retention of finished reservations', () => {
-  it('commit, release and expiry set a 30-day TTL on the reservation hash and its owner hint', async () => {
+  it('commit, release and expiry set a 30-day TTL on the reservation hash and unschedule it', async () => {
     const c = await tenant();
     const committed = await reserve(srv, c.key, c.t, { estimate: 10 });
     const released = await reserve(srv, c.key, c.t, { estimate: 10 });
@@ -165,17 +166,11 @@ describe('retention of finished reservations', () => {
       const ttl = await redis().pttl(keys.reservation(c.t, id));
       expect(ttl).toBeGreaterThan(month - 60_000);
       expect(ttl).toBeLessThanOrEqual(month);
-      // the owner hint's TTL is set right after the script (not awaited by the request)
-      let ownerTtl = -1;
-      for (let i = 0; i < 50 && ownerTtl < 0; i++) {
-        ownerTtl = await redis().pttl(keys.reservationOwner(id));
-        if (ownerTtl < 0) await new Promise((res) => setTimeout(res, 20));
-      }
-      expect(ownerTtl).toBeGreaterThan(month - 60_000);
+      expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull();
     }
-    // an ACTIVE reservation is never given a TTL
+    // an ACTIVE reservation is never given a TTL and stays scheduled
     expect(await redis().pttl(keys.reservation(c.t, active))).toBe(-1);
-    expect(await redis().pttl(keys.reservationOwner(active))).toBe(-1);
+    expect(await redis().zscore(keys.expirySchedule(c.t), active)).not.toBeNull();
   });
 });
 

@@ -44,7 +44,7 @@ describe('extend', () => {
     expect(after.extension_count).toBe('1');
     for (const f of ['estimate', 'unit', 'subject', 'action', 'scope_path', 'affected_scopes', 'status']) expect(after[f]).toBe(before[f]);
     // the sweeper's deadline moved too (expires_at + grace)
-    expect(await redis().zscore(keys.expirySchedule(), `${c.t}\n${id}`)).toBe(String(expected + 2_000));
+    expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBe(String(expected + 2_000));
     // a second extension stacks on the first
     const r2 = await extend(c.key, id, 1_000);
     expect(r2.body.expires_at_ms).toBe(expected + 1_000);

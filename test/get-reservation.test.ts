@@ -5,6 +5,7 @@ import { call, startTestServer, type TestServer } from './helpers/server';
 import { putBudget, putTenant } from './helpers/fixtures';
 import { putReservation } from './helpers/seedReservations';
 import { keys } from '../src/store/keys';
+import { newReservationId } from '../src/ledger/reservationId';
 
 let srv: TestServer;
 let n = 0;
@@ -92,10 +93,9 @@ describe('getReservation', () => {
     expect([missing.status, missing.body.error]).toEqual([404, 'NOT_FOUND']);
   });
 
-  it('a stale owner hint without a reservation hash is 404, not 403', async () => {
+  it('an id naming another tenant that holds no such reservation is 404, not 403', async () => {
     const { key } = await tenantWithBudget();
-    await srv.redis.client.set(keys.reservationOwner('res_stale'), 'someone-else');
-    const r = await get('res_stale', { key });
+    const r = await get(newReservationId('someone-else'), { key });
     expect([r.status, r.body.error]).toEqual([404, 'NOT_FOUND']);
   });
 
@@ -115,10 +115,11 @@ describe('getReservation', () => {
 
   it('EXPIRED → 410 RESERVATION_EXPIRED (tenant and admin)', async () => {
     const { t, key } = await tenantWithBudget();
-    await putReservation(srv.redis.client, t, { id: `res_e_${t}`, status: 'EXPIRED', created_at_ms: Date.now() - 100_000 });
-    const r = await get(`res_e_${t}`, { key });
+    const id = newReservationId(t);
+    await putReservation(srv.redis.client, t, { id, status: 'EXPIRED', created_at_ms: Date.now() - 100_000 });
+    const r = await get(id, { key });
     expect([r.status, r.body.error]).toEqual([410, 'RESERVATION_EXPIRED']);
-    const a = await get(`res_e_${t}`, { adminKey: srv.adminKey });
+    const a = await get(id, { adminKey: srv.adminKey });
     expect(a.status).toBe(410);
   });
 

@@ -38,7 +38,7 @@ describe('release', () => {
     const h = await redis().hgetall(keys.reservation(c.t, id));
     expect([h.status, h.release_reason]).toEqual(['RELEASED', 'not needed']);
     expect(Number(h.released_at_ms)).toBeGreaterThan(0);
-    expect(await redis().zscore(keys.expirySchedule(), `${c.t}\n${id}`)).toBeNull();
+    expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull();
     await expectLedgerHolds(redis(), c.t);
   });
 

@@ -11,6 +11,6 @@ export default async function commitReservationHandler(ctx: HandlerContext): Pro
     principal: ctx.principal,
     traceId: ctx.traceId,
     requestId: ctx.requestId,
-  }, ctx.deps.log);
+  });
   return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
 }

@@ -9,6 +9,6 @@ export default async function extendReservationHandler(ctx: HandlerContext): Pro
     idempotencyKey: idempotencyKeyFrom(ctx),
     body: ctx.body,
     principal: ctx.principal,
-  }, ctx.deps.log);
+  });
   return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
 }

@@ -12,7 +12,7 @@ export default async function releaseReservationHandler(ctx: HandlerContext): Pr
     principal: ctx.principal,
     traceId: ctx.traceId,
     requestId: ctx.requestId,
-  }, ctx.deps.log);
+  });
   // An admin-key release is audited (onResponse hook) as admin_on_behalf_of this tenant.
   const audit = { tenantId: tenant, resourceType: 'reservation', resourceId: ctx.params.reservation_id,
     ...(ctx.body?.reason ? { metadata: { reason: String(ctx.body.reason) } } : {}) };

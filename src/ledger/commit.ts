@@ -10,7 +10,7 @@ import { amount } from './model';
 import { payloadHash } from './idempotency';
 import {
   actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
-  renderBalances, toApiError, unschedule,
+  renderBalances, toApiError,
 } from './reservationOps';
 
 export interface CommitInput {
@@ -44,13 +44,12 @@ export function renderCommit(r: StoredCommit): Record<string, unknown> {
 export async function commitReservation(
   redis: Redis,
   input: CommitInput,
-  log?: { warn: (o: object, m: string) => void },
 ): Promise<{ tenant: string; body: Record<string, unknown> }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const { tenant } = acting;
   const actual = toBig(input.body.actual.amount);
   const raw = await runScript(redis, loadScript('commit'),
-    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant)],
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
     [
       budgetPrefix(tenant),
       actual.toString(),
@@ -63,11 +62,8 @@ export async function commitReservation(
     ]);
   const res = parseScriptJson(raw);
   if (isScriptError(res)) {
-    if (res.error === 'NOT_FOUND') throw await notFound(redis, tenant, input.reservationId);
+    if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);
   }
-  // Not awaited: the schedule is a hint (the sweeper drops entries of finalized
-  // reservations); the ZREM is queued on the connection before the response goes out.
-  void unschedule(redis, tenant, input.reservationId, log);
   return { tenant, body: renderCommit(res as StoredCommit) };
 }

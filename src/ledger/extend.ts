@@ -9,7 +9,7 @@ import { loadScript, runScript } from '../store/scripts';
 import { payloadHash } from './idempotency';
 import {
   actingTenant, budgetPrefix, isScriptError, notFound, parseScriptJson, renderBalances,
-  scheduleMember, toApiError,
+  toApiError,
 } from './reservationOps';
 
 export interface StoredExtend {
@@ -43,12 +43,11 @@ export interface ExtendInput {
 export async function extendReservation(
   redis: Redis,
   input: ExtendInput,
-  log?: { warn: (o: object, m: string) => void },
 ): Promise<{ tenant: string; body: Record<string, unknown> }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const { tenant } = acting;
   const raw = await runScript(redis, loadScript('extend'),
-    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant)],
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.expirySchedule(tenant)],
     [
       budgetPrefix(tenant),
       input.idempotencyKey,
@@ -58,17 +57,10 @@ export async function extendReservation(
     ]);
   const res = parseScriptJson(raw);
   if (isScriptError(res)) {
-    if (res.error === 'NOT_FOUND') throw await notFound(redis, tenant, input.reservationId);
+    if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);
   }
   const reply = res as ExtendReply;
   const stored = JSON.parse(reply.result) as StoredExtend;
-  if (reply.active) {
-    // New sweep deadline; GT never moves it earlier than a concurrent, later extension.
-    const deadline = BigInt(stored.expires_at_ms) + BigInt(reply.grace_ms);
-    // Not awaited: the schedule is only a hint (an early score is re-scored by the sweeper).
-    void redis.zadd(keys.expirySchedule(), 'GT', deadline.toString(), scheduleMember(tenant, input.reservationId))
-      .catch((err: unknown) => log?.warn({ err, reservation_id: input.reservationId }, 'expiry schedule update failed'));
-  }
   return { tenant, body: renderExtend(stored, BigInt(reply.now_ms), reply.active) };
 }

@@ -32,9 +32,9 @@
 //   created_at_ms, expires_at_ms, grace_ms, overage_policy (effective), idempotency_key,
 //   metadata (JSON, optional), extension_count, max_extensions,
 //   policy_id (optional: the policy that governed the reserve, decisions DR2/DR4)
-//   Written by src/store/lua/reserve.lua. Hints outside the tenant slot, written BEFORE
-//   that script: keys.reservationOwner(id) and keys.expirySchedule() member
-//   "<tenant>\n<id>" (score expires_at+grace); either may be stale (no hash behind it).
+//   id: res_<tenant>_<32 hex> (src/ledger/reservationId.ts, decision DR9).
+//   Written by src/store/lua/reserve.lua, with its keys.expirySchedule(tenant) entry
+//   (member = id, score = expires_at + grace; decision DR8).
 //   commit:  charged, committed_at_ms, committed_metadata (JSON), committed_metrics (JSON),
 //            commit_key, commit_hash, commit_result (stored result for replay)
 //   release: released_at_ms, release_reason, release_key, release_hash, release_result,
@@ -44,8 +44,8 @@
 //   expiry:  expired_at_ms
 //   retention: finished reservations get a 30-day TTL (ledger_common.lua FINALIZED_RETENTION_MS);
 //   the created-at index keeps 90 days (decision D11)
-//   commit/release/extend/expire: src/store/lua/{commit,release,extend,expire}.lua; the
-//   expiry schedule entry is removed / re-scored after those scripts, best effort.
+//   commit/release/extend/expire: src/store/lua/{commit,release,extend,expire}.lua; each
+//   removes / re-scores the expiry schedule entry in the same script.
 //   finalized_at_ms = committed_at_ms | released_at_ms
 //
 // Script results: every script returns cjson.encode(table) in which all int64 values

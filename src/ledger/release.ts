@@ -3,14 +3,13 @@
 // tenant-close cascade's per-reservation release.
 import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
-import { ApiError } from '../errors';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
 import {
   actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
-  renderBalances, toApiError, unschedule, type Acting,
+  renderBalances, toApiError, type Acting,
 } from './reservationOps';
 
 /** Idempotency key (and payload hash) the cascade records on the reservations it
@@ -46,7 +45,7 @@ async function runRelease(
 ): Promise<unknown> {
   const { tenant } = acting;
   const raw = await runScript(redis, loadScript('release'),
-    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant)],
+    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
     [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode]);
   return parseScriptJson(raw);
 }
@@ -54,23 +53,15 @@ async function runRelease(
 export async function releaseReservation(
   redis: Redis,
   input: ReleaseInput,
-  log?: { warn: (o: object, m: string) => void; error: (o: object, m: string) => void },
 ): Promise<{ tenant: string; body: Record<string, unknown> }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const res = await runRelease(redis, acting, input.reservationId, input.idempotencyKey,
     payloadHash(input.body), input.body.reason ?? '', input, 'api');
   if (isScriptError(res)) {
-    if (res.error === 'NOT_FOUND') {
-      throw acting.onBehalf
-        ? new ApiError('NOT_FOUND', `Reservation ${input.reservationId} not found`)
-        : await notFound(redis, acting.tenant, input.reservationId);
-    }
+    if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);
   }
-  const stored = res as StoredRelease;
-  // Not awaited: the schedule is only a hint (see commit.ts).
-  void unschedule(redis, acting.tenant, input.reservationId, log);
-  return { tenant: acting.tenant, body: renderRelease(stored) };
+  return { tenant: acting.tenant, body: renderRelease(res as StoredRelease) };
 }
 
 export type CascadeReleaseOutcome =
@@ -95,6 +86,5 @@ export async function releaseForCascade(
     if (res.error === 'INTERNAL_ERROR' || res.error === 'BUDGET_EXCEEDED') throw toApiError(res);
     return { outcome: 'skipped', code: res.error };
   }
-  await unschedule(redis, tenant, reservationId);
   return { outcome: 'released', released: res as StoredRelease };
 }

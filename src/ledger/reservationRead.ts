@@ -9,6 +9,8 @@ import { parseJsonBody } from '../json';
 import { keys } from '../store/keys';
 import { amount } from './model';
 import { scopeMatches } from './balances';
+import { foreignOrMissing } from './reservationOps';
+import { ownerOf } from './reservationId';
 import {
   comparePositions, openPage, paginate,
   type CursorPosition, type SortDir, type SortKey,
@@ -100,31 +102,23 @@ const toNum = (v: bigint): number | bigint => (v >= -9007199254740991n && v <= 9
 // ---------------------------------------------------------------- getReservation
 
 /**
- * Tenant caller: own tenant first; otherwise the owner index decides 403 (someone else's)
- * vs 404 (never existed). Admin caller: the owner index pins the tenant.
- * EXPIRED → 410. Reads are never blocked by the tenant's status.
+ * The id pins the owning tenant (src/ledger/reservationId.ts). Tenant caller: an id of
+ * another tenant is 403 when that tenant holds it, else 404; otherwise the caller's own
+ * tenant is read. Admin caller: the pinned tenant is read. EXPIRED → 410. Reads are
+ * never blocked by the tenant's status.
  */
 export async function getReservation(
   redis: Redis, id: string, caller: { tenant?: string; scopeFilter?: readonly string[] },
 ): Promise<Record<string, unknown>> {
+  const owner = ownerOf(id);
   let h: Hash | undefined;
-  if (caller.tenant !== undefined) {
-    const own = await redis.hgetall(keys.reservation(caller.tenant, id));
-    if (own.reservation_id) h = own;
-    else {
-      // The owner key is a hint written before the reservation itself (and outlives a
-      // hash that has aged out): 403 only when the other tenant's hash really exists.
-      const owner = await redis.get(keys.reservationOwner(id));
-      if (owner !== null && owner !== caller.tenant && (await redis.exists(keys.reservation(owner, id))) === 1) {
-        throw new ApiError('FORBIDDEN', 'Reservation belongs to another tenant');
-      }
-    }
-  } else {
-    const owner = await redis.get(keys.reservationOwner(id));
-    if (owner !== null) {
-      const found = await redis.hgetall(keys.reservation(owner, id));
-      if (found.reservation_id) h = found;
-    }
+  if (caller.tenant !== undefined && owner !== undefined && owner !== caller.tenant) {
+    throw await foreignOrMissing(redis, owner, id);
+  }
+  const tenant = caller.tenant ?? owner;
+  if (tenant !== undefined) {
+    const found = await redis.hgetall(keys.reservation(tenant, id));
+    if (found.reservation_id) h = found;
   }
   if (!h) throw new ApiError('NOT_FOUND', `Reservation not found: ${id}`);
   requireScopeAllowed(caller.scopeFilter ?? [], h.scope_path ?? '');

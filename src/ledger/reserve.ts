@@ -6,15 +6,14 @@
 //   decide    DecisionResponse, DENY with reason_code; never 409 except IDEMPOTENCY_MISMATCH
 // UNIT_MISMATCH is 400 on all three.
 //
-// Flow (two Redis round trips with authentication): validate + derive scopes (pure) →
-// match the request's scope against the tenant's cached policies (src/policy/cache.ts)
-// → ONE pipeline: live only, the non-tenant hints (owner key, expiry schedule entry),
-// then reserve.lua, which does idempotency, the policy-version check, the policy's
+// Flow (one Redis command; authentication is served from memory): validate + derive
+// scopes (pure) → match the request's scope against the tenant's cached policies
+// (src/policy/cache.ts) → reserve.lua, which does idempotency, the policy-version check, the policy's
 // effective window, the tenant guard, effective TTL / overage / max_extensions (DR4),
-// checks and writes atomically → render the response (pure) from the script's result,
+// checks and writes atomically (the reservation, its indexes and its expiry-schedule
+// entry) → render the response (pure) from the script's result,
 // so a replay renders byte-identically. Stale cached policies: the script answers STALE
 // with the current ones (no writes) and the evaluation runs again.
-import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors';
 import { parseJsonBody, stringify, toBig, INT64_MAX } from '../json';
 import { keys } from '../store/keys';
@@ -24,7 +23,8 @@ import { deriveScopes } from './scope';
 import { requireScopeAllowed } from '../auth/scopeFilter';
 import { idempotencyKeyFrom, payloadHash } from './idempotency';
 import { PolicyCache, candidatesFor } from '../policy/cache';
-import { budgetPrefix, scheduleMember } from './reservationOps';
+import { budgetPrefix } from './reservationOps';
+import { newReservationId } from './reservationId';
 import type { HandlerContext } from '../http/types';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
@@ -46,17 +46,6 @@ const posInt = (v: unknown): number | undefined =>
 /** Process-wide policy cache (validated against keys.policyVersion by reserve.lua). */
 export const policyCache = new PolicyCache();
 
-/** Redis TIME minus the local clock, as last observed (biased low: sampled on receipt). */
-let redisClockOffsetMs = 0;
-/** Provisional expiry-schedule score (DR8): due this long after "now", so it never lies
- *  before the script has run, and the exact score replaces it right after the script. */
-const PROVISIONAL_SCHEDULE_DELAY_MS = 1_000;
-/** When the request names its ttl_ms, the provisional score is the expected deadline
- *  (ttl + grace from now) plus this slack, and the exact score is only written when the
- *  script's deadline differs: earlier than the provisional one by more than
- *  MAX_SCHEDULE_LATENESS_MS (a policy or tenant cap shortened the ttl), or later. */
-const SCHEDULE_SLACK_MS = 200;
-const MAX_SCHEDULE_LATENESS_MS = 1_000;
 /** Evaluations against policies that changed meanwhile before giving up (503-like). */
 const MAX_POLICY_ATTEMPTS = 3;
 
@@ -111,10 +100,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   const idem = keys.idem(tenant, endpoint, idemKey);
 
   const live = mode === 'live';
-  const reservationId = live ? `res_${randomUUID().replace(/-/g, '')}` : '';
+  const reservationId = live ? newReservationId(tenant) : '';
   const graceMs = posInt(body.grace_period_ms) ?? DEFAULT_GRACE_MS;
-  const member = scheduleMember(tenant, reservationId);
-  const ownerKey = keys.reservationOwner(reservationId);
   const otherUnits = UNITS.filter((u) => u !== unit);
   const params: Record<string, unknown> = {
     mode,
@@ -147,6 +134,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.outbox(tenant),
     keys.policies(tenant),
     keys.policyVersion(tenant),
+    keys.expirySchedule(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
   ];
 
@@ -154,34 +142,11 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     & { replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult }
     & { stale?: boolean; version?: string; policies?: string[] | Record<string, never> };
   let policies = policyCache.get(tenant);
-  let hintErrors: unknown[] = [];
-  let provisional = 0;
   let out: Reply | undefined;
   for (let attempt = 1; ; attempt++) {
     params.policy_version = policies?.version ?? '';
     params.candidates = candidatesFor(policies, scopePath);
-    const arg = JSON.stringify(params);
-    let raw: unknown;
-    if (live && attempt === 1) {
-      // Hints outside the tenant slot, sent BEFORE the script on the same connection (in
-      // issue order; ioredis auto-pipelining batches them with other requests' commands
-      // into one write), so no reservation can exist without them (DR8). The schedule
-      // score is provisional.
-      const nowEst = Date.now() + redisClockOffsetMs;
-      const ttlReq = posInt(body.ttl_ms);
-      provisional = nowEst + Math.max(PROVISIONAL_SCHEDULE_DELAY_MS, ttlReq === undefined ? 0 : ttlReq + graceMs + SCHEDULE_SLACK_MS);
-      const owner = redis.set(ownerKey, tenant).then(() => undefined, (e: unknown) => e);
-      const sched = redis.zadd(keys.expirySchedule(), provisional, member).then(() => undefined, (e: unknown) => e);
-      const evaluated = redis.evalsha(script().sha, scriptKeys.length, ...scriptKeys, arg)
-        .then((v) => ({ v, e: undefined as unknown }), (e: unknown) => ({ v: undefined, e }));
-      hintErrors = (await Promise.all([owner, sched])).filter((e) => e !== undefined);
-      const { v, e } = await evaluated;
-      if (e && !(e instanceof Error && e.message.startsWith('NOSCRIPT'))) throw e;
-      raw = e ? await runScript(redis, script(), scriptKeys, [arg]) : v;
-    } else {
-      raw = await runScript(redis, script(), scriptKeys, [arg]);
-    }
-    out = JSON.parse(raw as string) as Reply;
+    out = JSON.parse(await runScript(redis, script(), scriptKeys, [JSON.stringify(params)]) as string) as Reply;
     if (!out.stale) break;
     const flat = Array.isArray(out.policies) ? out.policies : [];
     const hashObj: Record<string, string> = {};
@@ -193,29 +158,6 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
       throw new ApiError('INTERNAL_ERROR', 'Policies changed during the evaluation; retry the request');
     }
   }
-
-  // "Our own id came back" counts as created even when the script reports a replay: if the
-  // connection dropped after the script ran, ioredis re-sends hints + script, and the second
-  // run replays the reservation this very request created. Its hints must stay.
-  const created = live && !out.err && out.result?.reservation_id === reservationId;
-  if (created) {
-    const exact = Number(out.result!.expires_at_ms) + graceMs;
-    if (hintErrors.length > 0) {
-      // The reservation exists but a hint write failed: repair before answering.
-      log.error({ err: hintErrors[0], tenant, reservation_id: reservationId }, 'reservation hints failed before the script; rewriting');
-      await redis.pipeline().set(ownerKey, tenant).zadd(keys.expirySchedule(), exact, member).exec();
-    } else if (exact > provisional || provisional - exact > MAX_SCHEDULE_LATENESS_MS) {
-      // Exact deadline; XX never resurrects an entry a fast commit already removed.
-      redis.zadd(keys.expirySchedule(), 'XX', exact, member)
-        .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'expiry schedule update failed'));
-    }
-  } else if (live) {
-    // Replay of an earlier request, or a refusal: this request's fresh id was never
-    // created; drop its hints.
-    redis.pipeline().del(ownerKey).zrem(keys.expirySchedule(), member).exec()
-      .catch((err: unknown) => log.warn({ err, reservation_id: reservationId }, 'hint cleanup failed'));
-  }
-  if (out.now_ms !== undefined) redisClockOffsetMs = Number(out.now_ms) - Date.now();
   if (out.err) throw scriptError(out, { scopePath, unit, estimate });
 
   const result = out.result!;

@@ -1,7 +1,9 @@
 // Redis key layout. Every key that belongs to a tenant starts with the tenant's hash tag
 // `{t:<tenant>}` so that each ledger script touches exactly one Cluster slot. Keys that
-// must be found without knowing the tenant (API-key secrets, reservation owners, the
-// expiry schedule) are separate, non-tenant keys written outside the ledger scripts.
+// must be found without knowing the tenant (API-key secrets, the tenant registry, the
+// audit log) are separate, non-tenant keys written outside the ledger scripts. Reservation
+// ids carry their tenant (src/ledger/reservationId.ts), so no reservation state lives
+// outside its tenant's slot.
 //
 // Tenant ids, scope paths and idempotency keys can contain ':' — the unit / id is always
 // the last segment, so the layouts stay unambiguous.
@@ -19,6 +21,9 @@ export const keys = {
   reservation: (t: string, id: string) => `${tenantTag(t)}:res:${id}`,
   /** zset: reservation ids of a tenant by created_at_ms */
   reservationIndex: (t: string) => `${tenantTag(t)}:res-by-created`,
+  /** zset: ids of the tenant's ACTIVE reservations scored by expires_at + grace (the
+   *  sweeper's work list; written by the same scripts that create and finish them) */
+  expirySchedule: (t: string) => `${tenantTag(t)}:res-expiry`,
   /** string: idempotency record for (tenant, endpoint, key) */
   idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
   /** stream: event outbox of a tenant, appended inside the same script as the change */
@@ -41,11 +46,7 @@ export const keys = {
   apiKeyBySecret: (secretSha256: string) => `{k:${secretSha256}}:apikey`,
   /** string: key_id -> secret sha256 (admin operations address keys by id) */
   apiKeyId: (keyId: string) => `cycles:apikey-id:${keyId}`,
-  /** string: reservation id -> owning tenant (403-vs-404 and admin lookups) */
-  reservationOwner: (id: string) => `cycles:res-owner:${id}`,
-  /** zset: "<tenant>\n<reservation id>" scored by expires_at+grace, for the sweeper */
-  expirySchedule: () => 'cycles:res-expiry',
-  /** set: every tenant id that has a tenant record or ledger data */
+  /** set: every tenant id that has a tenant record or ledger data (the sweeper's tenant list) */
   tenants: () => 'cycles:tenants',
 
   /** hash: policy name -> policy_id of a tenant (name uniqueness, checked in the same script) */

@@ -1,5 +1,5 @@
 // Direct reservation seeding for read-side tests (list/get), following the reservation
-// hash in src/ledger/model.ts: hash + created-at index + owner key. Tests of the write
+// hash in src/ledger/model.ts: hash + created-at index. Tests of the write
 // path create reservations through the API instead.
 import type { Redis } from 'ioredis';
 import { keys } from '../../src/store/keys';
@@ -67,6 +67,5 @@ export async function putReservation(redis: Redis, tenant: string, s: Reservatio
     .multi()
     .hset(keys.reservation(tenant, s.id), h)
     .zadd(keys.reservationIndex(tenant), s.created_at_ms, s.id)
-    .set(keys.reservationOwner(s.id), tenant)
     .exec();
 }

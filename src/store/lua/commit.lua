@@ -3,6 +3,7 @@
 -- @include reservation_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
+-- KEYS[4] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] actual amount (int64 decimal)   ARGV[3] actual unit
 -- ARGV[4] idempotency key   ARGV[5] payload hash
@@ -13,7 +14,7 @@
 -- error JSON {error, message, details?}. Everything is checked before anything is written.
 -- Overage semantics: docs/decisions.md "commit overage".
 
-local res_key, tenant_key, outbox_key = KEYS[1], KEYS[2], KEYS[3]
+local res_key, tenant_key, outbox_key, schedule_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local budget_prefix = ARGV[1]
 local actual = i64_norm(ARGV[2])
 local unit = ARGV[3]
@@ -137,7 +138,7 @@ local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'com
 if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fields + 1] = metrics_json end
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end
 redis.call(unpack(fields))
-retain_finalized(res_key)
+retain_finalized(res_key, schedule_key, r.reservation_id)
 
 -- Outbox: one event per transition, in the same atomic step.
 if over then

@@ -2,41 +2,53 @@
 -- @include ledger_common.lua
 -- @include reservation_common.lua
 --
--- KEYS[1] reservation hash   KEYS[2] outbox stream
+-- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
+-- ARGV[3] reservation id (the schedule member)
 --
--- Returns {"outcome": "gone"}      reservation missing or no longer ACTIVE (unschedule it)
+-- Returns {"outcome": "gone"}      reservation missing or no longer ACTIVE (unscheduled)
 --         {"outcome": "pending", "deadline_ms": "..."}   not yet past expires_at + grace
---         {"outcome": "expired"}   reserved amounts restored, status EXPIRED, event written
---         {"outcome": "corrupt", "message": "..."}       ledger untouched (caller logs, unschedules)
--- Atomic and idempotent: two sweepers racing on one reservation expire it exactly once.
--- The closed-tenant guard does not apply: expiry is the system giving held budget back.
+--                                  (re-scored with that deadline)
+--         {"outcome": "expired"}   reserved amounts restored, status EXPIRED, event written,
+--                                  unscheduled
+--         {"outcome": "corrupt", "message": "..."}       ledger untouched, unscheduled
+--                                  (the caller logs it)
+-- The schedule is maintained here, in the same step, so it never disagrees with the
+-- reservation. Atomic and idempotent: two sweepers racing on one reservation expire it
+-- exactly once. The closed-tenant guard does not apply: expiry is the system giving held
+-- budget back.
 
-local res_key, outbox_key = KEYS[1], KEYS[2]
-local budget_prefix = ARGV[1]
+local res_key, outbox_key, schedule_key = KEYS[1], KEYS[2], KEYS[3]
+local budget_prefix, id = ARGV[1], ARGV[3]
+
+local function unscheduled(reply)
+  redis.call('ZREM', schedule_key, id)
+  return cjson.encode(reply)
+end
 
 local r = hgetall(res_key)
-if not r or r.status ~= 'ACTIVE' then return cjson.encode({outcome = 'gone'}) end
+if not r or r.status ~= 'ACTIVE' then return unscheduled({outcome = 'gone'}) end
 
 local now = now_ms()
 local deadline = tonumber(r.expires_at_ms or '') 
 local grace = tonumber(r.grace_ms or '0')
 if deadline == nil or grace == nil then
-  return cjson.encode({outcome = 'corrupt', message = 'expires_at_ms/grace_ms unreadable'})
+  return unscheduled({outcome = 'corrupt', message = 'expires_at_ms/grace_ms unreadable'})
 end
-deadline = deadline + grace
-if now <= deadline then
-  return cjson.encode({outcome = 'pending', deadline_ms = string.format('%.0f', deadline)})
+deadline = string.format('%.0f', deadline + grace)
+if now <= tonumber(deadline) then
+  redis.call('ZADD', schedule_key, deadline, id)
+  return cjson.encode({outcome = 'pending', deadline_ms = deadline})
 end
 
 local budgets = load_budgets(budget_prefix, r)
-if not budgets then return cjson.encode({outcome = 'corrupt', message = 'budgeted scopes unreadable'}) end
+if not budgets then return unscheduled({outcome = 'corrupt', message = 'budgeted scopes unreadable'}) end
 local plans, perr = plan_restore(budgets, r.estimate)
-if not plans then return cjson.encode({outcome = 'corrupt', message = cjson.decode(perr).message}) end
+if not plans then return unscheduled({outcome = 'corrupt', message = cjson.decode(perr).message}) end
 
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
-retain_finalized(res_key)
+retain_finalized(res_key, schedule_key, id)
 
 outbox(outbox_key, 'reservation.expired', cjson.encode({
   reservation_id = r.reservation_id, scope = r.scope_path, unit = r.unit,

@@ -2,7 +2,7 @@
 -- @include ledger_common.lua
 -- @include reservation_common.lua
 --
--- KEYS[1] reservation hash   KEYS[2] tenant hash
+-- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] extend_by_ms
 -- ARGV[5] metadata JSON ('' = none)
@@ -15,7 +15,7 @@
 -- "grace_ms": "..."} so the caller can recompute remaining_ttl_ms on every response
 -- (IDEMPOTENCY: volatile, never replayed), or an error JSON.
 
-local res_key, tenant_key = KEYS[1], KEYS[2]
+local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[3]
 local budget_prefix = ARGV[1]
 local idem_key, payload_hash = ARGV[2], ARGV[3]
 local extend_by = tonumber(ARGV[4])
@@ -72,5 +72,6 @@ local fields = {'HSET', res_key, 'expires_at_ms', new_expires, 'extension_count'
   'extend_hash:' .. idem_key, payload_hash, 'extend_result:' .. idem_key, result_json}
 if metadata_json ~= '' then fields[#fields + 1] = 'extend_metadata'; fields[#fields + 1] = metadata_json end
 redis.call(unpack(fields))
+redis.call('ZADD', schedule_key, string.format('%.0f', expires_at + extend_by + tonumber(r.grace_ms or '0')), r.reservation_id)
 
 return reply(result_json, true)

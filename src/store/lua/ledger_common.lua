@@ -122,8 +122,11 @@ end
 local FINALIZED_RETENTION_MS = 30 * 86400000
 local INDEX_RETENTION_MS = 90 * 86400000
 
-local function retain_finalized(res_key)
+-- A finished reservation also leaves the sweeper's schedule (keys.expirySchedule, member
+-- = reservation id), in the same script that finished it.
+local function retain_finalized(res_key, schedule_key, id)
   redis.call('PEXPIRE', res_key, FINALIZED_RETENTION_MS)
+  redis.call('ZREM', schedule_key, id)
 end
 
 -- Outbox append, in the same script as the state change it reports.

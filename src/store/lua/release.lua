@@ -4,6 +4,7 @@
 -- @include reservation_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
+-- KEYS[4] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] reason ('' = none)
 -- ARGV[5] trace id   ARGV[6] request id   ARGV[7] actor JSON
@@ -14,7 +15,7 @@
 -- No outbox event: the EventType enum has none for a plain release (the cascade emits its
 -- own ledger-level reservation.released_via_tenant_cascade aggregate).
 
-local res_key, tenant_key = KEYS[1], KEYS[2]
+local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[4]
 local budget_prefix = ARGV[1]
 local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
 local cascade = ARGV[8] == 'cascade'
@@ -59,6 +60,6 @@ local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostrin
   'released_by', ARGV[7]}
 if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
 redis.call(unpack(fields))
-retain_finalized(res_key)
+retain_finalized(res_key, schedule_key, r.reservation_id)
 
 return result_json

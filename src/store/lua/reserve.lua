@@ -13,7 +13,8 @@
 --
 -- KEYS: 1 idempotency record, 2 tenant hash, 3 reservation hash (new id; unused when
 --       not live), 4 reservation index, 5 outbox, 6 policies hash, 7 policy version,
---       8 .. 7+n          budget hash of each derived scope in the request unit
+--       8 expiry schedule (member = id, score = expires_at + grace),
+--       9 .. 8+n          budget hash of each derived scope in the request unit
 --       (budgets of the same scopes in the other units are only looked at when none of
 --       these exists, to tell UNIT_MISMATCH from NOT_FOUND; their keys are built here from
 --       p.budget_prefix, as the finishing scripts do (docs/decisions.md DC7): same slot)
@@ -42,8 +43,8 @@ local mode = p.mode -- 'live' | 'dry_run' | 'decide'
 local live = (mode == 'live')
 local n = #p.scopes
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_POLICIES, K_POLICY_VERSION = KEYS[6], KEYS[7]
-local B = 7 -- budget keys start after this index
+local K_POLICIES, K_POLICY_VERSION, K_SCHEDULE = KEYS[6], KEYS[7], KEYS[8]
+local B = 8 -- budget keys start after this index
 local ctx = {trace_id = p.trace_id, request_id = p.request_id, actor_json = p.actor_json}
 
 local estimate = i64_norm(p.estimate)
@@ -353,6 +354,7 @@ if policy_id ~= '' then
 end
 redis.call('HSET', K_RES, unpack(fields))
 redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
+redis.call('ZADD', K_SCHEDULE, string.format('%d', now + ttl + grace), p.reservation_id)
 -- Bounded index: entries older than its retention go (cheap: only what just aged out).
 redis.call('ZREMRANGEBYSCORE', K_RES_INDEX, '-inf', '(' .. string.format('%d', now - INDEX_RETENTION_MS))
 
