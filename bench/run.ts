@@ -14,6 +14,7 @@
 // at each level as a ceiling; our throughput is reported as a fraction of it.
 // Results: a markdown table on stdout and in bench/RESULTS.md.
 import { Pool } from 'undici';
+import { headerLines, makeClient, type Reply } from './httpClient';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -35,9 +36,10 @@ const program = new Command()
   .option('--cpu-prof-dir <dir>', 'write a V8 CPU profile of the server child here (analyse per-request overhead)')
   .option('--server-node-args <args>', 'extra node flags for the server child (space-separated), e.g. "--max-semi-space-size=64"', '')
   .option('--server-log <file>', 'write everything the server child prints to this file')
+  .option('--server-processes <n>', 'CYCLES_HTTP_PROCESSES of the server (processes sharing the ports)', '1')
   .option('--out <file>', 'results file', path.join(REPO_ROOT, 'bench', 'RESULTS.md'))
   .parse();
-const o = program.opts<{ serverNodeArgs: string; serverLog?: string; cpuProfDir?: string; durationMs: string; warmupMs: string; levels: string; maxRequests: string; modes: string; shapes: string; out: string }>();
+const o = program.opts<{ serverProcesses: string; serverNodeArgs: string; serverLog?: string; cpuProfDir?: string; durationMs: string; warmupMs: string; levels: string; maxRequests: string; modes: string; shapes: string; out: string }>();
 const DURATION_MS = Number(o.durationMs);
 const WARMUP_MS = Number(o.warmupMs);
 const LEVELS = o.levels.split(',').map(Number);
@@ -92,21 +94,17 @@ process.on('SIGTERM', () => process.exit(0));
 
 // ---------------------------------------------------------------- client
 
-interface Reply { status: number; body: string }
 const RESERVATION_ID = /"reservation_id":"([^"]+)"/;
 
-// undici's Pool: keep-alive connections, llhttp parser; several times cheaper per request
-// than node:http's client, which matters on a 2-core machine where the load generator
-// competes with the server and Redis for CPU.
-function makeClient(baseUrl: string, sockets: number) {
+// Setup calls (admin API, not measured) go through undici; the measured loops use the
+// lean client in ./httpClient.ts.
+function makeSetupClient(baseUrl: string, sockets: number) {
   const pool = new Pool(baseUrl, { connections: sockets, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
-  const request = async (method: string, p: string, headers: Record<string, string>, body?: string, discardOk = false): Promise<Reply> => {
+  const request = async (method: string, p: string, headers: Record<string, string>, body?: string): Promise<Reply> => {
     const res = await pool.request({
       method: method as 'GET', path: p, body,
       headers: body !== undefined ? { ...headers, 'content-type': 'application/json' } : headers,
     });
-    // A 2xx whose body the caller does not need is drained without decoding.
-    if (discardOk && res.statusCode < 300) { await res.body.dump(); return { status: res.statusCode, body: '' }; }
     return { status: res.statusCode, body: await res.body.text() };
   };
   return { request, close: () => { void pool.close(); } };
@@ -131,14 +129,23 @@ interface LevelResult {
   cpuUs: { server: number; redis: number; client: number };
 }
 
-/** CPU seconds (user+system, all threads) a process has used so far; Linux /proc only.
+/** CPU seconds (user+system, all threads) a process and its child processes (the server
+ *  processes under a cluster primary) have used so far; Linux /proc only.
  *  CPU per operation is the steadiest figure on a shared VM, where throughput swings. */
 function cpuSeconds(pid: number | undefined): number {
   if (!pid) return NaN;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    let ticks = Number(f[11]) + Number(f[12]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    for (const c of children) {
+      const cs = readFileSync(`/proc/${c}/stat`, 'utf8');
+      if (!cs.includes('(node)')) continue; // the server's own processes, not e.g. a redis-server it spawned
+      const g = cs.slice(cs.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(g[11]) + Number(g[12]);
+    }
+    return ticks / CLK_TCK;
   } catch { return NaN; }
 }
 const CLK_TCK = 100;
@@ -210,6 +217,7 @@ async function main() {
     const env: NodeJS.ProcessEnv = {
       ...process.env, REDIS_URL: redisSrv.url, ADMIN_API_KEY: adminKey, CYCLES_RUNTIME_PORT: String(rp),
       CYCLES_ADMIN_PORT: String(ap), CYCLES_LOG_LEVEL: 'warn', NODE_ENV: 'production', CYCLES_VALIDATE_RESPONSES: '0',
+      CYCLES_HTTP_PROCESSES: o.serverProcesses,
     };
     delete env.CYCLES_FEATURES;
     const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProfDir)] : [];
@@ -231,7 +239,7 @@ async function main() {
     await waitReady(`http://127.0.0.1:${bp}/`, 30_000, base.child, base.log);
     console.error(`server ready in ${Date.now() - t0} ms (runtime ${runtimeUrl}, admin ${adminUrl}, redis ${redisSrv.url})`);
 
-    const admin = makeClient(adminUrl, 4);
+    const admin = makeSetupClient(adminUrl, 4);
     cleanups.push(() => admin.close());
     const adminCall = async (method: string, p: string, body?: unknown) => {
       const r = await admin.request(method, p, { 'X-Admin-API-Key': adminKey }, body === undefined ? undefined : JSON.stringify(body));
@@ -282,9 +290,9 @@ async function main() {
     const baselineRps = new Map<number, number>();
 
     for (const clients of LEVELS) {
-      const c = makeClient(`http://127.0.0.1:${bp}`, clients);
+      const c = makeClient(`http://127.0.0.1:${bp}`, clients, REQUEST_TIMEOUT_MS);
       const body = JSON.stringify({ idempotency_key: 'x', estimate: { unit: UNIT, amount: 2 } });
-      const r = await closedLoop(clients, async () => (await c.request('POST', '/v1/reservations', {}, body, true)).status === 200, { server: base.child.pid });
+      const r = await closedLoop(clients, async (i) => (await c.request(i, 'POST', '/v1/reservations', '', body, false)).status === 200, { server: base.child.pid });
       c.close();
       baselineRps.set(clients, r.throughput);
       console.error(`baseline node:http  ${String(clients).padStart(3)} clients: ${r.throughput.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms, CPU µs/req server ${r.cpuUs.server.toFixed(0)} client ${r.cpuUs.client.toFixed(0)}`);
@@ -295,8 +303,8 @@ async function main() {
         for (const clients of LEVELS) {
           await quietAof();
           const t = await setupTenant(shape, clients);
-          const client = makeClient(runtimeUrl, clients);
-          const headers = { 'X-Cycles-API-Key': t.key };
+          const client = makeClient(runtimeUrl, clients, REQUEST_TIMEOUT_MS);
+          const headers = headerLines({ 'X-Cycles-API-Key': t.key });
           const perClient = Array.from({ length: clients }, () => ({ reserves: 0n, commits: 0n }));
           let seq = 0;
           const bodyTail = Array.from({ length: clients }, (_, i) => {
@@ -312,7 +320,7 @@ async function main() {
             // Bodies are built from per-client templates and the id is cut out of the reply
             // without a full parse: the load generator shares the 2 cores being measured.
             const rb = `{"idempotency_key":"b${++seq}-${i}",${bodyTail[i]}`;
-            const res = await client.request('POST', '/v1/reservations', headers, rb, mode === 'reserve');
+            const res = await client.request(i, 'POST', '/v1/reservations', headers, rb, mode === 'pair');
             if (res.status !== 200) throw new Error(`reserve → ${res.status} ${res.body.slice(0, 200)}`);
             perClient[i].reserves++;
             if (mode === 'reserve') return 'unused';
@@ -325,7 +333,7 @@ async function main() {
             : async (i: number) => {
               const id = await reserveOnce(i);
               const cb = `${commitBody}${++seq}-${i}"}`;
-              const res = await client.request('POST', `/v1/reservations/${encodeURIComponent(id!)}/commit`, headers, cb, true);
+              const res = await client.request(i, 'POST', `/v1/reservations/${encodeURIComponent(id!)}/commit`, headers, cb, false);
               if (res.status !== 200) throw new Error(`commit → ${res.status} ${res.body.slice(0, 200)}`);
               perClient[i].commits++;
               return true;
@@ -374,7 +382,7 @@ function report(results: LevelResult[], baseline: Map<number, number>): string {
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
   lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average at start ${LOAD_AT_START}, at end ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine skews every number below).`);
-  lines.push(`Server: \`cycles serve\` as a child process (NODE_ENV=production, log level warn) on a private redis-server (AOF, appendfsync everysec). Load generator: closed-loop clients on undici keep-alive connections (one per client) in a separate process. Each level: ${WARMUP_MS} ms warm-up, then ${DURATION_MS} ms measured (at most ${MAX_REQUESTS} operations); latency = one reserve, or one reserve plus its commit. Each (mode, shape, level) runs on a fresh tenant whose budgets are checked against the successful operations afterwards.`, '');
+  lines.push(`Server: \`cycles serve\` as a child process (NODE_ENV=production, log level warn, CYCLES_HTTP_PROCESSES=${o.serverProcesses}) on a private redis-server (AOF, appendfsync everysec). Load generator: closed-loop clients, each on its own keep-alive connection (bench/httpClient.ts), in a separate process. Each level: ${WARMUP_MS} ms warm-up, then ${DURATION_MS} ms measured (at most ${MAX_REQUESTS} operations); latency = one reserve, or one reserve plus its commit. Each (mode, shape, level) runs on a fresh tenant whose budgets are checked against the successful operations afterwards.`, '');
   lines.push('CPU µs/op: CPU time (user + system, all threads, from /proc) that the server process, redis-server and the load generator each spent per successful operation in the measured window. On a shared VM these move far less between runs than throughput does, so they are the figures to compare changes by.', '');
   lines.push('| mode | shape | clients | ok ops | errors | ops/s | p50 ms | p95 ms | p99 ms | ledger mismatches | bare node:http req/s | ours / bare | CPU µs/op server | redis | load gen |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');

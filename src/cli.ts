@@ -1,6 +1,9 @@
 // `cycles` command line: serve (both planes + workers by default) and ops (coverage).
 import { Command } from 'commander';
+import cluster from 'node:cluster';
+import { loadConfig } from './config';
 import { startServer, type Role } from './server';
+import { PROCESS_INDEX_ENV, runPrimary, workerRoles } from './cluster';
 
 const program = new Command();
 program.name('cycles').description('Cycles protocol server (runtime + admin planes on Redis)');
@@ -19,7 +22,18 @@ program
     }
     let server;
     try {
-      server = await startServer({ roles, announce: (l) => console.log(l) });
+      const processes = loadConfig(process.env).httpProcesses;
+      const http = roles.includes('runtime') || roles.includes('admin');
+      if (processes > 1 && http && cluster.isPrimary) {
+        await runPrimary(processes, (l) => console.log(l));
+        return;
+      }
+      const index = cluster.isWorker ? process.env[PROCESS_INDEX_ENV] : undefined;
+      server = await startServer({
+        roles: cluster.isWorker ? workerRoles(roles, index) : roles,
+        // cluster workers: one of them speaks for all (same ports, same key)
+        announce: (l) => { if (index === undefined || index === '0') console.log(l); },
+      });
     } catch (e) {
       console.error(`cycles: failed to start: ${(e as Error).message}`);
       process.exit(1);

@@ -22,6 +22,8 @@ export interface Config {
   validateResponses: boolean;
   logLevel: string;
   sweepIntervalMs: number;
+  /** server processes sharing the ports (`cycles serve` only; src/cluster.ts) */
+  httpProcesses: number;
   /** in-process API key cache kept coherent by Redis client tracking */
   authCache: boolean;
   /** audit rows of authenticated callers (incl. __admin__) are kept this many days; 0 = forever */
@@ -83,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.CYCLES_LOG_LEVEL || (env.NODE_ENV === 'test' ? 'silent' : 'info'),
     authCache: env.CYCLES_AUTH_CACHE !== '0' && env.CYCLES_AUTH_CACHE !== 'false',
     sweepIntervalMs: int('CYCLES_SWEEP_INTERVAL_MS', env.CYCLES_SWEEP_INTERVAL_MS, 1000, 50, 600000),
+    httpProcesses: int('CYCLES_HTTP_PROCESSES', env.CYCLES_HTTP_PROCESSES, 1, 1, 64),
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
     customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),

@@ -38,21 +38,13 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const announce = opts.announce ?? (() => {});
   const roles = new Set<Role>(opts.roles ?? ['runtime', 'admin', 'worker']);
 
-  let adminApiKey = config.adminApiKey;
-  if (!adminApiKey) {
-    if (config.production) {
-      throw new Error('ADMIN_API_KEY is required when NODE_ENV=production; refusing to start');
-    }
-    adminApiKey = `cyc_admin_${randomBytes(24).toString('base64url')}`;
-    announce(`DEVELOPMENT MODE: no ADMIN_API_KEY set; generated one for this run (shown once):\n  ADMIN_API_KEY=${adminApiKey}`);
-  }
+  const adminApiKey = resolveAdminKey(config, announce);
 
   const cleanups: (() => Promise<void>)[] = [];
   try {
     let redisUrl = config.redisUrl;
     if (!redisUrl) {
-      const embedded = await startRedisServer({ dataDir: path.join(config.dataDir, 'redis'), port: 0 });
-      announce(`No REDIS_URL: started an embedded redis-server on ${embedded.url} (AOF on, data in ${path.join(config.dataDir, 'redis')})`);
+      const embedded = await startEmbeddedRedis(config, announce);
       cleanups.unshift(() => embedded.stop());
       redisUrl = embedded.url;
     }
@@ -115,6 +107,25 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     for (const c of cleanups) await c().catch(() => {});
     throw e;
   }
+}
+
+/** ADMIN_API_KEY, or (development only) a generated key announced once. */
+export function resolveAdminKey(config: Config, announce: (line: string) => void): string {
+  if (config.adminApiKey) return config.adminApiKey;
+  if (config.production) {
+    throw new Error('ADMIN_API_KEY is required when NODE_ENV=production; refusing to start');
+  }
+  const key = `cyc_admin_${randomBytes(24).toString('base64url')}`;
+  announce(`DEVELOPMENT MODE: no ADMIN_API_KEY set; generated one for this run (shown once):\n  ADMIN_API_KEY=${key}`);
+  return key;
+}
+
+/** The private redis-server used when no REDIS_URL is given. */
+export async function startEmbeddedRedis(config: Config, announce: (line: string) => void) {
+  const dataDir = path.join(config.dataDir, 'redis');
+  const embedded = await startRedisServer({ dataDir, port: 0 });
+  announce(`No REDIS_URL: started an embedded redis-server on ${embedded.url} (AOF on, data in ${dataDir})`);
+  return embedded;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
