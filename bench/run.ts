@@ -122,6 +122,8 @@ interface LevelResult {
   p50: number;
   p95: number;
   p99: number;
+  /** p99 of single HTTP requests (reserve or commit) in the window; equals p99 in reserve mode */
+  reqP99: number;
   mismatches: number;
   mismatchNote: string;
   baselineRps?: number;
@@ -159,6 +161,19 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+/** Latencies of single requests inside the measured window (null outside it): in pair mode
+ *  an operation is two requests, and both latencies are reported. */
+let requestLatencies: number[] | null = null;
+
+/** Times one request of an operation into requestLatencies (when inside the window). */
+async function timed<T>(req: Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const sink = requestLatencies;
+  const r = await req;
+  if (sink && sink === requestLatencies) sink.push(performance.now() - t0);
+  return r;
+}
+
 /** Runs `clients` closed loops of `op` for warm-up + window; latency only inside the window. */
 async function closedLoop(clients: number, op: (client: number) => Promise<boolean>, watch: CpuWatch = {}) {
   const latencies: number[] = [];
@@ -171,7 +186,8 @@ async function closedLoop(clients: number, op: (client: number) => Promise<boole
   const end = windowStart + DURATION_MS;
   let cpu0: { server: number; redis: number; client: number } | undefined;
   const sample = () => ({ server: cpuSeconds(watch.server), redis: cpuSeconds(watch.redis), client: cpuTotal() });
-  const armed = setTimeout(() => { cpu0 = sample(); }, WARMUP_MS);
+  const reqLat: number[] = [];
+  const armed = setTimeout(() => { cpu0 = sample(); requestLatencies = reqLat; }, WARMUP_MS);
   await Promise.all(Array.from({ length: clients }, async (_, i) => {
     while (performance.now() < end && issued < MAX_REQUESTS) {
       issued++;
@@ -188,6 +204,7 @@ async function closedLoop(clients: number, op: (client: number) => Promise<boole
   }));
   const windowMs = Math.min(performance.now(), end) - windowStart;
   clearTimeout(armed);
+  requestLatencies = null;
   const cpu1 = sample();
   const perOp = (k: 'server' | 'redis' | 'client') => (cpu0 && okInWindow ? ((cpu1[k] - cpu0[k]) / okInWindow) * 1e6 : NaN);
   const sorted = Float64Array.from(latencies).sort();
@@ -195,6 +212,7 @@ async function closedLoop(clients: number, op: (client: number) => Promise<boole
     okInWindow, errors, firstError,
     throughput: okInWindow / (windowMs / 1000),
     p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99),
+    reqP99: reqLat.length ? percentile(Float64Array.from(reqLat).sort(), 0.99) : NaN,
     cpuUs: { server: perOp('server'), redis: perOp('redis'), client: perOp('client') },
   };
 }
@@ -320,7 +338,7 @@ async function main() {
             // Bodies are built from per-client templates and the id is cut out of the reply
             // without a full parse: the load generator shares the 2 cores being measured.
             const rb = `{"idempotency_key":"b${++seq}-${i}",${bodyTail[i]}`;
-            const res = await client.request(i, 'POST', '/v1/reservations', headers, rb, mode === 'pair');
+            const res = await timed(client.request(i, 'POST', '/v1/reservations', headers, rb, mode === 'pair'));
             if (res.status !== 200) throw new Error(`reserve → ${res.status} ${res.body.slice(0, 200)}`);
             perClient[i].reserves++;
             if (mode === 'reserve') return 'unused';
@@ -333,7 +351,7 @@ async function main() {
             : async (i: number) => {
               const id = await reserveOnce(i);
               const cb = `${commitBody}${++seq}-${i}"}`;
-              const res = await client.request(i, 'POST', `/v1/reservations/${encodeURIComponent(id!)}/commit`, headers, cb, false);
+              const res = await timed(client.request(i, 'POST', `/v1/reservations/${encodeURIComponent(id!)}/commit`, headers, cb, false));
               if (res.status !== 200) throw new Error(`commit → ${res.status} ${res.body.slice(0, 200)}`);
               perClient[i].commits++;
               return true;
@@ -359,11 +377,11 @@ async function main() {
           }
           const res: LevelResult = {
             mode: mode === 'reserve' ? 'reserve' : 'reserve→commit', shape, clients, ok: m.okInWindow, errors: m.errors,
-            throughput: m.throughput, p50: m.p50, p95: m.p95, p99: m.p99, mismatches, mismatchNote: notes.join('; '),
+            throughput: m.throughput, p50: m.p50, p95: m.p95, p99: m.p99, reqP99: m.reqP99, mismatches, mismatchNote: notes.join('; '),
             baselineRps: baselineRps.get(clients), cpuUs: m.cpuUs,
           };
           results.push(res);
-          console.error(`${res.mode.padEnd(15)} ${shape.padEnd(9)} ${String(clients).padStart(3)} clients: ${m.throughput.toFixed(0)}/s p50 ${m.p50.toFixed(2)} p95 ${m.p95.toFixed(2)} p99 ${m.p99.toFixed(2)} ms, errors ${m.errors}${m.firstError ? ` (${m.firstError})` : ''}, ledger mismatches ${mismatches}${notes.length ? ` ${notes.join('; ')}` : ''}; CPU µs/op server ${m.cpuUs.server.toFixed(0)} redis ${m.cpuUs.redis.toFixed(0)} client ${m.cpuUs.client.toFixed(0)}`);
+          console.error(`${res.mode.padEnd(15)} ${shape.padEnd(9)} ${String(clients).padStart(3)} clients: ${m.throughput.toFixed(0)}/s p50 ${m.p50.toFixed(2)} p95 ${m.p95.toFixed(2)} p99 ${m.p99.toFixed(2)} ms (per request ${m.reqP99.toFixed(2)}), errors ${m.errors}${m.firstError ? ` (${m.firstError})` : ''}, ledger mismatches ${mismatches}${notes.length ? ` ${notes.join('; ')}` : ''}; CPU µs/op server ${m.cpuUs.server.toFixed(0)} redis ${m.cpuUs.redis.toFixed(0)} client ${m.cpuUs.client.toFixed(0)}`);
         }
       }
     }
@@ -382,14 +400,14 @@ function report(results: LevelResult[], baseline: Map<number, number>): string {
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
   lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average at start ${LOAD_AT_START}, at end ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine skews every number below).`);
-  lines.push(`Server: \`cycles serve\` as a child process (NODE_ENV=production, log level warn, CYCLES_HTTP_PROCESSES=${o.serverProcesses}) on a private redis-server (AOF, appendfsync everysec). Load generator: closed-loop clients, each on its own keep-alive connection (bench/httpClient.ts), in a separate process. Each level: ${WARMUP_MS} ms warm-up, then ${DURATION_MS} ms measured (at most ${MAX_REQUESTS} operations); latency = one reserve, or one reserve plus its commit. Each (mode, shape, level) runs on a fresh tenant whose budgets are checked against the successful operations afterwards.`, '');
+  lines.push(`Server: \`cycles serve\` as a child process (NODE_ENV=production, log level warn, CYCLES_HTTP_PROCESSES=${o.serverProcesses}) on a private redis-server (AOF, appendfsync everysec). Load generator: closed-loop clients, each on its own keep-alive connection (bench/httpClient.ts), in a separate process. Each level: ${WARMUP_MS} ms warm-up, then ${DURATION_MS} ms measured (at most ${MAX_REQUESTS} operations); latency = one reserve, or one reserve plus its commit (p50/p95/p99); "p99 per request" counts the reserve and the commit of a pair as separate requests. Each (mode, shape, level) runs on a fresh tenant whose budgets are checked against the successful operations afterwards.`, '');
   lines.push('CPU µs/op: CPU time (user + system, all threads, from /proc) that the server process, redis-server and the load generator each spent per successful operation in the measured window. On a shared VM these move far less between runs than throughput does, so they are the figures to compare changes by.', '');
-  lines.push('| mode | shape | clients | ok ops | errors | ops/s | p50 ms | p95 ms | p99 ms | ledger mismatches | bare node:http req/s | ours / bare | CPU µs/op server | redis | load gen |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| mode | shape | clients | ok ops | errors | ops/s | p50 ms | p95 ms | p99 ms | p99 per request ms | ledger mismatches | bare node:http req/s | ours / bare | CPU µs/op server | redis | load gen |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     // A pair is two requests: compare requests/s with the bare server.
     const reqs = r.throughput * (r.mode === 'reserve' ? 1 : 2);
-    lines.push(`| ${r.mode} | ${r.shape} | ${r.clients} | ${r.ok} | ${r.errors} | ${f(r.throughput, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${r.mismatches} | ${f(r.baselineRps ?? NaN, 0)} | ${r.baselineRps ? f(reqs / r.baselineRps, 2) : '–'} | ${f(r.cpuUs.server, 0)} | ${f(r.cpuUs.redis, 0)} | ${f(r.cpuUs.client, 0)} |`);
+    lines.push(`| ${r.mode} | ${r.shape} | ${r.clients} | ${r.ok} | ${r.errors} | ${f(r.throughput, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.reqP99)} | ${r.mismatches} | ${f(r.baselineRps ?? NaN, 0)} | ${r.baselineRps ? f(reqs / r.baselineRps, 2) : '–'} | ${f(r.cpuUs.server, 0)} | ${f(r.cpuUs.redis, 0)} | ${f(r.cpuUs.client, 0)} |`);
   }
   lines.push('', '## Targets', '');
   const find = (mode: string, clients: number) => results.filter((r) => r.mode === mode && r.clients === clients);
@@ -400,8 +418,11 @@ function report(results: LevelResult[], baseline: Map<number, number>): string {
   check('reserve p50 ≤ 2 ms at 1 client', find('reserve', 1), (r) => r.p50 <= 2, (r) => `${f(r.p50)} ms`);
   check('≥ 4,000 reserves/s at 50 clients', find('reserve', 50), (r) => r.throughput >= 4000, (r) => `${f(r.throughput, 0)}/s`);
   check('≥ 2,000 reserve→commit pairs/s at 50 clients', find('reserve→commit', 50), (r) => r.throughput >= 2000, (r) => `${f(r.throughput, 0)}/s`);
-  check('p99 ≤ 30 ms at 50 clients', [...find('reserve', 50), ...find('reserve→commit', 50)], (r) => r.p99 <= 30, (r) => `${r.mode} ${f(r.p99)} ms`);
-  check('p99 ≤ 100 ms at 200 clients', [...find('reserve', 200), ...find('reserve→commit', 200)], (r) => r.p99 <= 100, (r) => `${r.mode} ${f(r.p99)} ms`);
+  // The target does not say whether a pair's p99 is per request or per pair: both are checked.
+  check('p99 ≤ 30 ms at 50 clients, per operation (a pair = reserve + commit)', [...find('reserve', 50), ...find('reserve→commit', 50)], (r) => r.p99 <= 30, (r) => `${r.mode} ${f(r.p99)} ms`);
+  check('p99 ≤ 30 ms at 50 clients, per request', [...find('reserve', 50), ...find('reserve→commit', 50)], (r) => r.reqP99 <= 30, (r) => `${r.mode} ${f(r.reqP99)} ms`);
+  check('p99 ≤ 100 ms at 200 clients, per operation', [...find('reserve', 200), ...find('reserve→commit', 200)], (r) => r.p99 <= 100, (r) => `${r.mode} ${f(r.p99)} ms`);
+  check('p99 ≤ 100 ms at 200 clients, per request', [...find('reserve', 200), ...find('reserve→commit', 200)], (r) => r.reqP99 <= 100, (r) => `${r.mode} ${f(r.reqP99)} ms`);
   check('0 ledger mismatches', results, (r) => r.mismatches === 0, (r) => `${r.mode}/${r.clients}: ${r.mismatches}`);
   check('0 errors', results, (r) => r.errors === 0, (r) => `${r.mode}/${r.clients}: ${r.errors}`);
   lines.push('', `Bare node:http baseline (same client, fixed JSON body): ${[...baseline].map(([c, v]) => `${c} clients ${v.toFixed(0)} req/s`).join(', ')}.`, '');
