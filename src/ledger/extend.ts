@@ -19,7 +19,7 @@ export interface StoredExtend {
   balances: unknown;
 }
 
-interface ExtendReply { result: string; now_ms: string; active: boolean; grace_ms: string }
+interface ExtendReply { result: string; now_ms: string; active: boolean }
 
 /** ReservationExtendResponse: stored fields verbatim + remaining_ttl_ms recomputed. */
 export function renderExtend(r: StoredExtend, nowMs: bigint, active: boolean): Record<string, unknown> {

@@ -6,8 +6,8 @@
 //    key order and whitespace never cause IDEMPOTENCY_MISMATCH.
 // The record itself lives in Redis under keys.idem(tenant, endpoint, key) and is
 // read/written inside each operation's Lua script (see src/store/lua/reserve.lua).
-import { hash } from 'node:crypto';
 import { ApiError } from '../errors';
+import { sha256Hex } from '../auth/apiKeys';
 
 /** The request's idempotency key: body `idempotency_key`, reconciled with the
  *  X-Idempotency-Key header. Either may be absent, not both; both must agree. */
@@ -91,6 +91,5 @@ function sortKeys(a: string[]): string[] {
 
 /** SHA-256 hex of the canonical JSON of `obj`: the value idempotency records compare. */
 export function payloadHash(obj: unknown): string {
-  // one-shot digest: no Hash stream object per request
-  return hash('sha256', canonicalJson(obj), 'hex');
+  return sha256Hex(canonicalJson(obj));
 }

@@ -11,8 +11,8 @@
 -- reservation hash itself (fields extend_hash:<key>, extend_result:<key>), so it is scoped
 -- to the reservation and bounded by max_extensions.
 --
--- Returns {"result": <stored result JSON string>, "now_ms": "...", "active": bool,
--- "grace_ms": "..."} so the caller can recompute remaining_ttl_ms on every response
+-- Returns {"result": <stored result JSON string>, "now_ms": "...", "active": bool} so the
+-- caller can recompute remaining_ttl_ms on every response
 -- (IDEMPOTENCY: volatile, never replayed), or an error JSON.
 
 local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[3]
@@ -26,7 +26,7 @@ if not r then return script_error('NOT_FOUND', 'Reservation not found') end
 
 local now = now_ms()
 local function reply(result_json, active)
-  return cjson.encode({result = result_json, now_ms = tostring(now), active = active, grace_ms = r.grace_ms or '0'})
+  return cjson.encode({result = result_json, now_ms = tostring(now), active = active})
 end
 
 local stored_hash = r['extend_hash:' .. idem_key]

@@ -25,16 +25,18 @@ local function decode_scopes(json)
 end
 
 -- The budgets that exist for `scopes` in `unit`, in the given order: array of
--- {scope, key, b = snapshot with amounts defaulted to '0'}. Missing hashes are skipped.
+-- {scope, key, b = snapshot with amounts defaulted to '0'}. Missing hashes are skipped:
+-- one HMGET per scope, a hash with none of the snapshot fields (every budget has them
+-- all, from budget_create.lua) counts as missing.
 local function load_scope_budgets(budget_prefix, scopes, unit)
   local out = {}
   for _, scope in ipairs(scopes) do
     local key = budget_prefix .. scope .. ':' .. unit
-    if redis.call('EXISTS', key) == 1 then
-      local raw = budget_snapshot(key)
+    local raw = budget_snapshot(key)
+    if raw.scope or raw.allocated or raw.remaining or raw.status then
       local b = {}
       for f, v in pairs(raw) do b[f] = v end
-      for _, f in ipairs({'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit'}) do
+      for _, f in ipairs(SHORT_AMOUNT_FIELDS) do
         b[f] = b[f] or '0'
       end
       -- raw: the Balance row as read (snapshots() reports it, updated by write_plan)
