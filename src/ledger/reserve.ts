@@ -8,11 +8,11 @@
 //
 // Flow (one Redis command; authentication is served from memory): validate + derive
 // scopes (pure) → match the request's scope against the tenant's cached policies
-// (src/policy/cache.ts) → reserve.lua, which does idempotency, the policy-version check, the policy's
-// effective window, the tenant guard, effective TTL / overage / max_extensions (DR4),
-// checks and writes atomically (the reservation, its indexes and its expiry-schedule
-// entry) → render the response (pure) from the script's result,
-// so a replay renders byte-identically. Stale cached policies: the script answers STALE
+// (src/policy/cache.ts) → reserve.lua, which does idempotency, the policy-version check,
+// the policy's effective window, the tenant guard, effective TTL / overage /
+// max_extensions (DR4), checks and writes atomically (the reservation, its indexes and
+// its expiry-schedule entry) → render the response (pure) from the script's result, so a
+// replay renders byte-identically. Stale cached policies: the script answers STALE
 // with the current ones (no writes) and the evaluation runs again.
 import { ApiError } from '../errors';
 import { parseJsonBody, stringify, toBig, INT64_MAX } from '../json';
