@@ -6,7 +6,7 @@
 import express, { type Request, type Response, type NextFunction } from 'express';
 import type { Operation } from 'openapi-backend';
 import { ApiError } from '../errors';
-import { parseJsonBody, stringify } from '../json';
+import { parseJsonBytes, stringify } from '../json';
 import type { Plane } from '../config';
 import { Authenticator } from '../auth/authenticate';
 import { traceIdFrom, newRequestId } from './tracing';
@@ -59,6 +59,17 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
     const ok = await opts.isReady().catch(() => false);
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: ok ? 'up' : 'down' });
   });
+  // Spring Boot's actuator paths, which the reference stack's clients, quickstarts and load
+  // balancer probes wait on: liveness as /healthz, readiness and the overall health as /readyz.
+  app.get('/actuator/health/liveness', (req, res) => {
+    withIds(req, res);
+    sendJson(res, 200, { status: 'UP' });
+  });
+  app.get(['/actuator/health', '/actuator/health/readiness'], async (req, res) => {
+    withIds(req, res);
+    const ok = await opts.isReady().catch(() => false);
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'UP' : 'DOWN' });
+  });
 
   const bodyLimit = deps.config.bodyLimitBytes;
   const validator = new RequestValidator(api);
@@ -101,7 +112,7 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           if (ctype !== 'application/json' && !ctype.endsWith('+json')) {
             throw new ApiError('INVALID_REQUEST', `Content-Type must be application/json (got "${ctype || 'none'}")`);
           }
-          ({ value: body, view } = parseJsonBody(raw.toString('utf8')));
+          ({ value: body, view } = parseJsonBytes(raw));
           requestBody = body;
         }
 
