@@ -1,7 +1,7 @@
 // src/list/cursor.ts: encoding, binding, tamper detection, keyset order and pagination.
 import { describe, expect, it } from 'vitest';
 import {
-  comparePositions, decodeCursor, encodeCursor, filterHash, paginate, parseLimit, LIMIT_MAX,
+  comparePositions, decodeCursor, encodeCursor, filterHash, paginate, parseLimit, LIMIT_MAX, PAGE_CAP,
   type SortKey,
 } from '../src/list/cursor';
 import { ApiError } from '../src/errors';
@@ -83,7 +83,11 @@ describe('cursor encoding and binding', () => {
     expect(parseLimit(1)).toBe(1);
     expect(parseLimit(LIMIT_MAX)).toBe(200);
     expect(parseLimit('7')).toBe(7);
-    for (const bad of [0, 201, -1, 1.5, 'x']) expect400(() => parseLimit(bad));
+    // no upper bound of its own: spec maxima are enforced by spec validation (D18)
+    expect(parseLimit(201)).toBe(201);
+    expect(parseLimit(2000)).toBe(PAGE_CAP);
+    expect(parseLimit(Number.MAX_SAFE_INTEGER)).toBe(PAGE_CAP);
+    for (const bad of [0, -1, 1.5, 'x', 1e300]) expect400(() => parseLimit(bad));
   });
 });
 

@@ -19,6 +19,8 @@ interface OperationPlan {
   queryRules: Map<string, QueryRule>;
   /** whether any validator may coerce header values (then they are copied first) */
   headerParams: boolean;
+  /** a query parameter with a free-form schema takes names the spec does not list */
+  freeFormQuery: boolean;
 }
 
 export interface RequestParts {
@@ -47,10 +49,12 @@ export class RequestValidator {
     if (p) return p;
     const queryRules = new Map<string, QueryRule>();
     let headerParams = false;
+    let freeFormQuery = false;
     for (const raw of (operation.parameters ?? []) as any[]) {
       if (!raw || '$ref' in raw) continue; // openapi-backend dereferences at init
       if (raw.in === 'header') headerParams = true;
       if (raw.in !== 'query') continue;
+      if (raw.schema?.additionalProperties !== undefined) freeFormQuery = true;
       queryRules.set(raw.name, {
         array: raw.schema?.type === 'array',
         nonExploded: raw.explode === false,
@@ -59,14 +63,14 @@ export class RequestValidator {
       });
     }
     const validators = (this.api.validator.getRequestValidatorsForOperation(id) ?? []) as ValidateFunction[];
-    p = { validators, queryRules, headerParams };
+    p = { validators, queryRules, headerParams, freeFormQuery };
     this.plans.set(id, p);
     return p;
   }
 
   validate(operation: Operation, parts: RequestParts): RequestValidation {
     const plan = this.plan(operation);
-    const query = shapeQuery(parts.query, plan.queryRules);
+    const query = shapeQuery(parts.query, plan.queryRules, plan.freeFormQuery);
     const parameters: Record<string, unknown> = {
       path: parts.params,
       query,
@@ -84,13 +88,16 @@ export class RequestValidator {
 
 /** openapi-backend's query normalisation (router.parseRequest + validateRequest), for the
  *  parameter styles the spec uses: JSON-content values parsed, non-exploded lists split
- *  on their delimiter, single values of array parameters wrapped. */
-function shapeQuery(input: Record<string, unknown>, rules: Map<string, QueryRule>): Record<string, unknown> {
+ *  on their delimiter, single values of array parameters wrapped.
+ *  One deliberate difference: names the operation does not declare are dropped, not
+ *  rejected, so a newer client's filter does not break an older server (decision D17). */
+function shapeQuery(input: Record<string, unknown>, rules: Map<string, QueryRule>, freeForm: boolean): Record<string, unknown> {
   // entries + fromEntries: a parameter named __proto__ becomes a plain own property
   const out: [string, unknown][] = [];
   for (const name in input) {
     let value = input[name];
     const rule = rules.get(name);
+    if (!rule && !freeForm) continue;
     if (rule && value) {
       if (rule.json) {
         // unparseable JSON stays a string and fails the schema (a 400, not a throw)

@@ -25,6 +25,11 @@ export const CURSOR_VERSION = 1;
 export const LIMIT_MIN = 1;
 export const LIMIT_MAX = 200;
 export const LIMIT_DEFAULT = 50;
+/** Most rows one list page returns. A `limit` above it is clamped, not refused: where the
+ *  spec sets a maximum, spec validation has already enforced it; where it sets none
+ *  (listBudgets, listPolicies, listApiKeys, listAuditLogs), any positive integer is valid
+ *  and the rest comes through has_more/next_cursor (decision D18). */
+export const PAGE_CAP = 1000;
 /** Longer tokens are rejected before decoding (a cursor is ~200 bytes; ids are ≤ 256). */
 export const CURSOR_MAX_CHARS = 2048;
 
@@ -188,12 +193,13 @@ export function paginate<T>(rows: readonly T[], req: PageRequest<T>): Page<T> {
   };
 }
 
-/** Query `limit` after spec validation (default when absent); out of bounds → 400. */
+/** Query `limit` after spec validation (default when absent): not a positive integer → 400;
+ *  above PAGE_CAP → PAGE_CAP. */
 export function parseLimit(v: unknown): number {
   if (v === undefined || v === null || v === '') return LIMIT_DEFAULT;
   const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isInteger(n) || n < LIMIT_MIN || n > LIMIT_MAX) {
-    throw new ApiError('INVALID_REQUEST', `limit must be an integer between ${LIMIT_MIN} and ${LIMIT_MAX}`);
+  if (!Number.isSafeInteger(n) || n < LIMIT_MIN) {
+    throw new ApiError('INVALID_REQUEST', `limit must be a positive integer (got ${String(v).slice(0, 32)})`);
   }
-  return n;
+  return Math.min(n, PAGE_CAP);
 }
