@@ -5,17 +5,23 @@
 // Storage (src/store/keys.ts):
 //   auditEntry(log_id)        string, the entry JSON, TTL = the entry's retention tier
 //   auditAll()                zset log_id by timestamp ms (every entry)
-//   auditByTenant(tenant_id)  zset per audit tenant_id, incl. __admin__ / __unauth__
+//   auditByTenant(tenant_id)  zset per audit tenant_id that fits the spec's tenant-id
+//                             grammar, plus the __admin__ / __unauth__ sentinels
+//   auditTenantOther()        ONE zset for every other tenant_id value (junk, over-long,
+//                             [REDACTED]): request values cannot mint keys
 //   auditByKey(key_id)        zset per API key
-//   auditByTrace(trace_id)    zset per trace id (expires with the retention)
+//   auditByTrace(trace_id)    zset per trace id
 // log_id is derived from request_id (`log_<hex>`), so a request_id filter is one GET.
 // Indexes are trimmed by time on every write (ZREMRANGEBYSCORE of the entries older than
-// the tier's retention); an entry that expired before its index member was trimmed is
-// skipped on read.
+// the tier's retention) and the per-tenant/key/trace ones expire with it (PEXPIRE), so an
+// index nobody writes to any more disappears; an entry that expired before its index
+// member was trimmed is skipped on read. Every request-derived string of a row is scrubbed
+// of secrets in one pass over the finished row (scrubEntry, docs/decisions.md DP2).
 import type { Redis } from 'ioredis';
 import { filterHash as sharedFilterHash, encodeCursor as sharedEncode, decodeCursor as sharedDecode, paginate, parseLimit } from '../list/cursor';
 import { keys } from '../store/keys';
 import { ApiError, invalid } from '../errors';
+import { stringify } from '../json';
 import type { Config } from '../config';
 import type { Logger } from 'pino';
 import type { ResponseInfo } from '../http/types';
@@ -49,13 +55,97 @@ export const logIdFor = (requestId: string) => `log_${requestId.replace(/^req_/,
 // ---------------------------------------------------------------- secrets scrubbing
 
 const SECRET_RE = /cyc_(?:live|test|admin)_[A-Za-z0-9_-]+|whsec_[A-Za-z0-9_-]+/g;
+export const REDACTED = '[REDACTED]';
+/** Percent-encoding layers looked through: a secret pasted into a URL encoded once (or a
+ *  few times over) is still recognised; beyond that it is deliberate obfuscation. */
+const DECODE_ROUNDS_MAX = 8;
+const PCT_RUN_RE = /(?:%[0-9A-Fa-f]{2})+/g;
 
+/** Lenient percent-decoding: each run of %XX as UTF-8 (invalid bytes become U+FFFD, the
+ *  ASCII of a secret survives), everything else unchanged. Never throws. */
+function percentDecode(s: string): string {
+  return s.replace(PCT_RUN_RE, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
+}
+
+/** The rule for one request-derived string: tenant/webhook secrets and the admin key
+ *  become [REDACTED], also when they are percent-encoded. Without a secret in any decoded
+ *  form the string is kept as sent; with one, its fully decoded form is kept (with the
+ *  secrets redacted), because redacting the raw form can leave encoded remainders
+ *  (`cyc_live_AB%43D…` → `[REDACTED]%43D…` still holds most of the key). */
 export function makeScrubber(adminKey: string | undefined): (s: string) => string {
+  const hasAdmin = !!adminKey && adminKey.length >= 8;
+  // The exact admin key is removed before each decoding round, so decoding cannot
+  // mangle a literal occurrence of it into something the final pass no longer matches.
+  const dropAdmin = (s: string) => (hasAdmin ? s.split(adminKey!).join(REDACTED) : s);
+  const literal = (s: string) => dropAdmin(s.replace(SECRET_RE, REDACTED));
   return (s: string) => {
-    let out = s.replace(SECRET_RE, '[REDACTED]');
-    if (adminKey && adminKey.length >= 8) out = out.split(adminKey).join('[REDACTED]');
-    return out;
+    if (!s.includes('%')) return literal(s);
+    let cur = dropAdmin(s);
+    let found = false;
+    for (let i = 0; i < DECODE_ROUNDS_MAX; i++) {
+      const next = percentDecode(cur);
+      if (next === cur) break;
+      cur = dropAdmin(next);
+      if (cur !== next || literal(cur) !== cur) found = true;
+    }
+    return found ? literal(cur) : literal(s);
   };
+}
+
+/** Top-level fields the server generates in fixed formats (ids, the clock, a validated
+ *  trace id, the key_id of the authenticated record): not request-derived, not scrubbed.
+ *  Every other string in a row — values and member names, at any depth — is. */
+const SERVER_FIELDS: ReadonlySet<string> = new Set(['log_id', 'timestamp', 'request_id', 'trace_id', 'key_id']);
+/** Bounds of the scrub pass: nesting beyond this is cut (request bodies are bounded at 64
+ *  by the JSON parser; audit metadata is a few levels), every string is cut to this many
+ *  characters after scrubbing (a row never carries a body-sized value). */
+const SCRUB_DEPTH_MAX = 16;
+export const AUDIT_STRING_CHARS_MAX = 1024;
+const USER_AGENT_CHARS_MAX = 512;
+
+function scrubValue(v: unknown, scrub: (s: string) => string, depth: number): unknown {
+  if (typeof v === 'string') return scrub(v).slice(0, AUDIT_STRING_CHARS_MAX);
+  if (v === null || typeof v !== 'object') return v;
+  if (depth >= SCRUB_DEPTH_MAX) return '[TRUNCATED]';
+  if (Array.isArray(v)) return v.map((x) => scrubValue(x, scrub, depth + 1));
+  // no prototype: a member named "__proto__" (JSON.parse makes it an own member) stays data
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [k, x] of Object.entries(v)) {
+    if (x !== undefined) out[scrub(k).slice(0, AUDIT_STRING_CHARS_MAX)] = scrubValue(x, scrub, depth + 1);
+  }
+  return out;
+}
+
+/** Scrubs the finished row in one place, so a field added later cannot leak a secret. */
+export function scrubEntry(e: AuditEntry, scrub: (s: string) => string): AuditEntry {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (v === undefined) continue;
+    out[k] = SERVER_FIELDS.has(k) ? v : scrubValue(v, scrub, 0);
+  }
+  const row = out as unknown as AuditEntry;
+  if (row.user_agent) row.user_agent = row.user_agent.slice(0, USER_AGENT_CHARS_MAX);
+  // An inbound trace id is only format-checked (32 hex): an admin key of that shape sent
+  // as X-Cycles-Trace-Id would be kept verbatim, and would name a trace index key. The
+  // row then goes without trace_id (optional in the schema) rather than store the key.
+  if (row.trace_id && scrub(row.trace_id) !== row.trace_id) delete row.trace_id;
+  return row;
+}
+
+// ---------------------------------------------------------------- index keys
+
+/** The admin spec's tenant-id grammar (Tenant / TenantCreateRequest.tenant_id:
+ *  pattern ^[a-z0-9-]+$, minLength 3, maxLength 64). */
+const TENANT_ID_RE = /^[a-z0-9-]{3,64}$/;
+
+/** The tenant index a row with this stored tenant_id lives in: its own zset for a
+ *  grammar-valid id or a sentinel, else the one shared zset (whose readers filter by the
+ *  stored value), so arbitrary request values cannot create keys. */
+export function tenantIndexKey(tenantId: string): string {
+  if (tenantId === ADMIN_TENANT || tenantId === UNAUTH_TENANT || TENANT_ID_RE.test(tenantId)) {
+    return keys.auditByTenant(tenantId);
+  }
+  return keys.auditTenantOther();
 }
 
 // ---------------------------------------------------------------- building the entry
@@ -120,18 +210,20 @@ function attribution(info: ResponseInfo): { tenantId: string; keyId?: string; ac
   return { tenantId: ADMIN_TENANT, actorType: 'admin', target: tenantPath ? decodeURIComponentSafe(tenantPath[1]) : undefined };
 }
 
+/** The row of one response. Fields are copied as they came; scrubEntry at the end is the
+ *  only place secrets are removed and strings bounded. */
 export function buildEntry(info: ResponseInfo, nowMs: number, scrub: (s: string) => string): AuditEntry {
   const who = attribution(info);
   const inferred = inferResource(info);
-  const operation = info.op?.operationId ?? `${info.method}:${scrub(info.path)}`;
+  const operation = info.op?.operationId ?? `${info.method}:${info.path}`;
   const metadata: Record<string, unknown> = {
     method: info.method,
-    path: scrub(info.path),
+    path: info.path,
     duration_ms: Math.round(info.durationMs * 1000) / 1000,
   };
   if (who.actorType) metadata.actor_type = who.actorType;
   if (who.target) metadata.target_tenant_id = who.target;
-  if (info.errorMessage) metadata.error_message = scrub(info.errorMessage).slice(0, 1024);
+  if (info.errorMessage) metadata.error_message = info.errorMessage;
   if (info.audit.metadata) Object.assign(metadata, info.audit.metadata);
   const e: AuditEntry = {
     log_id: logIdFor(info.requestId),
@@ -143,18 +235,18 @@ export function buildEntry(info: ResponseInfo, nowMs: number, scrub: (s: string)
     trace_id: info.traceId,
   };
   if (who.keyId) e.key_id = who.keyId;
-  if (info.userAgent) e.user_agent = scrub(info.userAgent).slice(0, 512);
+  if (info.userAgent) e.user_agent = info.userAgent;
   if (info.sourceIp) e.source_ip = info.sourceIp;
   const rType = info.audit.resourceType ?? inferred.type;
   const rId = info.audit.resourceId ?? inferred.id;
   if (rType) e.resource_type = rType;
-  if (rId) e.resource_id = scrub(rId);
+  if (rId) e.resource_id = rId;
   if (info.errorCode) e.error_code = info.errorCode;
   if (info.audit.subject) e.subject = info.audit.subject;
   if (info.audit.action) e.action = info.audit.action;
   if (info.audit.amount) e.amount = info.audit.amount;
   e.metadata = metadata;
-  return e;
+  return scrubEntry(e, scrub);
 }
 
 // ---------------------------------------------------------------- writing
@@ -186,22 +278,32 @@ export function createAuditRecorder(opts: AuditWriterOptions): (info: ResponseIn
     const entry = buildEntry(info, now, scrub);
     const retMs = entry.tenant_id === UNAUTH_TENANT ? unauthRetMs : authRetMs;
     const p = opts.redis.pipeline();
-    const json = JSON.stringify(entry);
+    // stringify: a BigInt copied from a request body (int64 beyond 2^53) is written exactly
+    // instead of making JSON.stringify throw and the row go missing.
+    const json = stringify(entry);
     if (retMs > 0) p.set(keys.auditEntry(entry.log_id), json, 'PX', retMs);
     else p.set(keys.auditEntry(entry.log_id), json);
-    const idx = [keys.auditAll(), keys.auditByTenant(entry.tenant_id)];
-    if (entry.key_id) idx.push(keys.auditByKey(entry.key_id));
-    for (const k of idx) p.zadd(k, now, entry.log_id);
-    // Trim by time: the all-index keeps the longest tier; per-tenant/key indexes their own.
+    p.zadd(keys.auditAll(), now, entry.log_id);
+    // Trim by time: the all-index keeps the longest tier; the others hold one tier each
+    // (an __unauth__ row has no other tenant and no key) and are trimmed to it.
     const longest = Math.max(authRetMs, unauthRetMs);
     if (longest > 0 && !(authRetMs === 0 || unauthRetMs === 0)) p.zremrangebyscore(keys.auditAll(), '-inf', `(${now - longest}`);
-    if (retMs > 0) {
-      p.zremrangebyscore(keys.auditByTenant(entry.tenant_id), '-inf', `(${now - retMs}`);
-      if (entry.key_id) p.zremrangebyscore(keys.auditByKey(entry.key_id), '-inf', `(${now - retMs}`);
+    // Each index below expires one retention after its newest row, so an index nobody
+    // writes to any more (a deleted tenant, a revoked key, a finished trace) goes away by
+    // itself; 0 = keep forever, also for a key that got a TTL under an earlier setting.
+    const expire = (k: string, ms: number) => (ms > 0 ? p.pexpire(k, ms) : p.persist(k));
+    const scoped = [tenantIndexKey(entry.tenant_id)];
+    if (entry.key_id) scoped.push(keys.auditByKey(entry.key_id));
+    for (const k of scoped) {
+      p.zadd(k, now, entry.log_id);
+      if (retMs > 0) p.zremrangebyscore(k, '-inf', `(${now - retMs}`);
+      expire(k, retMs);
     }
     if (entry.trace_id) {
-      p.zadd(keys.auditByTrace(entry.trace_id), now, entry.log_id);
-      if (retMs > 0) p.pexpire(keys.auditByTrace(entry.trace_id), retMs);
+      // A trace can mix tiers (a 401 then an authenticated retry): keep it for the longest.
+      const k = keys.auditByTrace(entry.trace_id);
+      p.zadd(k, now, entry.log_id);
+      expire(k, authRetMs === 0 || unauthRetMs === 0 ? 0 : longest);
     }
     p.exec().then(
       (res) => {
@@ -364,7 +466,8 @@ async function fetchEntries(redis: Redis, ids: string[]): Promise<(AuditEntry | 
 function sourceIndex(f: Normalised): string {
   if (f.trace_id) return keys.auditByTrace(f.trace_id);
   if (f.key_id) return keys.auditByKey(f.key_id);
-  if (f.tenant_id) return keys.auditByTenant(f.tenant_id);
+  // An id outside the grammar reads the shared zset; matches() keeps only its own rows.
+  if (f.tenant_id) return tenantIndexKey(f.tenant_id);
   return keys.auditAll();
 }
 

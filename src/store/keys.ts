@@ -60,9 +60,14 @@ export const keys = {
   auditEntry: (logId: string) => `cycles:audit:entry:${logId}`,
   /** zset: every log_id, score = timestamp ms */
   auditAll: () => 'cycles:audit:idx:all',
-  /** zset: log_ids of one audit tenant_id (incl. the __admin__ / __unauth__ sentinels) */
+  /** zset: log_ids of one audit tenant_id — only ids of the spec's tenant-id grammar and
+   *  the __admin__ / __unauth__ sentinels (src/admin/audit.ts tenantIndexKey); expires
+   *  with the retention */
   auditByTenant: (t: string) => `cycles:audit:idx:tenant:${t}`,
-  /** zset: log_ids written by one API key */
+  /** zset: log_ids of every other audit tenant_id (junk, over-long, [REDACTED]) — one key,
+   *  so request values cannot create keys; readers filter by the stored tenant_id */
+  auditTenantOther: () => 'cycles:audit:idx:tenant-other',
+  /** zset: log_ids written by one API key (expires with the retention) */
   auditByKey: (keyId: string) => `cycles:audit:idx:key:${keyId}`,
   /** zset: log_ids of one trace id (expires with the retention) */
   auditByTrace: (traceId: string) => `cycles:audit:idx:trace:${traceId}`,
