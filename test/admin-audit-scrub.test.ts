@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { startTestServer, call, ADMIN_KEY, type TestServer, type ApiResponse } from './helpers/server';
 import { putBudget } from './helpers/fixtures';
 import { keys } from '../src/store/keys';
-import { makeScrubber, REDACTED } from '../src/admin/audit';
+import { makeScrubber, REDACTED } from '../src/admin/auditScrub';
 
 let s: TestServer;
 const T = `scrub-${process.pid}`;

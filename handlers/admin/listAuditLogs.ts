@@ -1,5 +1,5 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
-import { listAuditLogs } from '../../src/admin/audit';
+import { listAuditLogs } from '../../src/admin/auditQuery';
 
 export default async function (ctx: HandlerContext): Promise<HandlerResult> {
   const page = await listAuditLogs(ctx.deps.redis, ctx.query);
