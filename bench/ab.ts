@@ -54,7 +54,7 @@ interface Window { throughput: number; serverUs: number; redisUs: number; p99: n
 async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'cycles-ab-'));
   const redis = await startRedisServer({ dataDir: path.join(dir, 'redis'), port: 0, appendonly: true, appendfsync: 'everysec' });
-  const adminKey = `ab-admin-${randomBytes(8).toString('hex')}`;
+  const adminKey = `ab-admin-${randomBytes(16).toString('hex')}`;
   const sides: Side[] = [];
   try {
     for (const [name, root, env] of [['A', o.aRoot, o.aEnv], ['B', o.bRoot, o.bEnv]] as const) {

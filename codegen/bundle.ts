@@ -3,7 +3,7 @@
 // Used by the generator (codegen/index.ts) and at runtime by anything that needs the upstream
 // files themselves (e.g. the conformance harness reading impl/test-vectors.yaml).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -58,7 +58,9 @@ export interface LoadBundleOptions {
 export type SpecBundleProblem =
   | { kind: 'missing'; file: string; expected: string }
   | { kind: 'mismatch'; file: string; expected: string; actual: string }
-  | { kind: 'unparseable'; file: string; reason: string };
+  | { kind: 'unparseable'; file: string; reason: string }
+  /** the bundle directory itself is absent or not a directory (message says which and why) */
+  | { kind: 'folder'; reason: string };
 
 export class SpecBundleError extends Error {
   readonly dir: string;
@@ -72,11 +74,16 @@ export class SpecBundleError extends Error {
           return `  - ${p.file}: sha256 mismatch: expected ${p.expected}, actual ${p.actual}`;
         case 'unparseable':
           return `  - ${p.file}: ${p.reason}`;
+        case 'folder':
+          return p.reason;
       }
     });
+    const folder = problems.find((p) => p.kind === 'folder');
     super(
-      `Spec bundle in ${dir} does not match specs/manifest.json ` +
-        `(set CYCLES_SPECS_DIR to the pinned upstream bundle):\n${lines.join('\n')}`,
+      folder
+        ? folder.reason
+        : `Spec bundle in ${dir} does not match specs/manifest.json ` +
+            `(set CYCLES_SPECS_DIR to the pinned upstream bundle):\n${lines.join('\n')}`,
     );
     this.name = 'SpecBundleError';
     this.dir = dir;
@@ -134,6 +141,11 @@ export function sha256Hex(data: string | Uint8Array): string {
  */
 export function loadBundle(options: LoadBundleOptions = {}): Bundle {
   const dir = options.dir ? resolve(options.dir) : specsDir();
+  // A wrong folder is a different mistake from an altered file: say so instead of listing
+  // every manifest entry as missing.
+  const fromEnv = process.env.CYCLES_SPECS_DIR?.trim();
+  const folder = folderProblem(dir, options.dir ? 'option' : fromEnv ? { env: fromEnv } : 'default');
+  if (folder) throw new SpecBundleError(dir, [folder]);
   const manifest = options.manifest ?? readManifest();
   const problems: SpecBundleProblem[] = [];
   const files: BundleFile[] = [];
@@ -172,6 +184,28 @@ export function loadBundle(options: LoadBundleOptions = {}): Bundle {
       return f;
     },
   };
+}
+
+/**
+ * A problem when `dir` is not an existing directory. `source`: where `dir` came from, the
+ * CYCLES_SPECS_DIR value as set, the default (unset) or LoadBundleOptions.dir.
+ */
+function folderProblem(dir: string, source: { env: string } | 'default' | 'option'): SpecBundleProblem | undefined {
+  let isDir: boolean | undefined;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    isDir = undefined;
+  }
+  if (isDir) return undefined;
+  const what = isDir === false ? 'not a folder' : 'folder does not exist';
+  const want = 'the upstream cycles-protocol spec bundle pinned in specs/manifest.json';
+  if (source === 'option') return { kind: 'folder', reason: `spec bundle ${dir}: ${what}` };
+  if (source === 'default') {
+    return { kind: 'folder', reason: `spec bundle ${dir}: ${what} (the default, ../shared/specs/cycles-protocol beside this checkout); set CYCLES_SPECS_DIR to ${want}` };
+  }
+  const where = source.env === dir ? '' : ` (resolved to ${dir})`;
+  return { kind: 'folder', reason: `CYCLES_SPECS_DIR=${source.env}: ${what}${where}; point it at ${want}` };
 }
 
 /**

@@ -25,7 +25,7 @@ program
       const processes = loadConfig(process.env).httpProcesses;
       const http = roles.includes('runtime') || roles.includes('admin');
       if (processes > 1 && http && cluster.isPrimary) {
-        await runPrimary(processes, (l) => console.log(l));
+        await runPrimary(processes, (l) => console.log(l), (l) => console.error(l));
         return;
       }
       const index = cluster.isWorker ? process.env[PROCESS_INDEX_ENV] : undefined;
@@ -33,6 +33,8 @@ program
         roles: cluster.isWorker ? workerRoles(roles, index) : roles,
         // cluster workers: one of them speaks for all (same ports, same key)
         announce: (l) => { if (index === undefined || index === '0') console.log(l); },
+        // cluster workers: the primary checked the admin key and warned already
+        warn: (l) => { if (index === undefined) console.error(l); },
       });
     } catch (e) {
       console.error(`cycles: failed to start: ${(e as Error).message}`);

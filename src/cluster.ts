@@ -5,10 +5,11 @@
 // idempotency, the API key cache via client tracking, the policy cache via its version
 // counter, the expiry sweeper's atomic scripts), so the processes need no coordination.
 //
-// The primary owns what must exist once: the generated development admin key and the
-// embedded redis-server; it passes both to the workers through their environment. Worker 0
-// also runs the background jobs (role "worker"). A worker that dies is replaced; one that
-// dies before it listens stops the whole server (a bad port or config would loop forever).
+// The primary owns what must exist once: the development admin key (read from or saved to
+// the data dir) and the embedded redis-server; it passes both to the workers through their
+// environment. Worker 0 also runs the background jobs (role "worker"). A worker that dies
+// is replaced; one that dies before it listens stops the whole server (a bad port or config
+// would loop forever).
 import cluster, { type Worker } from 'node:cluster';
 import { loadConfig } from './config';
 import { resolveAdminKey, startEmbeddedRedis, type Role } from './server';
@@ -23,9 +24,9 @@ export function workerRoles(roles: Role[], index: string | undefined): Role[] {
 }
 
 /** Runs the cluster primary until SIGINT/SIGTERM. */
-export async function runPrimary(processes: number, announce: (line: string) => void): Promise<void> {
+export async function runPrimary(processes: number, announce: (line: string) => void, warn: (line: string) => void = announce): Promise<void> {
   const config = loadConfig(process.env);
-  const adminApiKey = resolveAdminKey(config, announce);
+  const adminApiKey = resolveAdminKey(config, announce, warn);
   const embedded = config.redisUrl ? undefined : await startEmbeddedRedis(config, announce);
   const env = { ADMIN_API_KEY: adminApiKey, REDIS_URL: config.redisUrl ?? embedded!.url };
 

@@ -9,6 +9,8 @@ export type Plane = 'runtime' | 'admin';
 
 export interface Config {
   redisUrl: string | undefined;
+  /** bound on connecting to Redis and its first PING at start (ioredis reconnects on its own later) */
+  redisConnectTimeoutMs: number;
   adminApiKey: string | undefined;
   runtimePort: number;
   adminPort: number;
@@ -61,6 +63,18 @@ function int(name: string, raw: string | undefined, def: number, min: number, ma
   return n;
 }
 
+/** Shorter admin keys are refused in production and warned about in development (src/server.ts). */
+export const MIN_ADMIN_KEY_CHARS = 32;
+
+/** ADMIN_API_KEY; in production at least MIN_ADMIN_KEY_CHARS (its absence is refused by resolveAdminKey). */
+function adminApiKey(env: NodeJS.ProcessEnv): string | undefined {
+  const key = env.ADMIN_API_KEY || undefined;
+  if (key && key.length < MIN_ADMIN_KEY_CHARS && env.NODE_ENV === 'production') {
+    throw new Error(`ADMIN_API_KEY is ${key.length} characters; NODE_ENV=production requires at least ${MIN_ADMIN_KEY_CHARS} (e.g. \`openssl rand -base64 32\`); refusing to start`);
+  }
+  return key;
+}
+
 const KNOWN_FEATURES = new Set(['v0.1.26']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -72,7 +86,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return {
     redisUrl: env.REDIS_URL || undefined,
-    adminApiKey: env.ADMIN_API_KEY || undefined,
+    redisConnectTimeoutMs: int('CYCLES_REDIS_CONNECT_TIMEOUT_MS', env.CYCLES_REDIS_CONNECT_TIMEOUT_MS, 10_000, 100, 600_000),
+    adminApiKey: adminApiKey(env),
     runtimePort: int('CYCLES_RUNTIME_PORT', env.CYCLES_RUNTIME_PORT, 7878, 0, 65535),
     adminPort: int('CYCLES_ADMIN_PORT', env.CYCLES_ADMIN_PORT, 7979, 0, 65535),
     host: env.CYCLES_HOST || '127.0.0.1',

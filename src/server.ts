@@ -1,10 +1,12 @@
 // Assembles a running server: Redis (given or embedded), both planes, workers, and a
 // clean shutdown that also stops an embedded redis-server.
 import { createExpressServer } from './http/expressServer';
+import { installClientErrorHandler } from './http/clientError';
 import { randomBytes } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { loadConfig, type Config, type Plane } from './config';
+import { loadConfig, MIN_ADMIN_KEY_CHARS, type Config, type Plane } from './config';
 import { createLogger } from './log';
 import { createPlaneApp } from './http/app';
 import { loadHandlers } from './handlers';
@@ -30,6 +32,8 @@ export interface StartOptions {
   roles?: Role[];
   /** print the generated development admin key (CLI only) */
   announce?: (line: string) => void;
+  /** one-line start-up warnings (short ADMIN_API_KEY); default: announce */
+  warn?: (line: string) => void;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -38,7 +42,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const announce = opts.announce ?? (() => {});
   const roles = new Set<Role>(opts.roles ?? ['runtime', 'admin', 'worker']);
 
-  const adminApiKey = resolveAdminKey(config, announce);
+  const adminApiKey = resolveAdminKey(config, announce, opts.warn ?? announce);
 
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -48,20 +52,21 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       cleanups.unshift(() => embedded.stop());
       redisUrl = embedded.url;
     }
-    const redis = new Redis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
-    // ioredis reconnects on its own; an outage shows in /readyz and as 500s, not as an
-    // unhandled 'error' event.
+    const redis = await connectRedis(redisUrl, config.redisConnectTimeoutMs);
+    // From here on ioredis reconnects on its own; an outage shows in /readyz and as 500s,
+    // not as an unhandled 'error' event.
     redis.on('error', (e) => log.warn({ err: e }, 'redis connection error'));
-    await redis.connect();
     cleanups.unshift(async () => { await redis.quit().catch(() => redis.disconnect()); });
 
     const deps: Deps = { redis, config, log };
     let keyCache: ApiKeyCache | undefined;
     if (config.authCache && (roles.has('runtime') || roles.has('admin'))) {
-      keyCache = new ApiKeyCache(redis, log);
-      await keyCache.start();
-      const started = keyCache;
-      cleanups.unshift(() => started.stop());
+      const cache = new ApiKeyCache(redis, log);
+      cleanups.unshift(() => cache.stop());
+      // its two extra connections get the same bound as the first one
+      await bounded(cache.start(), config.redisConnectTimeoutMs,
+        `cannot start the API key cache's Redis connections at ${maskRedisUrl(redisUrl)}: timed out after ${config.redisConnectTimeoutMs} ms (CYCLES_REDIS_CONNECT_TIMEOUT_MS)`);
+      keyCache = cache;
     }
     const authenticator = new Authenticator(redis, adminApiKey, keyCache);
     const isReady = async () => (await withTimeout(redis.ping(), 1000)) === 'PONG';
@@ -73,10 +78,11 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       const onResponse = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
       const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse });
       const server = createExpressServer(app);
+      installClientErrorHandler(server, log, plane);
       server.keepAliveTimeout = 65_000;
       const port = plane === 'runtime' ? config.runtimePort : config.adminPort;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (e) => reject(listenError(plane, port, config.host, e)));
         server.listen(port, config.host, () => resolve());
       });
       const addr = server.address();
@@ -109,14 +115,72 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
 }
 
-/** ADMIN_API_KEY, or (development only) a generated key announced once. */
-export function resolveAdminKey(config: Config, announce: (line: string) => void): string {
-  if (config.adminApiKey) return config.adminApiKey;
+/** File under CYCLES_DATA_DIR holding the development admin key between starts. */
+export const DEV_ADMIN_KEY_FILE = 'admin-api-key';
+
+/**
+ * ADMIN_API_KEY (loadConfig refuses a short one in production; here it only warns), or in
+ * development a key kept in $CYCLES_DATA_DIR/admin-api-key: generated on the first start,
+ * reused on later ones (the tenants and keys it administers persist there too), announced
+ * at every start.
+ */
+export function resolveAdminKey(config: Config, announce: (line: string) => void, warn: (line: string) => void = announce): string {
+  if (config.adminApiKey) {
+    const n = config.adminApiKey.length;
+    if (n < MIN_ADMIN_KEY_CHARS) {
+      warn(`WARNING: ADMIN_API_KEY is only ${n} characters; use at least ${MIN_ADMIN_KEY_CHARS} (NODE_ENV=production refuses shorter keys)`);
+    }
+    return config.adminApiKey;
+  }
   if (config.production) {
     throw new Error('ADMIN_API_KEY is required when NODE_ENV=production; refusing to start');
   }
+  const { key, file, created } = devAdminKey(config.dataDir, warn);
+  const rotate = 'to rotate it, delete that file or set ADMIN_API_KEY';
+  announce(created
+    ? `DEVELOPMENT MODE: no ADMIN_API_KEY set; generated an admin key and saved it in ${file} (reused on later starts; ${rotate}):\n  ADMIN_API_KEY=${key}`
+    : `DEVELOPMENT MODE: no ADMIN_API_KEY set; reusing the admin key saved in ${file} (${rotate}):\n  ADMIN_API_KEY=${key}`);
+  return key;
+}
+
+function devAdminKey(dataDir: string, warn: (line: string) => void): { key: string; file: string; created: boolean } {
+  const file = path.join(dataDir, DEV_ADMIN_KEY_FILE);
+  const existing = readDevAdminKey(file, warn);
+  if (existing) return { key: existing, file, created: false };
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const key = `cyc_admin_${randomBytes(24).toString('base64url')}`;
-  announce(`DEVELOPMENT MODE: no ADMIN_API_KEY set; generated one for this run (shown once):\n  ADMIN_API_KEY=${key}`);
+  // Written to a private temp file, then linked into place: the link fails if another
+  // process starting on the same data dir got there first (we then use its key), and no
+  // reader ever sees a half-written file.
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, `${key}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(tmp, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot save the development admin key in ${file}: ${(e as Error).message}`);
+    const theirs = readDevAdminKey(file, warn);
+    if (!theirs) throw new Error(`${file} vanished while starting; start again`);
+    return { key: theirs, file, created: false };
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return { key, file, created: true };
+}
+
+function readDevAdminKey(file: string, warn: (line: string) => void): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read the development admin key ${file}: ${(e as Error).message}`);
+  }
+  const key = text.trim();
+  if (!/^[\x21-\x7e]+$/.test(key) || key.length < MIN_ADMIN_KEY_CHARS) {
+    throw new Error(`${file} does not hold an admin key (one line of at least ${MIN_ADMIN_KEY_CHARS} printable characters); delete it to generate a new one, or set ADMIN_API_KEY`);
+  }
+  const mode = statSync(file).mode & 0o777;
+  if (mode & 0o077) warn(`WARNING: ${file} is readable by other users (mode ${mode.toString(8)}); chmod 600 it`);
   return key;
 }
 
@@ -126,6 +190,108 @@ export async function startEmbeddedRedis(config: Config, announce: (line: string
   const embedded = await startRedisServer({ dataDir, port: 0 });
   announce(`No REDIS_URL: started an embedded redis-server on ${embedded.url} (AOF on, data in ${dataDir})`);
   return embedded;
+}
+
+/** ms elapsed without an answer (kept apart from errors the connection reported). */
+class StartTimeout extends Error {}
+
+/**
+ * Connects to Redis and waits for the first PING, all within `timeoutMs`. The first error
+ * ioredis reports (refused, reset, DNS, TLS, AUTH) fails the start at once instead of
+ * retrying: at start a wrong URL is far likelier than a blip, and a supervisor restarts us.
+ * On failure the client is disconnected so nothing keeps the process alive.
+ */
+export async function connectRedis(url: string, timeoutMs: number): Promise<Redis> {
+  const redis = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
+  let firstError: Error | undefined;
+  let failNow: (e: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => { failNow = reject; });
+  const onError = (e: Error) => {
+    firstError ??= e;
+    failNow(e);
+  };
+  redis.on('error', onError);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StartTimeout()), timeoutMs);
+  });
+  try {
+    const pong = await Promise.race([redis.connect().then(() => redis.ping()), failed, timedOut]);
+    if (pong !== 'PONG') throw new Error(`unexpected reply to PING: ${String(pong)}`);
+    redis.off('error', onError);
+    return redis;
+  } catch (e) {
+    redis.on('error', () => {}); // late errors of the abandoned connection
+    redis.disconnect();
+    // a peer that never answers may never close either; do not wait for its FIN
+    (redis.stream as { destroy?: () => void } | undefined)?.destroy?.();
+    const cause = e instanceof StartTimeout ? e : (firstError ?? e);
+    throw new Error(`cannot connect to Redis at ${maskRedisUrl(url)}: ${describeRedisFailure(cause, url, timeoutMs)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeRedisFailure(e: unknown, url: string, timeoutMs: number): string {
+  if (e instanceof StartTimeout) {
+    return `timed out: no answer within ${timeoutMs} ms (is it a Redis server, and does it expect TLS, ` +
+      'i.e. rediss://, or not? CYCLES_REDIS_CONNECT_TIMEOUT_MS sets this bound)';
+  }
+  const err = e as NodeJS.ErrnoException;
+  const message = err?.message ?? String(e);
+  const code = typeof err?.code === 'string' ? err.code : undefined;
+  const text = !code ? message : message.includes(code) ? code : `${code}: ${message}`;
+  const plain = !/^rediss:/i.test(url);
+  if (code === 'ECONNREFUSED') return `${text} (nothing accepts connections there)`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${text} (unknown host name)`;
+  if (plain && (code === 'ECONNRESET' || code === 'EPIPE' || message === 'Connection is closed.')) {
+    return `${text} (the server closed the connection; if it only accepts TLS, use rediss://)`;
+  }
+  if (code && /CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO/.test(code)) {
+    return `${text} (the server's TLS certificate is not trusted for this host; NODE_EXTRA_CA_CERTS=<ca.pem> adds a CA)`;
+  }
+  if (/^(WRONGPASS|NOAUTH)/.test(message)) return `${message} (check the user and password in REDIS_URL)`;
+  return text;
+}
+
+/** REDIS_URL for messages: the password (or a lone user part, often a password typed without ':') as ****. */
+export function maskRedisUrl(raw: string): string {
+  // read it as ioredis does: `host:port` and `//host` mean redis://, `/path` is a socket
+  const prefix = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? '' : raw.startsWith('//') ? 'redis:' : raw.startsWith('/') ? undefined : 'redis://';
+  if (prefix === undefined) return raw.replace(/([?&]password=)[^&]*/i, '$1****');
+  let u: URL;
+  try {
+    u = new URL(prefix + raw);
+  } catch {
+    return raw.replace(/^([^@]*\/\/)?[^/@]*@/, '$1****@');
+  }
+  if (u.password) u.password = '****';
+  else if (u.username) u.username = '****';
+  if (u.searchParams.has('password')) u.searchParams.set('password', '****');
+  return u.toString().slice(prefix.length);
+}
+
+/** A plane's listen error, naming the variable that sets the port or address. */
+function listenError(plane: Plane, port: number, host: string, e: NodeJS.ErrnoException): Error {
+  const portVar = plane === 'runtime' ? 'CYCLES_RUNTIME_PORT' : 'CYCLES_ADMIN_PORT';
+  switch (e.code) {
+    case 'EADDRINUSE': return new Error(`${plane} plane: port ${port} is in use (set ${portVar})`);
+    case 'EACCES': return new Error(`${plane} plane: no permission to listen on port ${port} (ports below 1024 need privileges; set ${portVar})`);
+    case 'EADDRNOTAVAIL': return new Error(`${plane} plane: ${host} is not an address of this machine (set CYCLES_HOST)`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN': return new Error(`${plane} plane: cannot resolve host ${host} (set CYCLES_HOST)`);
+    default: return new Error(`${plane} plane: cannot listen on ${host}:${port}: ${e.message}`);
+  }
+}
+
+/** `p`, or a rejection with `message` after `ms` (the timer never outlives the race). */
+async function bounded<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
