@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startTestServer, call, type TestServer } from './helpers/server';
+import type { Role } from '../src/server';
 import { operations, type OperationInfo } from '../src/generated/operations';
 import { SpecValidator } from '../conformance/validate';
 import { invalidRequest, samplePathParams } from '../conformance/invalid';
@@ -43,7 +44,11 @@ let off: TestServer; // features off
 const spec = new SpecValidator();
 
 beforeAll(async () => {
-  [on, off] = await Promise.all([startTestServer({ CYCLES_FEATURES: 'v0.1.26' }), startTestServer()]);
+  // HTTP planes only, and no counter flush inside the test: the MONITOR check below must see
+  // the writes of the requests, not those of background work (relay, sweeper, signals).
+  const quiet = { CYCLES_SIGNAL_FLUSH_MS: '600000' };
+  const planes = { roles: ['runtime', 'admin'] as Role[] };
+  [on, off] = await Promise.all([startTestServer({ CYCLES_FEATURES: 'v0.1.26', ...quiet }, planes), startTestServer(quiet, planes)]);
 });
 afterAll(async () => { await Promise.all([on?.stop(), off?.stop()]); });
 

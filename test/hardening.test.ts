@@ -18,8 +18,9 @@ let tenantKey: string;
 let fullKey: string;
 
 beforeAll(async () => {
-  // flag on, so the v0.1.26 operations with bodies are routed (and covered) too
-  ts = await startTestServer({ CYCLES_FEATURES: 'v0.1.26' });
+  // flag on, so the v0.1.26 operations with bodies are routed (and covered) too; HTTP planes
+  // only and no counter flush, so the "nothing written" snapshots see no background work
+  ts = await startTestServer({ CYCLES_FEATURES: 'v0.1.26', CYCLES_SIGNAL_FLUSH_MS: '600000' }, { roles: ['runtime', 'admin'] });
   await putTenant(ts.redis.client, 'acme');
   await putBudget(ts.redis.client, 'acme', 'tenant:acme', U, { allocated: 1000n });
   tenantKey = await ts.tenantKey('acme');

@@ -1,7 +1,7 @@
 // An in-process Cycles server on a private redis-server, with response validation on:
 // any response that does not match the spec becomes a 500, so every test that checks a
 // status also checks the response schema.
-import { startServer, type RunningServer } from '../../src/server';
+import { startServer, type RunningServer, type Role } from '../../src/server';
 import { startTestRedis, type TestRedis } from './redis';
 import { storeNewKey } from '../../src/auth/apiKeys';
 import { DEFAULT_TENANT_PERMISSIONS } from '../../src/auth/permissions';
@@ -20,9 +20,10 @@ export interface TestServer {
   tenantKey(tenant: string, permissions?: string[], scopeFilter?: string[]): Promise<string>;
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, opts: { roles?: Role[] } = {}): Promise<TestServer> {
   const redis = await startTestRedis();
   const server = await startServer({
+    roles: opts.roles,
     env: {
       REDIS_URL: redis.url,
       ADMIN_API_KEY: ADMIN_KEY,
