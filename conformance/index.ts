@@ -7,11 +7,14 @@ import { transportCases } from './cases/transport';
 import { runtimeCases } from './cases/runtime';
 import { vectorCases } from './cases/vectors';
 import { adminCases } from './cases/admin';
+import { eventCases } from './cases/events';
+import { webhookCases } from './cases/webhooks';
+import { deliveryCases } from './cases/deliveries';
 
 export type { CaseResult, ConformanceOptions } from './harness';
 
 export function allCases(): Case[] {
-  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...adminCases()];
+  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases()];
 }
 
 export interface ConformanceSummary {

@@ -2,6 +2,7 @@
 // validated once at start so a typo fails loudly instead of running with a default.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadSignalConfig, type SignalConfig } from './events/signals/config';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,6 +35,31 @@ export interface Config {
   auditUnauthRetentionDays: number;
   /** operator-declared custom.* action kinds (CYCLES_CUSTOM_ACTION_KINDS, `kind=risk_class,...`) */
   customActionKinds: { kind: string; risk_class: string }[];
+  /** derived signals: thresholds, windows, rate limits (CYCLES_SIGNAL_*; src/events/signals/config.ts) */
+  signals: SignalConfig;
+  /** events stay in the outboxes and indexes this many days (time-based trim by the relay) */
+  eventRetentionDays: number;
+  /** the event relay's full sweep over every tenant outbox (safety net behind the
+   *  keyspace notifications that wake it on every XADD; src/events/relay.ts) */
+  eventRelaySweepMs: number;
+  /** AES-256-GCM key for webhook signing secrets and header values at rest
+   *  (CYCLES_WEBHOOK_SECRET_KEY, base64 of 32 bytes); undefined = the key kept in the data
+   *  dir (src/events/secretBox.ts; refused in production, decision DV13) */
+  webhookSecretKey: Buffer | undefined;
+  /** webhook delivery rows (and their per-subscription index) are kept this many days */
+  webhookDeliveryRetentionDays: number;
+  /** bound on one webhook delivery attempt or test probe: connect + response headers + body */
+  webhookTimeoutMs: number;
+  /** webhook POSTs in flight per worker process (all subscriptions together) */
+  webhookConcurrency: number;
+  /** webhook POSTs in flight per subscription (1 = strictly in order) */
+  webhookSubscriptionConcurrency: number;
+  /** dispatcher poll interval when idle (fan-out in the same process wakes it at once) */
+  webhookPollMs: number;
+  /** dispatcher lease on a subscription's queue; a crashed worker's work is retaken after it */
+  webhookLeaseMs: number;
+  /** replayEvents scans at most this many candidate events in the window (more: 400) */
+  webhookReplayScanLimit: number;
 }
 
 const RISK_CLASSES = ['read_only', 'local_mutation', 'side_effect', 'external_side_effect', 'high_risk'];
@@ -61,6 +87,23 @@ function int(name: string, raw: string | undefined, def: number, min: number, ma
   const n = Number(raw);
   if (n < min || n > max) throw new Error(`${name} must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+/** CYCLES_WEBHOOK_SECRET_KEY: base64 (or base64url) of exactly 32 bytes. Production needs
+ *  it (checked only once ADMIN_API_KEY is set, so the admin key's message comes first). */
+function webhookSecretKey(env: NodeJS.ProcessEnv): Buffer | undefined {
+  const raw = (env.CYCLES_WEBHOOK_SECRET_KEY ?? '').trim();
+  if (raw === '') {
+    if (env.NODE_ENV === 'production' && env.ADMIN_API_KEY) {
+      throw new Error('CYCLES_WEBHOOK_SECRET_KEY is required when NODE_ENV=production (base64 of 32 random bytes, e.g. `openssl rand -base64 32`); refusing to start');
+    }
+    return undefined;
+  }
+  const key = /^[A-Za-z0-9+/_-]+={0,2}$/.test(raw) ? Buffer.from(raw, raw.includes('-') || raw.includes('_') ? 'base64url' : 'base64') : Buffer.alloc(0);
+  if (key.length !== 32) {
+    throw new Error(`CYCLES_WEBHOOK_SECRET_KEY must be base64 of exactly 32 bytes (got ${key.length === 0 ? 'no valid base64' : `${key.length} bytes`}); e.g. \`openssl rand -base64 32\``);
+  }
+  return key;
 }
 
 /** Shorter admin keys are refused in production and warned about in development (src/server.ts). */
@@ -104,5 +147,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
     customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),
+    signals: loadSignalConfig(env),
+    eventRetentionDays: int('CYCLES_EVENT_RETENTION_DAYS', env.CYCLES_EVENT_RETENTION_DAYS, 90, 1, 36500),
+    eventRelaySweepMs: int('CYCLES_EVENT_RELAY_SWEEP_MS', env.CYCLES_EVENT_RELAY_SWEEP_MS, 2000, 50, 600_000),
+    webhookSecretKey: webhookSecretKey(env),
+    webhookDeliveryRetentionDays: int('CYCLES_WEBHOOK_DELIVERY_RETENTION_DAYS', env.CYCLES_WEBHOOK_DELIVERY_RETENTION_DAYS, 14, 1, 3650),
+    webhookTimeoutMs: int('CYCLES_WEBHOOK_TIMEOUT_MS', env.CYCLES_WEBHOOK_TIMEOUT_MS, 10_000, 100, 120_000),
+    webhookConcurrency: int('CYCLES_WEBHOOK_CONCURRENCY', env.CYCLES_WEBHOOK_CONCURRENCY, 64, 1, 4096),
+    webhookSubscriptionConcurrency: int('CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY', env.CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY, 1, 1, 64),
+    webhookPollMs: int('CYCLES_WEBHOOK_POLL_MS', env.CYCLES_WEBHOOK_POLL_MS, 100, 5, 60_000),
+    webhookLeaseMs: int('CYCLES_WEBHOOK_LEASE_MS', env.CYCLES_WEBHOOK_LEASE_MS, 30_000, 500, 600_000),
+    webhookReplayScanLimit: int('CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT', env.CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT, 20_000, 10, 1_000_000),
   };
 }

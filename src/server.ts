@@ -14,7 +14,8 @@ import { Authenticator } from './auth/authenticate';
 import { ApiKeyCache } from './auth/keyCache';
 import { startRedisServer } from './store/redisProcess';
 import { startWorkers, type Workers } from './workers';
-import type { Deps } from './http/types';
+import { configureSignals, createSignalObserver, watchStoreConnection } from './events/signals';
+import type { Deps, ResponseInfo } from './http/types';
 import { createAuditRecorder } from './admin/audit';
 
 export type Role = Plane | 'worker';
@@ -38,6 +39,7 @@ export interface StartOptions {
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
   const config = loadConfig(opts.env ?? process.env);
+  configureSignals(config.signals);
   const log = createLogger(config.logLevel);
   const announce = opts.announce ?? (() => {});
   const roles = new Set<Role>(opts.roles ?? ['runtime', 'admin', 'worker']);
@@ -57,6 +59,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     // not as an unhandled 'error' event.
     redis.on('error', (e) => log.warn({ err: e }, 'redis connection error'));
     cleanups.unshift(async () => { await redis.quit().catch(() => redis.disconnect()); });
+    // system.store_connection_lost/restored, written once the connection is back (DV37)
+    const storeWatch = watchStoreConnection(redis, log);
+    cleanups.unshift(async () => storeWatch.stop());
 
     const deps: Deps = { redis, config, log };
     let keyCache: ApiKeyCache | undefined;
@@ -72,10 +77,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     const isReady = async () => (await withTimeout(redis.ping(), 1000)) === 'PONG';
 
     const urls: Partial<Record<Plane, string>> = {};
+    // auth-failure rate and p99 latency of this process's requests, flushed periodically (DV35, DV36)
+    const signals = roles.has('runtime') || roles.has('admin') ? createSignalObserver(redis, config.signals, log) : undefined;
+    if (signals) cleanups.unshift(() => signals.stop());
     for (const plane of ['runtime', 'admin'] as const) {
       if (!roles.has(plane)) continue;
       // Audit: every admin-plane request; on the runtime only admin-key releaseReservation.
-      const onResponse = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
+      const audit = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
+      const onResponse = signals ? (info: ResponseInfo) => { try { audit(info); } finally { signals.onResponse(info); } } : audit;
       const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse });
       const server = createExpressServer(app);
       installClientErrorHandler(server, log, plane);

@@ -2,21 +2,31 @@
 // to run in several processes at once: its unit of work is an atomic Lua script.
 import type { Deps } from './http/types';
 import { startExpirySweeper } from './ledger/sweeper';
+import { startEventRelay } from './events/relay';
+import { startSignalWorkers } from './events/signals';
+import { startWebhookDispatcher } from './events/dispatch';
 
 export interface Workers { stop(): Promise<void> }
 
 type WorkerFactory = (deps: Deps) => { stop(): Promise<void> };
-const factories: WorkerFactory[] = [];
+// `var`, not `const`: a module that registers a worker at load time may be evaluated while
+// this module is still being evaluated (import cycle: workers.ts → events/dispatch.ts →
+// events/subscriptions.ts → registerWorker); a `var` exists then, a `const` would throw.
+// eslint-disable-next-line no-var
+var factories: WorkerFactory[] | undefined;
 
 /** Domain modules register their workers here (e.g. the reservation expiry sweeper). */
 export function registerWorker(f: WorkerFactory): void {
-  factories.push(f);
+  (factories ??= []).push(f);
 }
 
 export function startWorkers(deps: Deps): Workers {
-  const running = factories.map((f) => f(deps));
+  const running = (factories ?? []).map((f) => f(deps));
   return { async stop() { await Promise.all(running.map((w) => w.stop())); } };
 }
 
 // Built-in workers.
 registerWorker(startExpirySweeper);
+registerWorker((deps) => startEventRelay(deps));
+registerWorker(startSignalWorkers);
+registerWorker(startWebhookDispatcher);

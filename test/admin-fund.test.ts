@@ -35,8 +35,12 @@ const fund = (path: string, body: Record<string, unknown>) => admin('POST', path
 const stored = (b: { t: string; scope: string }) => getBudget(s.redis.client, b.t, b.scope, 'TOKENS');
 const big = (x: any) => BigInt(x.amount);
 
+// The operation's own event: derived signals of the same change (threshold crossings,
+// over-limit transitions; test/signals-budget.test.ts) follow it in the outbox.
+const DERIVED = new Set(['budget.threshold_crossed', 'budget.over_limit_entered', 'budget.over_limit_exited']);
 async function lastEvent(t: string) {
-  const e = await s.redis.client.xrevrange(keys.outbox(t), '+', '-', 'COUNT', 1);
+  const e = (await s.redis.client.xrevrange(keys.outbox(t), '+', '-', 'COUNT', 10))
+    .filter(([, x]) => !DERIVED.has(x[x.indexOf('type') + 1]));
   const f = e[0][1];
   return { type: f[f.indexOf('type') + 1], data: JSON.parse(f[f.indexOf('data') + 1]) };
 }

@@ -12,6 +12,7 @@ import {
 import { DEFAULT_TENANT_PERMISSIONS, PERMISSIONS } from '../auth/permissions';
 import type { Principal } from '../auth/authenticate';
 import { paginate, parseLimit } from '../list/cursor';
+import { appendEvent } from '../events/outbox';
 import { canonicalJson, compact, hgetallMany, iso, runAdminScript, searchTerm, LIST_SCAN_MAX, type EventCtx } from './common';
 
 /** Default lifetime of a key created without expires_at (the spec recommends 90 days). */
@@ -183,9 +184,8 @@ export async function validateApiKey(redis: Redis, secret: string, ev: EventCtx)
   }
   if (!r) return { valid: false, tenant_id: '', reason: reason ?? 'KEY_NOT_FOUND' };
   if (reason) {
-    const data = JSON.stringify({ key_id: r.key_id, key_name: r.name, failure_reason: reason.toLowerCase() });
-    await redis.xadd(keys.outbox(r.tenant_id), 'MAXLEN', '~', '1000000', '*', 'type', 'api_key.auth_failed', 'data', data,
-      'ts_ms', String(now), 'trace_id', ev.trace_id, 'request_id', ev.request_id, 'actor', ev.actor_json);
+    await appendEvent(redis, r.tenant_id, 'api_key.auth_failed',
+      { key_id: r.key_id, key_name: r.name, failure_reason: reason.toLowerCase() }, ev);
     return { valid: false, tenant_id: r.tenant_id, key_id: r.key_id, reason };
   }
   return compact({

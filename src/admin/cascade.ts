@@ -19,6 +19,7 @@ import { registerWorker } from '../workers';
 import { releaseForCascade } from '../ledger/release';
 import { runAdminScript, type EventCtx } from './common';
 import { cascadeRevokeKey } from './apiKeys';
+import { disableWebhooksForCascade } from '../events/subscriptions';
 
 export const CASCADE_RESUME_INTERVAL_MS = 30_000;
 
@@ -39,6 +40,8 @@ const extraSteps = new Map<string, (c: CascadeStepContext) => Promise<number>>()
 export function registerCloseCascadeStep(name: string, fn: (c: CascadeStepContext) => Promise<number>): void {
   extraSteps.set(name, fn);
 }
+// Webhook subscriptions (ACTIVE|PAUSED) → DISABLED, webhook.disabled_via_tenant_cascade each.
+registerCloseCascadeStep('webhooks', disableWebhooksForCascade);
 
 /** Test hook: CYCLES_TEST_CASCADE_STOP_AFTER=N makes the cascade stop dead after N child
  *  transitions, as a crash would (never set in production). */

@@ -10,6 +10,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { keys } from '../store/keys';
 import { UNITS } from '../ledger/model';
+import { fieldsOf, renderEvent, SYSTEM_TENANT } from '../events/model';
+import { webhookOverview } from '../events/subscriptions';
 
 export const EVENT_WINDOW_S = 3600;
 export const OVERVIEW_TENANTS_MAX = 10_000;
@@ -26,26 +28,10 @@ async function batched<T>(items: string[], fn: (chunk: string[]) => Promise<T[]>
   return out;
 }
 
-/** An outbox stream entry rendered as the spec's Event (event_id = evt_<stream id>). */
+/** An outbox stream entry rendered as the spec's Event (src/events/model.ts renderEvent). */
 export function outboxEvent(tenant: string, id: string, flat: string[]): Row | undefined {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]] = flat[i + 1];
-  if (!f.type) return undefined;
-  const ev: Row = {
-    event_id: `evt_${id.replace('-', '_')}`,
-    event_type: f.type,
-    category: f.type.split('.')[0],
-    timestamp: new Date(Number(f.ts_ms || id.split('-')[0])).toISOString(),
-    tenant_id: tenant,
-    source: 'cycles-server',
-  };
-  if (f.scope) ev.scope = f.scope;
-  try { const a = JSON.parse(f.actor || '{}'); if (a && typeof a.type === 'string') ev.actor = a; } catch { /* malformed actor: omit */ }
-  try { const d = JSON.parse(f.data || '{}'); if (d && typeof d === 'object') ev.data = d; } catch { /* omit */ }
-  if (f.correlation_id) ev.correlation_id = f.correlation_id;
-  if (f.request_id) ev.request_id = f.request_id;
-  if (/^[0-9a-f]{32}$/.test(f.trace_id ?? '')) ev.trace_id = f.trace_id;
-  return ev;
+  const f = fieldsOf(flat);
+  return f.type ? (renderEvent(tenant, id, f) as unknown as Row) : undefined;
 }
 
 const big = (v: string | null | undefined) => { try { return BigInt(v ?? '0'); } catch { return 0n; } };
@@ -128,7 +114,8 @@ export async function adminOverview(redis: Redis, config: Config): Promise<Row> 
   const denials: Row[] = [];
   const expiries: Row[] = [];
   const denialsByReason: Record<string, number> = {};
-  const streams = await batched(tenantIds, (c) => Promise.all(c.map((t) =>
+  // __system__ holds the system-level events (system.*, webhook.* of system subscriptions)
+  const streams = await batched([...tenantIds, SYSTEM_TENANT], (c) => Promise.all(c.map((t) =>
     redis.xrevrange(keys.outbox(t), '+', String(since), 'COUNT', OVERVIEW_EVENTS_PER_TENANT).then((r) => ({ t, r })))));
   for (const { t, r } of streams) {
     for (const [id, flat] of r) {
@@ -158,9 +145,8 @@ export async function adminOverview(redis: Redis, config: Config): Promise<Row> 
     budget_counts,
     over_limit_scopes: over.slice(0, TOP).map((b) => ({ scope: b.scope, unit: b.unit, allocated: int(b.allocated), remaining: int(b.remaining), debt: int(b.debt) })),
     debt_scopes: debts.slice(0, TOP).map((b) => ({ scope: b.scope, unit: b.unit, debt: int(b.debt), overdraft_limit: int(b.overdraft_limit) })),
-    // Webhook subscriptions are not stored by this server yet: nothing to count.
-    webhook_counts: { total: 0, active: 0, disabled: 0, with_failures: 0 },
-    failing_webhooks: [],
+    // webhook_counts, failing_webhooks (src/events/subscriptions.ts)
+    ...(await webhookOverview(redis)),
     event_counts: { total_recent, by_category },
     recent_denials: denials.slice(0, TOP),
     recent_expiries: expiries.slice(0, TOP),

@@ -26,8 +26,20 @@ export const keys = {
   expirySchedule: (t: string) => `${tenantTag(t)}:res-expiry`,
   /** string: idempotency record for (tenant, endpoint, key) */
   idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
-  /** stream: event outbox of a tenant, appended inside the same script as the change */
+  /** stream: event outbox of a tenant, appended inside the same script as the change;
+   *  consumer group `relay` (src/events/relay.ts); event_id = evt_<ms>_<seq>_<tenant> */
   outbox: (t: string) => `${tenantTag(t)}:outbox`,
+  /** string: lease of the relay process working on this tenant's outbox (token, PX) */
+  outboxRelayLock: (t: string) => `${tenantTag(t)}:outbox:relay-lock`,
+  /** hash: derived-signal state of a tenant (src/events/signals/): hysteresis of the rate
+   *  spikes; on `__system__` also the auth/latency signals and the store-outage dedupe */
+  signals: (t: string) => `${tenantTag(t)}:signals`,
+  /** prefix of the signal time buckets `<prefix><metric>:<bucket start ms>` (HyperLogLog of
+   *  outbox entry ids, or counter hashes on `__system__`), built from it inside the signal
+   *  scripts (same slot), TTL = window */
+  signalBucketPrefix: (t: string) => `${tenantTag(t)}:sig:`,
+  /** hash: burn-rate state per budget of a tenant, field "<scope_path>|<unit>" */
+  signalsBurn: (t: string) => `${tenantTag(t)}:sig-burn`,
   /** hash: one recorded createEvent (post-hoc accounting event), TTL-bound */
   eventRecord: (t: string, id: string) => `${tenantTag(t)}:event:${id}`,
   /** hash: policies of a tenant, field = policy_id, value = JSON */
@@ -77,4 +89,43 @@ export const keys = {
   tenantIndex: () => 'cycles:tenant-index',
   /** set: tenants whose close cascade has not completed (resumed by re-close / the worker) */
   closePending: () => 'cycles:tenant-close:pending',
+
+  // --- events (src/events/relay.ts maintains these; trimmed with CYCLES_EVENT_RETENTION_DAYS) ---
+  /** zset: every relayed event_id, score = event ms (listEvents without a tenant) */
+  eventIndex: () => 'cycles:events:idx',
+  /** zset: event_ids of one correlation_id / trace_id / request_id value (score ms, TTL =
+   *  retention); `value` is the raw id, or `h:<sha256>` for long ones (src/events/relay.ts) */
+  eventIndexBy: (kind: 'corr' | 'trace' | 'req', value: string) => `cycles:events:idx:${kind}:${value}`,
+  /** string: lease of the process running the retention trim pass */
+  eventTrimLock: () => 'cycles:events:trim-lock',
+
+  // --- webhook subscriptions (src/events/subscriptions.ts, docs/events.md) ---
+  /** hash: one subscription (tenant `__system__` for system-wide ones); id names its tenant */
+  webhook: (t: string, id: string) => `${tenantTag(t)}:webhook:${id}`,
+  /** zset: subscription ids of a tenant, score created_at_ms */
+  webhookIndex: (t: string) => `${tenantTag(t)}:webhooks`,
+  /** zset: every subscription id (cross-tenant registry: admin lists, dispatcher), score created_at_ms */
+  webhooksAll: () => 'cycles:webhooks',
+  /** string: counter INCRed by every subscription change (the dispatcher reloads on a move) */
+  webhooksVersion: () => 'cycles:webhooks:version',
+  /** string: WebhookSecurityConfig JSON (absent = the spec defaults) */
+  webhookSecurityConfig: () => 'cycles:config:webhook-security',
+
+  // --- webhook deliveries (src/events/dispatch.ts, deliveries.ts; docs/events.md) ---
+  /** hash: one WebhookDelivery row (TTL = delivery retention); ids start with `dlv_` */
+  webhookDelivery: (id: string) => `cycles:whd:${id}`,
+  /** zset: delivery ids of one subscription, score = created ms (delivery lists) */
+  webhookDeliveriesBySub: (subId: string) => `cycles:whd:sub:${subId}`,
+  /** zset: queued deliveries of one subscription, score = due ms, member `<16-digit seq>|<delivery_id>` */
+  webhookDue: (subId: string) => `cycles:whd:due:${subId}`,
+  /** zset: subscriptions with queued deliveries, score = when next eligible (head due ms or lease end) */
+  webhookDueSubs: () => 'cycles:whd:subs',
+  /** string: a dispatcher's lease on one subscription's queue (worker token, PX lease) */
+  webhookLease: (subId: string) => `cycles:whd:lease:${subId}`,
+  /** string: counter that orders queued deliveries (FIFO among equal due times) */
+  webhookSeq: () => 'cycles:whd:seq',
+  /** string: replay in progress on a subscription (replay_id; PX safety bound) */
+  webhookReplayLock: (subId: string) => `cycles:whd:replay:${subId}`,
+  /** string: deliveries of one replay not yet SUCCESS/FAILED (the lock ends at 0) */
+  webhookReplayLeft: (replayId: string) => `cycles:whd:replay-left:${replayId}`,
 };

@@ -27,6 +27,21 @@ const INCLUDE_RE = /^--\s*@include\s+([A-Za-z0-9_-]+\.lua)\s*$/;
 // Loaded once per process: scripts never change while the server runs.
 const cache = new Map<string, LoadedScript>();
 
+// Operator-configured constants (src/events/signals/config.ts): a script line
+// `local NAME = <default> -- @const` gets the configured Lua value instead of <default>.
+const constants = new Map<string, string>();
+const CONST_RE = /^local ([A-Z][A-Z0-9_]*) = .* -- @const$/gm;
+
+/** Sets `@const` values (Lua expressions) for scripts loaded from now on; call at start,
+ *  before serving. Every process of one deployment must use the same values. */
+export function setScriptConstants(values: Record<string, string>): void {
+  let changed = false;
+  for (const [name, value] of Object.entries(values)) {
+    if (constants.get(name) !== value) { constants.set(name, value); changed = true; }
+  }
+  if (changed) cache.clear();
+}
+
 /** File names listed by `-- @include x.lua` in the leading comment/blank lines. */
 function includesOf(source: string): string[] {
   const out: string[] = [];
@@ -59,7 +74,8 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
     if (seen.has(file)) return;
     if (visiting.has(file)) throw new Error(`Lua @include cycle at ${file}`);
     visiting.add(file);
-    const text = readFileSync(join(fromDir, file), 'utf8');
+    const text = readFileSync(join(fromDir, file), 'utf8')
+      .replace(CONST_RE, (line, name: string) => (constants.has(name) ? `local ${name} = ${constants.get(name)} -- @const` : line));
     for (const inc of includesOf(text)) add(inc, dir);
     visiting.delete(file);
     seen.add(file);

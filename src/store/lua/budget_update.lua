@@ -1,4 +1,5 @@
 -- @include ledger_common.lua
+-- @include signals_common.lua
 -- updateBudget / freezeBudget / unfreezeBudget on one budget hash, guarded by the owning
 -- tenant's status (CASCADE SEMANTICS Rule 2) and the budget's own status.
 -- KEYS: 1 budget hash, 2 tenant hash, 3 outbox
@@ -42,4 +43,6 @@ redis.call('HSET', KEYS[1], unpack(writes))
 assert_invariant(KEYS[1])
 outbox(KEYS[3], 'budget.updated', cjson.encode({ledger_id = b.ledger_id, scope = b.scope, unit = b.unit, operation = 'UPDATE',
   previous_state = {status = status}, new_state = {status = status}, reason = reason}), now, ctx)
+-- is_over_limit recomputed against the new overdraft_limit (spec: updateBudget).
+over_limit_signal(KEYS[3], b.scope, b.unit, b.is_over_limit, over, b.debt or '0', limit, now, ctx)
 return cjson.encode({budget = hgetall(KEYS[1])})

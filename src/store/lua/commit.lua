@@ -1,6 +1,7 @@
 -- commit.lua: commit actual spend on an ACTIVE reservation (runtime commitReservation).
 -- @include ledger_common.lua
 -- @include reservation_common.lua
+-- @include signals_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -170,5 +171,6 @@ for i, e in ipairs(budgets) do
     }), now, ectx)
   end
 end
+util_signal_plans(budgets, plans, r.unit, now, outbox_key, ctx)
 
 return result_json

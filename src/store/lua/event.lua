@@ -1,6 +1,7 @@
 -- event.lua: post-hoc accounting event (runtime createEvent), one atomic step.
 -- @include ledger_common.lua
 -- @include reservation_common.lua
+-- @include signals_common.lua
 --
 -- KEYS[1] idempotency record   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] event record hash
@@ -178,5 +179,6 @@ for i, e in ipairs(budgets) do
     }), now, ectx)
   end
 end
+util_signal_plans(budgets, plans, unit, now, outbox_key, ctx)
 
 return result_json

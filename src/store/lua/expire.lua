@@ -1,6 +1,7 @@
 -- expire.lua: the expiry sweeper's unit of work, for one candidate reservation.
 -- @include ledger_common.lua
 -- @include reservation_common.lua
+-- @include signals_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
@@ -55,5 +56,6 @@ outbox(outbox_key, 'reservation.expired', cjson.encode({
   estimated_amount = r.estimate, created_at_ms = r.created_at_ms, expired_at_ms = tostring(now),
   expires_at_ms = r.expires_at_ms, extensions_used = tonumber(r.extension_count or '0'),
 }), now, {trace_id = ARGV[2], request_id = '', actor_json = '{"type":"system"}', scope = r.scope_path})
+util_signal_plans(budgets, plans, r.unit, now, outbox_key, {trace_id = ARGV[2], request_id = '', actor_json = '{"type":"system"}'})
 
 return cjson.encode({outcome = 'expired'})

@@ -1,4 +1,5 @@
 -- @include ledger_common.lua
+-- @include signals_common.lua
 -- fundBudget: CREDIT / DEBIT / RESET / RESET_SPENT / REPAY_DEBT on one budget, with the
 -- idempotency record (per tenant, scope, unit, key) checked and written in the same script.
 -- Formulas (admin spec, fundBudget): keep remaining = allocated - spent - reserved - debt.
@@ -80,6 +81,11 @@ local data = {ledger_id = b.ledger_id, scope = b.scope, unit = b.unit, operation
 if ARGV[6] ~= '' then data.reason = ARGV[6] end
 if op == 'RESET_SPENT' then data.spent_override_provided = (s_arg ~= '') end
 outbox(KEYS[3], event, cjson.encode(data), now, ctx)
+-- Derived signals of the same change: is_over_limit recomputed (REPAY_DEBT, or any
+-- operation clearing a capped-commit flag), utilization moved with allocated/spent.
+over_limit_signal(KEYS[3], b.scope, b.unit, b.is_over_limit, over, n_debt, b.overdraft_limit or '0', now, ctx)
+util_signal(KEYS[1], b.scope, b.unit, util_of(alloc, spent, res),
+  {allocated = n_alloc, remaining = n_rem, spent = n_spent, reserved = res}, b.sig_util or '0', now, KEYS[3], ctx)
 
 local result = cjson.encode({operation = op, unit = b.unit,
   previous_allocated = alloc, new_allocated = n_alloc, previous_remaining = rem, new_remaining = n_rem,

@@ -133,9 +133,10 @@ end
 -- data_json: JSON text (int64 values as strings).
 -- ctx: {trace_id, request_id, actor_json, correlation_id?, scope?}; the optional fields are
 -- appended only when set (Event.correlation_id / Event.scope).
-local OUTBOX_MAXLEN = 1000000
+-- No count cap: retention is time-based (the relay trims with XTRIM MINID, docs/events.md),
+-- so a busy tenant keeps its whole retention window.
 local function outbox(outbox_key, event_type, data_json, ts_ms, ctx)
-  local args = {'XADD', outbox_key, 'MAXLEN', '~', OUTBOX_MAXLEN, '*',
+  local args = {'XADD', outbox_key, '*',
     'type', event_type, 'data', data_json, 'ts_ms', tostring(ts_ms),
     'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{}'}
   if ctx.correlation_id and ctx.correlation_id ~= '' then

@@ -2,6 +2,7 @@
 -- admin force-release, tenant-close cascade).
 -- @include ledger_common.lua
 -- @include reservation_common.lua
+-- @include signals_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -47,6 +48,8 @@ local plans, perr = plan_restore(budgets, r.estimate)
 if not plans then return perr end
 
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
+-- budget.threshold_crossed (falling) is the only event a plain release can cause.
+util_signal_plans(budgets, plans, r.unit, now, KEYS[3], {trace_id = ARGV[5], request_id = ARGV[6], actor_json = ARGV[7]})
 
 local result_json = cjson.encode({
   status = 'RELEASED',

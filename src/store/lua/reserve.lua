@@ -1,5 +1,6 @@
 -- reserve.lua: createReservation (live and dry_run) and decide, as ONE atomic step.
 -- @include ledger_common.lua
+-- @include signals_common.lua
 --
 -- Order (runtime spec; v0.1.26 RESERVATION EVALUATION ORDER):
 --   0. idempotency replay / mismatch   (replay precedence over everything below)
@@ -291,6 +292,7 @@ local budgeted_scopes = {}
 for i, b in ipairs(budgeted) do
   budgeted_scopes[i] = b.scope
   local h = b.h
+  local u0 = util_of(h.allocated, h.spent, h.reserved)
   if b.n then
     -- exact: checked above (num_exact of reserved + estimate; remaining >= estimate)
     h.reserved = string.format('%d', b.n.reserved + est_n)
@@ -301,6 +303,7 @@ for i, b in ipairs(budgeted) do
   end
   h.updated_at_ms = now_s
   redis.call('HSET', b.key, 'reserved', h.reserved, 'remaining', h.remaining, 'updated_at_ms', now_s)
+  util_signal(b.key, b.scope, p.unit, u0, h, h.sig_util or '0', now, K_OUTBOX, ctx)
   if estimate ~= '0' and h.remaining == '0' then
     local s = snapshot_of(h)
     outbox(K_OUTBOX, 'budget.exhausted', cjson.encode({

@@ -1,0 +1,459 @@
+// Webhook delivery worker: takes queued deliveries (src/events/fanout.ts, replay), POSTs the
+// signed Event bytes, and records each attempt (whd_finish.lua: retries, FAILED,
+// consecutive failures, auto-disable). Safe with any number of worker processes.
+//
+// Ownership is per subscription queue, under a lease (whd_claim.lua): one holder sends a
+// subscription's due deliveries in queue order (first attempts in event order; a retry is
+// re-queued at its due time and may overtake nothing that was due before it). A holder
+// renews its leases every lease/3 (whd_renew.lua); when it dies, the queue — whose entries
+// leave only when an attempt is recorded — is taken again after the lease: at-least-once,
+// and no duplicate sends unless a worker dies (or stalls past its lease) mid-attempt.
+// Bounded everywhere: CYCLES_WEBHOOK_CONCURRENCY sends per process,
+// CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY per subscription, QUEUE_BATCH deliveries per
+// claimed queue, CYCLES_WEBHOOK_TIMEOUT_MS per attempt. A slow receiver occupies its own
+// queue's slots only; the scheduler never looks at a held queue.
+//
+// Wire format (admin spec, WebhookSubscription / admin-digest A131, A132): body = the
+// Event JSON bytes, serialised once and signed as sent; X-Cycles-Signature:
+// sha256=<lowercase hex HMAC-SHA256(secret, body)>. The URL is checked again before every
+// attempt (checkWebhookUrl) and the connection goes only to the addresses that check
+// vetted (DNS-rebinding safe); redirects are never followed; only 2xx is success.
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LookupFunction } from 'node:net';
+import { Agent, request } from 'undici';
+import type { Deps } from '../http/types';
+import { REPO_ROOT } from '../config';
+import { keys } from '../store/keys';
+import { loadScript, runScript } from '../store/scripts';
+import { stringify } from '../json';
+import { ApiError } from '../errors';
+import { fieldsOf, parseEventId, renderEvent, type Event } from './model';
+import { checkWebhookUrl, loadWebhookSecurityConfig, type EffectiveSecurityConfig } from './urlCheck';
+import { loadDispatchSubscription, ownerOf, type DispatchSubscription } from './subscriptions';
+import { configureFanout, deliveryIdOfMember, onEnqueued, subscriptionTable } from './fanout';
+
+/** Deliveries taken from one queue per claim (then the queue is let go and rescheduled). */
+export const QUEUE_BATCH = 50;
+/** Response bytes read (and discarded) per attempt; the rest is cut off. */
+const RESPONSE_READ_MAX = 64 * 1024;
+/** Kept connection pools (one per origin + vetted address set); least recently used go. */
+const AGENTS_MAX = 256;
+const ERROR_MESSAGE_MAX = 512;
+/** Attempt outcomes sent to Redis and not yet answered, per queue (see workQueue). */
+export const FINISH_WINDOW = 8;
+/** Pause of the claim loop after a failed claim (Redis unreachable): no log storm. */
+const CLAIM_ERROR_BACKOFF_MS = 1000;
+/** Rendered events kept per dispatcher: every subscription of one event sends the same
+ *  bytes (only the signature differs), so they are read and serialised once. */
+const EVENT_CACHE_MAX = 4096;
+
+const VERSION = (() => {
+  try { return String(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version ?? '0'); } catch { return '0'; }
+})();
+export const USER_AGENT = `cycles-server/${VERSION} (webhook)`;
+
+// ------------------------------------------------------------------ sending
+/** Names a subscription's custom headers cannot set: the protocol's own headers win, and
+ *  transport headers are undici's business. Compared lower-case. */
+const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host', 'user-agent', 'traceparent', 'tracestate',
+  'x-request-id', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect',
+  'proxy-authorization', 'proxy-connection']);
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
+// eslint-disable-next-line no-control-regex
+const HEADER_VALUE_BAD_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
+export function signatureOf(secret: string, body: Buffer): string {
+  return `sha256=${createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('hex')}`;
+}
+
+// span ids from a pooled random buffer: one CSPRNG call per 512 deliveries
+let spanPool = Buffer.alloc(0);
+let spanOffset = 0;
+function spanId(): string {
+  for (;;) {
+    if (spanOffset >= spanPool.length) { spanPool = randomBytes(8 * 512); spanOffset = 0; }
+    const s = spanPool.toString('hex', spanOffset, spanOffset + 8);
+    spanOffset += 8;
+    if (s !== '0000000000000000') return s;
+  }
+}
+
+/** Every header of one delivery (names lower-case). */
+export function deliveryHeaders(
+  event: Pick<Event, 'event_id' | 'event_type' | 'trace_id' | 'request_id'>, body: Buffer, secret: string,
+  custom: Record<string, string>, traceFlags = '01',
+): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (const [name, value] of Object.entries(custom)) {
+    const n = name.toLowerCase();
+    if (RESERVED_HEADERS.has(n) || n.startsWith('x-cycles-') || !HEADER_NAME_RE.test(name)) continue;
+    if (typeof value !== 'string' || HEADER_VALUE_BAD_RE.test(value)) continue;
+    h[n] = value;
+  }
+  h['content-type'] = 'application/json';
+  h['user-agent'] = USER_AGENT;
+  h['x-cycles-event-id'] = event.event_id;
+  h['x-cycles-event-type'] = event.event_type;
+  h['x-cycles-signature'] = signatureOf(secret, body);
+  // An event without a trace id (written before tracing existed) still gets a valid
+  // traceparent: the delivery starts its own trace.
+  const trace = event.trace_id && /^[0-9a-f]{32}$/.test(event.trace_id) ? event.trace_id : undefined;
+  if (trace) h['x-cycles-trace-id'] = trace;
+  const flags = /^[0-9a-f]{2}$/.test(traceFlags) ? traceFlags : '01';
+  h.traceparent = `00-${trace ?? randomBytes(16).toString('hex')}-${spanId()}-${flags}`;
+  if (event.request_id) h['x-request-id'] = event.request_id;
+  return h;
+}
+
+const agents = new Map<string, Agent>();
+
+/** A connection pool whose every connection goes to the vetted addresses, whatever DNS
+ *  says by then (TLS still verifies the URL's host name: SNI and certificate). */
+function agentFor(u: URL, addresses: string[], timeoutMs: number): Agent {
+  const key = `${u.protocol}//${u.host}|${addresses.join(',')}|${timeoutMs}`;
+  const hit = agents.get(key);
+  if (hit) {
+    agents.delete(key);
+    agents.set(key, hit);
+    return hit;
+  }
+  const family = (a: string) => (a.includes(':') ? 6 : 4);
+  const lookup: LookupFunction = (_host, opts, cb) => {
+    if (opts && (opts as { all?: boolean }).all) {
+      (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addresses.map((a) => ({ address: a, family: family(a) })));
+    } else {
+      cb(null, addresses[0], family(addresses[0]));
+    }
+  };
+  const agent = new Agent({
+    connect: { lookup, timeout: timeoutMs },
+    keepAliveTimeout: 4_000,
+    connections: 64,
+    pipelining: 1,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+  });
+  agents.set(key, agent);
+  while (agents.size > AGENTS_MAX) {
+    const [oldKey, old] = agents.entries().next().value as [string, Agent];
+    agents.delete(oldKey);
+    void old.close().catch(() => {});
+  }
+  return agent;
+}
+
+export interface SendResult {
+  ok: boolean;
+  status?: number;
+  timeMs: number;
+  error?: string;
+  /** the request was cut short by the caller (shutdown): not an attempt */
+  aborted?: boolean;
+}
+
+function errorText(e: unknown): string {
+  const err = e as { code?: string; message?: string; name?: string; cause?: { code?: string; message?: string } };
+  const code = err?.code ?? err?.cause?.code;
+  const msg = err?.message ?? String(e);
+  return (code && !msg.includes(code) ? `${code}: ${msg}` : msg).slice(0, ERROR_MESSAGE_MAX);
+}
+
+/**
+ * One signed POST. Never throws: every failure (URL refused, DNS, connect, timeout, non-2xx)
+ * is a result with ok=false and a short error message (no URL, no header values).
+ */
+export async function sendWebhook(
+  target: { url: string; headers: Record<string, string> }, body: Buffer, headers: Record<string, string>,
+  cfg: EffectiveSecurityConfig, timeoutMs: number, stop?: AbortSignal,
+): Promise<SendResult> {
+  const t0 = performance.now();
+  const elapsed = () => Math.max(0, Math.round(performance.now() - t0));
+  let vetted: { url: URL; addresses: string[] };
+  try {
+    vetted = await checkWebhookUrl(target.url, cfg);
+  } catch (e) {
+    return { ok: false, timeMs: elapsed(), error: e instanceof ApiError ? e.message : errorText(e) };
+  }
+  const signal = stop ? AbortSignal.any([stop, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
+  try {
+    const res = await request(vetted.url, {
+      method: 'POST', headers, body, signal,
+      dispatcher: agentFor(vetted.url, vetted.addresses, timeoutMs),
+    });
+    const timeMs = elapsed();
+    await res.body.dump({ limit: RESPONSE_READ_MAX }).catch(() => {});
+    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    return ok ? { ok, status: res.statusCode, timeMs } : { ok, status: res.statusCode, timeMs, error: `HTTP ${res.statusCode}` };
+  } catch (e) {
+    if (stop?.aborted) return { ok: false, timeMs: elapsed(), aborted: true };
+    const timedOut = signal.aborted || (e as { name?: string })?.name === 'TimeoutError'
+      || ['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'].includes((e as { code?: string })?.code ?? '');
+    return { ok: false, timeMs: elapsed(), error: timedOut ? `timed out after ${timeoutMs} ms` : errorText(e) };
+  }
+}
+
+// ------------------------------------------------------------------ the worker
+interface FinishReply { state: string; sub_status: string; attempts?: number; next_retry_ms?: number; disabled?: boolean }
+
+interface QueueWork { lost: boolean; done: Promise<void> }
+
+interface CachedEvent { event: Event; body: Buffer; traceFlags?: string }
+
+export interface DispatcherStats { sent: number; succeeded: number; failed: number; skipped: number; claims: number }
+
+export interface WebhookDispatcher {
+  stop(): Promise<void>;
+  /** claim now instead of at the next poll */
+  wake(): void;
+  /** counters of this process (tests, diagnostics) */
+  stats: DispatcherStats;
+}
+
+export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
+  const { redis, config, log } = deps;
+  configureFanout(redis, config);
+  const token = randomBytes(12).toString('hex');
+  const perSub = config.webhookSubscriptionConcurrency;
+  const maxQueues = Math.max(1, Math.floor(config.webhookConcurrency / perSub));
+  const leaseMs = config.webhookLeaseMs;
+  const stopCtl = new AbortController();
+  const active = new Map<string, QueueWork>();
+  const stats: DispatcherStats = { sent: 0, succeeded: 0, failed: 0, skipped: 0, claims: 0 };
+  const scripts = {
+    claim: loadScript('whd_claim'), renew: loadScript('whd_renew'),
+    release: loadScript('whd_release'), finish: loadScript('whd_finish'),
+  };
+  let stopped = false;
+  // The claim loop sleeps until the poll interval ends or someone wakes it (fan-out queued
+  // work, a queue was let go, stop); a wake while it is not sleeping ends the next sleep at once.
+  let wakeUp: (() => void) | undefined;
+  let wokenEarly = false;
+  const wake = () => { if (wakeUp) wakeUp(); else wokenEarly = true; };
+  const idle = (ms: number) => new Promise<void>((resolve) => {
+    if (wokenEarly || stopped) { wokenEarly = false; resolve(); return; }
+    const done = () => { clearTimeout(t); wakeUp = undefined; resolve(); };
+    const t = setTimeout(done, ms);
+    wakeUp = done;
+  });
+  const unsubscribe = onEnqueued(redis, wake);
+  const eventCache = new Map<string, CachedEvent>();
+  const cacheEvent = (event: Event, traceFlags?: string): CachedEvent => {
+    const c: CachedEvent = { event, body: Buffer.from(stringify(event), 'utf8'), traceFlags };
+    eventCache.set(event.event_id, c);
+    if (eventCache.size > EVENT_CACHE_MAX) eventCache.delete(eventCache.keys().next().value as string);
+    return c;
+  };
+
+  const finish = async (sub: { id: string; owner: string }, member: string, outcome: 'ok' | 'fail' | 'skip',
+    r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }): Promise<FinishReply> => {
+    const id = deliveryIdOfMember(member);
+    const raw = await runScript(redis, scripts.finish,
+      [keys.webhookDelivery(id), keys.webhookDue(sub.id), keys.webhookLease(sub.id), keys.webhook(sub.owner, sub.id),
+        keys.outbox(sub.owner), keys.webhooksVersion()],
+      [token, outcome, r.status ?? '', r.timeMs ?? '', (r.error ?? '').slice(0, ERROR_MESSAGE_MAX), member,
+        keys.webhookReplayLeft(''), keys.webhookReplayLock(''),
+        JSON.stringify({ trace_id: ev.trace_id ?? '', request_id: ev.request_id ?? '' }), sub.id, sub.owner]);
+    const reply = JSON.parse(String(raw)) as FinishReply;
+    if (outcome === 'skip') stats.skipped++;
+    else if (reply.state === 'SUCCESS') stats.succeeded++;
+    else if (reply.state === 'RETRYING' || reply.state === 'FAILED') stats.failed++;
+    return reply;
+  };
+
+  /** Works through one claimed queue: `members` in queue order. */
+  const workQueue = async (subId: string, members: string[], cfg: EffectiveSecurityConfig, work: QueueWork): Promise<void> => {
+    const owner = ownerOf(subId);
+    if (owner === undefined) {
+      // not one of our ids (never minted by subscriptions.ts): nothing can be delivered
+      log.error({ subscription_id: subId }, 'webhook dispatch: dropping the queue of an unparsable subscription id');
+      await redis.del(keys.webhookDue(subId));
+      return;
+    }
+    const ref = { id: subId, owner };
+    const table = await subscriptionTable(redis);
+    let sub: DispatchSubscription | undefined = table.byId.get(subId);
+    const recStatus = await redis.hget(keys.webhook(owner, subId), 'status');
+    if (recStatus === 'ACTIVE' && !sub) sub = await loadDispatchSubscription(redis, subId, config);
+    if (recStatus !== 'ACTIVE' || !sub || sub.status !== 'ACTIVE') {
+      // Deleted: every queued delivery ends FAILED now (not only the due ones);
+      // PAUSED / DISABLED: the due ones (later ones when they come due).
+      const gone = recStatus === null || (recStatus === 'ACTIVE' && !sub);
+      const list = gone ? await redis.zrange(keys.webhookDue(subId), 0, QUEUE_BATCH - 1) : members;
+      const reason = gone ? 'subscription deleted' : `subscription is ${recStatus}`;
+      for (const m of list) {
+        if (work.lost) return;
+        const r = await finish(ref, m, 'skip', { error: `not sent: ${reason}` }, {});
+        if (r.state === 'stale') { work.lost = true; return; }
+      }
+      return;
+    }
+
+    // rows, then the events they point at (two pipelined round trips; events another
+    // subscription's queue just rendered come from the cache)
+    const rowsRes = (await redis.pipeline(members.map((m) => ['hgetall', keys.webhookDelivery(deliveryIdOfMember(m))])).exec()) ?? [];
+    const rows = rowsRes.map(([err, h]) => (err ? undefined : (h as Record<string, string>)));
+    const locs = rows.map((h) => (h && h.event_id ? parseEventId(h.event_id) : undefined));
+    const bodies: (CachedEvent | undefined)[] = rows.map((h) => (h?.event_id ? eventCache.get(h.event_id) : undefined));
+    const misses = locs.map((l, i) => (l && !bodies[i] ? i : -1)).filter((i) => i >= 0);
+    if (misses.length > 0) {
+      const evRes = (await redis.pipeline(misses.map((i) => ['xrange', keys.outbox(locs[i]!.tenant), locs[i]!.streamId, locs[i]!.streamId])).exec()) ?? [];
+      misses.forEach((i, j) => {
+        const entries = evRes[j]?.[1] as [string, string[]][] | undefined;
+        if (!entries || entries.length === 0) return;
+        const fields = fieldsOf(entries[0][1]);
+        const event = renderEvent(locs[i]!.tenant, locs[i]!.streamId, fields);
+        bodies[i] = cacheEvent(event, fields.trace_flags);
+      });
+    }
+
+    let halt: string | undefined;
+    let next = 0;
+    // Successful attempts are recorded in order on one connection without waiting for each
+    // reply (a round trip per delivery would bound a subscription to 1/RTT); at most
+    // FINISH_WINDOW replies are outstanding, and the status each reply carries stops the
+    // queue: after a pause or delete at most that many more are sent. After a FAILED
+    // attempt the queue waits for every reply (the auto-disable decision) before going on.
+    const outstanding: Promise<void>[] = [];
+    const onReply = (reply: FinishReply) => {
+      if (reply.state === 'stale') { work.lost = true; halt = 'lost'; return; }
+      if (reply.sub_status !== 'ACTIVE' && halt === undefined) halt = reply.sub_status === 'DELETED' ? 'subscription deleted' : `subscription is ${reply.sub_status}`;
+    };
+    const record = async (p: Promise<FinishReply>) => {
+      // a failed write (Redis down) stops the queue; its entries stay queued and are taken
+      // again (the attempt may then be repeated: at-least-once)
+      outstanding.push(p.then(onReply, (err: unknown) => {
+        if (halt !== 'lost') log.error({ err, subscription_id: subId }, 'webhook dispatch: recording an attempt failed');
+        halt = 'lost';
+      }));
+      while (outstanding.length >= FINISH_WINDOW) await outstanding.shift();
+    };
+    const one = async (i: number): Promise<void> => {
+      const member = members[i];
+      const row = rows[i];
+      if (halt !== undefined) {
+        if (halt !== 'lost') await record(finish(ref, member, 'skip', { error: `not sent: ${halt}` }, {}));
+        return;
+      }
+      if (!row || Object.keys(row).length === 0 || row.status === 'SUCCESS' || row.status === 'FAILED') {
+        // expired or already final: the script only tidies the queue
+        await record(finish(ref, member, 'skip', { error: 'not sent: delivery row expired' }, {}));
+        return;
+      }
+      const cached = bodies[i];
+      if (!cached) {
+        await record(finish(ref, member, 'skip', { error: `not sent: event ${row.event_id ?? '?'} is no longer stored (retention)` }, { trace_id: row.trace_id }));
+        return;
+      }
+      const { event, body } = cached;
+      const ev = { trace_id: event.trace_id, request_id: event.request_id };
+      let result: SendResult;
+      if (sub!.secret_error) {
+        result = { ok: false, timeMs: 0, error: 'the stored signing secret cannot be decrypted (CYCLES_WEBHOOK_SECRET_KEY?)' };
+        log.error({ subscription_id: subId }, sub!.secret_error);
+      } else {
+        const headers = deliveryHeaders(event, body, sub!.signing_secret, sub!.headers, row.trace_flags || cached.traceFlags || '01');
+        stats.sent++;
+        result = await sendWebhook(sub!, body, headers, cfg, config.webhookTimeoutMs, stopCtl.signal);
+      }
+      if (result.aborted) { halt = 'lost'; return; } // shutdown: not an attempt; re-sent later
+      if (work.lost) { halt = 'lost'; return; }
+      await record(finish(ref, member, result.ok ? 'ok' : 'fail', { status: result.status, timeMs: result.timeMs, error: result.error }, ev));
+      // a failure may be the one that disables the subscription: nothing more is sent
+      // before its reply is in
+      if (!result.ok) await Promise.all(outstanding.splice(0));
+    };
+    // in queue order; up to perSub at once
+    const lanes = Array.from({ length: Math.min(perSub, members.length) }, async () => {
+      while (next < members.length) {
+        if (work.lost || stopped) { halt ??= 'lost'; }
+        const i = next++;
+        if (halt === 'lost') return;
+        await one(i);
+      }
+    });
+    await Promise.all(lanes);
+    await Promise.all(outstanding);
+  };
+
+  const claimRound = async (free: number): Promise<number> => {
+    const claimed = (await runScript(redis, scripts.claim, [keys.webhookDueSubs()],
+      [token, leaseMs, free, QUEUE_BATCH, keys.webhookDue(''), keys.webhookLease('')])) as [string, string[]][];
+    if (claimed.length === 0) return 0;
+    stats.claims += claimed.length;
+    let cfg: EffectiveSecurityConfig;
+    try {
+      cfg = await loadWebhookSecurityConfig(redis);
+    } catch (e) {
+      // unreadable config: refuse every URL (fail closed) rather than loosen the check
+      log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
+      cfg = { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
+    }
+    for (const [subId, members] of claimed) {
+      const work: QueueWork = { lost: false, done: Promise.resolve() };
+      active.set(subId, work);
+      work.done = workQueue(subId, members, cfg, work)
+        .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); })
+        .then(async () => {
+          if (!work.lost) {
+            await runScript(redis, scripts.release, [keys.webhookDueSubs(), keys.webhookDue(subId), keys.webhookLease(subId)], [token, subId])
+              .catch((err: unknown) => { log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)'); });
+          }
+        })
+        .finally(() => { active.delete(subId); wake(); });
+    }
+    return claimed.length;
+  };
+
+  const loop = (async () => {
+    while (!stopped) {
+      const free = maxQueues - active.size;
+      let claimed = 0;
+      if (free > 0) {
+        try {
+          claimed = await claimRound(free);
+        } catch (err) {
+          log.error({ err }, 'webhook dispatch: claim failed');
+          await idle(CLAIM_ERROR_BACKOFF_MS);
+          continue;
+        }
+      }
+      if (stopped) break;
+      if (free <= 0 || claimed < free) await idle(config.webhookPollMs);
+    }
+  })();
+
+  const heartbeat = setInterval(() => {
+    if (active.size === 0) return;
+    // the work objects as they are now: a queue released and claimed again while the renewal
+    // is under way is new work, and a "lost" answer about the old lease is not about it
+    const snapshot = new Map(active);
+    runScript(redis, scripts.renew, [keys.webhookDueSubs()], [token, leaseMs, keys.webhookLease(''), ...snapshot.keys()])
+      .then((lost) => {
+        for (const s of lost as string[]) {
+          const w = snapshot.get(s);
+          if (!w || active.get(s) !== w) continue;
+          w.lost = true;
+          log.warn({ subscription_id: s }, 'webhook dispatch: lease lost; another worker owns the queue now');
+        }
+      })
+      .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: lease renewal failed'); });
+  }, Math.max(100, Math.floor(leaseMs / 3)));
+  heartbeat.unref();
+
+  return {
+    stats,
+    wake,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      unsubscribe();
+      stopCtl.abort();
+      wake();
+      await loop;
+      await Promise.all([...active.values()].map((w) => w.done));
+      clearInterval(heartbeat);
+    },
+  };
+}
