@@ -55,6 +55,8 @@ async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'cycles-ab-'));
   const redis = await startRedisServer({ dataDir: path.join(dir, 'redis'), port: 0, appendonly: true, appendfsync: 'everysec' });
   const adminKey = `ab-admin-${randomBytes(16).toString('hex')}`;
+  // production refuses to start without it (DV13); a checkout older than webhooks ignores it
+  const webhookKey = randomBytes(32).toString('base64');
   const sides: Side[] = [];
   try {
     for (const [name, root, env] of [['A', o.aRoot, o.aEnv], ['B', o.bRoot, o.bEnv]] as const) {
@@ -65,17 +67,20 @@ async function main() {
         env: {
           ...process.env, ...JSON.parse(env) as Record<string, string>, REDIS_URL: redis.url, ADMIN_API_KEY: adminKey,
           CYCLES_RUNTIME_PORT: String(rp), CYCLES_ADMIN_PORT: String(ap), CYCLES_LOG_LEVEL: 'warn',
-          NODE_ENV: 'production', CYCLES_VALIDATE_RESPONSES: '0',
+          NODE_ENV: 'production', CYCLES_VALIDATE_RESPONSES: '0', CYCLES_WEBHOOK_SECRET_KEY: webhookKey,
         },
       });
       sides.push({ name, child, runtimeUrl: `http://127.0.0.1:${rp}`, adminUrl: `http://127.0.0.1:${ap}` });
     }
+    // both planes: they start one after the other
     for (const s of sides) {
-      for (let i = 0; ; i++) {
-        if (s.child.exitCode !== null) throw new Error(`server ${s.name} exited`);
-        try { if ((await fetch(`${s.runtimeUrl}/readyz`)).status === 200) break; } catch { /* not yet */ }
-        if (i > 900) throw new Error(`server ${s.name} not ready`);
-        await new Promise((r) => setTimeout(r, 200));
+      for (const url of [s.runtimeUrl, s.adminUrl]) {
+        for (let i = 0; ; i++) {
+          if (s.child.exitCode !== null) throw new Error(`server ${s.name} exited`);
+          try { if ((await fetch(`${url}/readyz`)).status === 200) break; } catch { /* not yet */ }
+          if (i > 900) throw new Error(`server ${s.name} not ready`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
       }
     }
 

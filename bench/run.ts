@@ -235,7 +235,7 @@ async function main() {
     const env: NodeJS.ProcessEnv = {
       ...process.env, REDIS_URL: redisSrv.url, ADMIN_API_KEY: adminKey, CYCLES_RUNTIME_PORT: String(rp),
       CYCLES_ADMIN_PORT: String(ap), CYCLES_LOG_LEVEL: 'warn', NODE_ENV: 'production', CYCLES_VALIDATE_RESPONSES: '0',
-      CYCLES_HTTP_PROCESSES: o.serverProcesses,
+      CYCLES_HTTP_PROCESSES: o.serverProcesses, CYCLES_WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64'),
     };
     delete env.CYCLES_FEATURES;
     const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProfDir)] : [];

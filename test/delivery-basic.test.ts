@@ -18,7 +18,7 @@ let rx: Receiver;
 let admin: ReturnType<typeof adminApi>;
 
 beforeAll(async () => {
-  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '20' });
+  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '20', CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1' });
   rx = await new Receiver().start();
   admin = adminApi(s.adminUrl, s.adminKey);
   await allowLoopback(admin);

@@ -16,7 +16,7 @@ let rx: Receiver;
 let admin: ReturnType<typeof adminApi>;
 
 beforeAll(async () => {
-  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '10', CYCLES_WEBHOOK_TIMEOUT_MS: '1000', CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT: String(SCAN_LIMIT) });
+  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '10', CYCLES_WEBHOOK_TIMEOUT_MS: '1000', CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT: String(SCAN_LIMIT), CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1' });
   rx = await new Receiver().start();
   admin = adminApi(s.adminUrl, s.adminKey);
   await allowLoopback(admin);

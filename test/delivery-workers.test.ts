@@ -17,13 +17,13 @@ let admin: ReturnType<typeof adminApi>;
 const extra: { redis: Redis; d: WebhookDispatcher }[] = [];
 
 beforeAll(async () => {
-  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '5' });
+  s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '5', CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1' });
   rx = await new Receiver().start();
   admin = adminApi(s.adminUrl, s.adminKey);
   await allowLoopback(admin);
   for (let i = 0; i < 2; i++) {
     const redis = new Redis(s.redis.url);
-    const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '5', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
+    const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '5', CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
     extra.push({ redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) });
   }
 }, 30_000);
