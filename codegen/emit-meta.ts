@@ -13,6 +13,8 @@ export interface GeneratedFrom {
 }
 
 export const DOCUMENT_FILES: Record<Plane, string> = { runtime: 'runtime.openapi.json', admin: 'admin.openapi.json' };
+/** The v0.1.25 base documents (the v0.1.26 flag off). */
+export const BASE_DOCUMENT_FILES: Record<Plane, string> = { runtime: 'runtime.base.openapi.json', admin: 'admin.base.openapi.json' };
 
 export function generatedFrom(manifest: SpecManifest, versions: Map<string, string | null>, docs: Record<Plane, JsonObject>): GeneratedFrom {
   return {
@@ -33,8 +35,9 @@ export function emitMergeReport(
   manifest: SpecManifest,
   notes: MergeNote[],
   changes: Record<Plane, NormalizeChange[]>,
+  baseChanges: Record<Plane, NormalizeChange[]>,
 ): string {
-  return jsonFile(manifest, { mergeNotes: notes, normalizeChanges: changes });
+  return jsonFile(manifest, { mergeNotes: notes, normalizeChanges: changes, baseNormalizeChanges: baseChanges });
 }
 
 export function emitMeta(manifest: SpecManifest, from: GeneratedFrom): string {
@@ -55,24 +58,28 @@ export const generatedFrom: GeneratedFrom = ${tsLiteral(from)};
 
 export function emitDocuments(manifest: SpecManifest): string {
   return (
-    tsHeader(manifest, 'Loader for the normalised merged OpenAPI documents emitted next to this file.') +
+    tsHeader(manifest, 'Loader for the normalised OpenAPI documents (merged and v0.1.25 base) emitted next to this file.') +
     `
 import { readFileSync } from 'node:fs';
 
 export type Plane = 'runtime' | 'admin';
+/** 'merged' = base + v0.1.26 companions (CYCLES_FEATURES=v0.1.26); 'base' = the v0.1.25 base document alone. */
+export type Profile = 'merged' | 'base';
 
 export const documentFiles = ${tsLiteral(DOCUMENT_FILES)} as const;
+export const baseDocumentFiles = ${tsLiteral(BASE_DOCUMENT_FILES)} as const;
 
-export function documentUrl(plane: Plane): URL {
-  return new URL(\`./\${documentFiles[plane]}\`, import.meta.url);
+export function documentUrl(plane: Plane, profile: Profile = 'merged'): URL {
+  const file = profile === 'base' ? baseDocumentFiles[plane] : documentFiles[plane];
+  return new URL(\`./\${file}\`, import.meta.url);
 }
 
 /**
- * A fresh parsed copy of the normalised merged document for a plane (ready for
+ * A fresh parsed copy of the normalised document for a plane and profile (ready for
  * new OpenAPIBackend({ definition, customizeAjv }) — see codegen/ajv.ts).
  */
-export function loadDocument(plane: Plane): Record<string, any> {
-  return JSON.parse(readFileSync(documentUrl(plane), 'utf8'));
+export function loadDocument(plane: Plane, profile: Profile = 'merged'): Record<string, any> {
+  return JSON.parse(readFileSync(documentUrl(plane, profile), 'utf8'));
 }
 `
   );

@@ -1,7 +1,7 @@
 // Orchestrates one generator run: load + verify the bundle, merge, normalise, check with
 // openapi-backend, render every output file in memory.
 import { loadBundle, type Bundle } from './bundle';
-import { emitDocuments, emitMergeReport, emitMeta, emitSpecHashes, generatedFrom, DOCUMENT_FILES } from './emit-meta';
+import { emitDocuments, emitMergeReport, emitMeta, emitSpecHashes, generatedFrom, BASE_DOCUMENT_FILES, DOCUMENT_FILES } from './emit-meta';
 import { emitOpenApi } from './emit-openapi';
 import { buildOperationTable, emitOperations, type OperationInfo } from './emit-operations';
 import { emitSchemas } from './emit-schemas';
@@ -15,6 +15,8 @@ export interface GenerateResult {
   /** File name (relative to src/generated) → content. */
   files: Map<string, string>;
   documents: Record<Plane, JsonObject>;
+  /** The normalised v0.1.25 base document of each plane (served with the v0.1.26 flag off). */
+  baseDocuments: Record<Plane, JsonObject>;
   operations: OperationInfo[];
   notes: MergeNote[];
 }
@@ -31,15 +33,23 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const merged = mergeBundle(bundle);
 
   const documents = {} as Record<Plane, JsonObject>;
+  const baseDocuments = {} as Record<Plane, JsonObject>;
   const changes = {} as Record<Plane, NormalizeChange[]>;
+  const baseChanges = {} as Record<Plane, NormalizeChange[]>;
   for (const plane of ['runtime', 'admin'] as const) {
     const { doc, changes: c } = normalizeForValidator(merged[plane]);
     documents[plane] = doc;
     changes[plane] = c;
+    const base = normalizeForValidator(merged.base[plane]);
+    baseDocuments[plane] = base.doc;
+    baseChanges[plane] = base.changes;
   }
   const verify = options.verify ?? 'full';
   if (verify) {
-    for (const p of ['runtime', 'admin'] as const) await verifyDocument(documents[p], `${p} document`, verify);
+    for (const p of ['runtime', 'admin'] as const) {
+      await verifyDocument(documents[p], `${p} document`, verify);
+      await verifyDocument(baseDocuments[p], `${p} base document`, verify);
+    }
   }
 
   const versions = new Map<string, string | null>();
@@ -53,6 +63,8 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const files = new Map<string, string>();
   files.set(DOCUMENT_FILES.runtime, emitOpenApi(manifest, documents.runtime));
   files.set(DOCUMENT_FILES.admin, emitOpenApi(manifest, documents.admin));
+  files.set(BASE_DOCUMENT_FILES.runtime, emitOpenApi(manifest, baseDocuments.runtime));
+  files.set(BASE_DOCUMENT_FILES.admin, emitOpenApi(manifest, baseDocuments.admin));
   files.set('runtime.types.ts', await emitTypes(manifest, documents.runtime, 'runtime plane document'));
   files.set('admin.types.ts', await emitTypes(manifest, documents.admin, 'admin plane document'));
   files.set('operations.ts', emitOperations(manifest, operations));
@@ -60,6 +72,6 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   files.set('spec-hashes.json', emitSpecHashes(manifest, from));
   files.set('meta.ts', emitMeta(manifest, from));
   files.set('documents.ts', emitDocuments(manifest));
-  files.set('merge-report.json', emitMergeReport(manifest, merged.notes, changes));
-  return { files, documents, operations, notes: merged.notes };
+  files.set('merge-report.json', emitMergeReport(manifest, merged.notes, changes, baseChanges));
+  return { files, documents, baseDocuments, operations, notes: merged.notes };
 }

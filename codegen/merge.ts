@@ -7,8 +7,8 @@ import { rewriteRefs, walkDocumentSchemas } from './walk';
 
 export type Plane = 'runtime' | 'admin';
 export type Feature = 'base' | 'v0.1.26';
-/** 'all' | recipe's 'schemas_and_enum_extensions_only' | our 'schemas_only' (schemas, no paths). */
-export type IncludeMode = 'all' | 'schemas_and_enum_extensions_only' | 'schemas_only';
+/** The spec index's include modes: 'all' | 'schemas_and_enum_extensions_only' (schemas, no paths). */
+export type IncludeMode = 'all' | 'schemas_and_enum_extensions_only';
 
 export interface RecipeSource {
   role: SpecRole;
@@ -24,13 +24,16 @@ export interface PlaneRecipe {
 
 export interface MergeNote {
   plane: Plane;
-  kind: 'component-conflict' | 'schema-fold' | 'enum-fold' | 'operation-fold' | 'companion-ref' | 'skipped' | 'override';
+  kind: 'component-conflict' | 'schema-fold' | 'enum-fold' | 'operation-fold' | 'companion-ref' | 'skipped';
   detail: string;
 }
 
 export interface MergedDocuments {
   runtime: JsonObject;
   admin: JsonObject;
+  /** The v0.1.25 base document of each plane (its recipe's first source, annotated like the
+   *  merged one): what the server routes and validates against with the v0.1.26 flag off. */
+  base: Record<Plane, JsonObject>;
   recipes: PlaneRecipe[];
   notes: MergeNote[];
 }
@@ -40,15 +43,6 @@ const RECIPE_FOR_PLANE: Record<Plane, string> = { runtime: 'protocol_merged', ad
 
 /** Roles whose content is the v0.1.25 base; everything else merged in is the v0.1.26 feature set. */
 const BASE_ROLES: readonly SpecRole[] = ['runtime_base', 'governance_base'];
-
-/**
- * Local deviations from the upstream recipes (documented in docs/codegen.md):
- * the admin plane takes only the action-kinds *schemas*; the action-kinds paths
- * (registry + quota counters) are served by the runtime plane.
- */
-const INCLUDE_OVERRIDES: Partial<Record<Plane, Partial<Record<SpecRole, IncludeMode>>>> = {
-  admin: { action_kinds: 'schemas_only' },
-};
 
 const OPERATION_ANNOTATIONS = {
   sourceSpec: 'x-cycles-source-spec',
@@ -63,7 +57,7 @@ export function featureOf(role: SpecRole): Feature {
 }
 
 /** Read merge_recipes from cycles-spec-index.yaml and map document ids onto manifest roles. */
-export function planRecipes(bundle: Bundle, notes: MergeNote[] = []): PlaneRecipe[] {
+export function planRecipes(bundle: Bundle): PlaneRecipe[] {
   const index = bundle.get('spec_index').data as JsonObject;
   const docs = new Map<string, string>();
   for (const d of index.documents ?? []) docs.set(d.id, d.file);
@@ -79,14 +73,9 @@ export function planRecipes(bundle: Bundle, notes: MergeNote[] = []): PlaneRecip
       const role = roleOfFile.get(file);
       if (!role) throw new Error(`cycles-spec-index.yaml: ${file} (document ${s.document}) is not pinned in specs/manifest.json`);
       if (role !== s.document) throw new Error(`manifest role ${role} for ${file} differs from spec-index id ${s.document}`);
-      let include = s.include as IncludeMode;
+      const include = s.include as IncludeMode;
       if (include !== 'all' && include !== 'schemas_and_enum_extensions_only') {
         throw new Error(`cycles-spec-index.yaml: recipe ${recipeId}: unsupported include mode ${s.include}`);
-      }
-      const override = INCLUDE_OVERRIDES[plane]?.[role];
-      if (override && override !== include) {
-        notes.push({ plane, kind: 'override', detail: `${file}: include ${include} -> ${override} (local policy)` });
-        include = override;
       }
       return { role, file, include };
     });
@@ -99,14 +88,26 @@ export function planRecipes(bundle: Bundle, notes: MergeNote[] = []): PlaneRecip
 
 export function mergeBundle(bundle: Bundle): MergedDocuments {
   const notes: MergeNote[] = [];
-  const recipes = planRecipes(bundle, notes);
+  const recipes = planRecipes(bundle);
   const [runtimeRecipe, adminRecipe] = recipes;
   return {
     runtime: mergePlane(bundle, runtimeRecipe, notes),
     admin: mergePlane(bundle, adminRecipe, notes),
+    base: { runtime: basePlane(bundle, runtimeRecipe), admin: basePlane(bundle, adminRecipe) },
     recipes,
     notes,
   };
+}
+
+/** The recipe's base document alone, annotated like the merged one. */
+function basePlane(bundle: Bundle, recipe: PlaneRecipe): JsonObject {
+  const src = recipe.sources[0];
+  const doc = sourceDoc(bundle, src.role);
+  const ctx: Ctx = { bundle, plane: recipe.plane, notes: [], fileNames: new Set(bundle.files.map((f) => f.name)) };
+  localiseExternalRefs(ctx, doc, src.file);
+  annotateOperations(doc, bundle, src);
+  assertLocalRefsResolve(doc, `${recipe.plane} base document`);
+  return doc;
 }
 
 // ---------------------------------------------------------------------------

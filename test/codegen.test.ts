@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle, readManifest, repoRoot, sha256Hex, specsDir, SpecBundleError, type Bundle } from '../codegen/bundle';
 import { generate, type GenerateResult } from '../codegen/generate';
+import type { OperationInfo } from '../codegen/emit-operations';
 import { mergeBundle } from '../codegen/merge';
 import { normalizeForValidator } from '../codegen/normalize';
 import { diffDirs, writeGenerated } from '../codegen/output';
@@ -155,8 +156,8 @@ describe('generated output', () => {
     }
     expect([...result.files.keys()].sort()).toEqual(
       [
-        'admin.openapi.json', 'admin.types.ts', 'documents.ts', 'merge-report.json', 'meta.ts',
-        'operations.ts', 'runtime.openapi.json', 'runtime.types.ts', 'schemas.ts', 'spec-hashes.json',
+        'admin.base.openapi.json', 'admin.openapi.json', 'admin.types.ts', 'documents.ts', 'merge-report.json', 'meta.ts',
+        'operations.ts', 'runtime.base.openapi.json', 'runtime.openapi.json', 'runtime.types.ts', 'schemas.ts', 'spec-hashes.json',
       ].sort(),
     );
   });
@@ -172,18 +173,19 @@ describe('generated output', () => {
 });
 
 describe('operation table', () => {
-  it('has 61 rows: 11 runtime base + 4 action kinds + 46 admin', () => {
+  it('has 65 rows: 11 runtime base + 46 admin base + the 4 action-kinds operations on each plane', () => {
     const ops = result.operations;
-    expect(ops).toHaveLength(61);
+    expect(ops).toHaveLength(65);
     const runtime = ops.filter((o) => o.plane === 'runtime');
     const admin = ops.filter((o) => o.plane === 'admin');
     expect(runtime.filter((o) => o.feature === 'base' && o.sourceSpec === RUNTIME_BASE)).toHaveLength(11);
     expect(runtime.filter((o) => o.feature === 'v0.1.26' && o.sourceSpec === ACTION_KINDS)).toHaveLength(4);
     expect(runtime).toHaveLength(15);
-    expect(admin).toHaveLength(46);
-    expect(admin.every((o) => o.sourceSpec === GOVERNANCE_BASE && o.feature === 'base')).toBe(true);
+    expect(admin.filter((o) => o.feature === 'base' && o.sourceSpec === GOVERNANCE_BASE)).toHaveLength(46);
+    expect(admin.filter((o) => o.feature === 'v0.1.26' && o.sourceSpec === ACTION_KINDS)).toHaveLength(4);
+    expect(admin).toHaveLength(50);
     const keys = new Set(ops.map((o) => `${o.plane}:${o.operationId}`));
-    expect(keys.size).toBe(61);
+    expect(keys.size).toBe(65);
   });
 
   it('folds the v0.1.26 PATCH re-declarations into updateTenant / updatePolicy', () => {
@@ -206,9 +208,12 @@ describe('operation table', () => {
     expect(get('runtime', 'listActionKinds')).toMatchObject({ feature: 'v0.1.26', security: [], conformance: 'normative' });
     expect(get('runtime', 'resetActionQuotaCounter')).toMatchObject({ plane: 'runtime', security: [['AdminKeyAuth']] });
     expect(get('admin', 'createTenant')).toMatchObject({ conformance: 'reference', specVersion: '0.1.25.42' });
-    for (const o of result.operations.filter((x) => x.path.startsWith('/v1/action-kinds') || x.path.includes('action-quota'))) {
-      expect(o.plane).toBe('runtime');
+    // Upstream's merged documents carry the action-kinds paths on both planes; so do we.
+    const strip = ({ plane: _p, ...rest }: OperationInfo) => rest;
+    for (const id of ['listActionKinds', 'getActionKind', 'listActionQuotaCounters', 'resetActionQuotaCounter']) {
+      expect(strip(get('admin', id)), id).toEqual(strip(get('runtime', id)));
     }
+    expect(get('admin', 'listActionQuotaCounters').security).toEqual([['AdminKeyAuth'], ['ApiKeyAuth']]);
   });
 
   it('is sorted by plane, path, method', () => {
@@ -250,7 +255,8 @@ describe('merged documents', () => {
     expect(Object.keys(as.PolicyCreateRequest.properties)).toContain('denied_action_kinds');
     expect(Object.keys(as.Tenant.properties)).toContain('observe_mode');
     expect(as.ActionQuota).toBeDefined();
-    expect(Object.keys(result.documents.admin.paths).some((p) => p.startsWith('/v1/action-kinds'))).toBe(false);
+    expect(Object.keys(result.documents.admin.paths)).toEqual(expect.arrayContaining(['/v1/action-kinds', '/v1/action-kinds/{kind}',
+      '/v1/admin/action-quota-counters', '/v1/admin/action-quota-counters/reset']));
   });
 
   it('turn a cross-file $ref into a pinned companion file into a local ref', () => {
@@ -272,6 +278,34 @@ describe('merged documents', () => {
   });
 });
 
+describe('base documents (the v0.1.26 flag off)', () => {
+  it('hold exactly the base operations of the table, per plane', () => {
+    for (const plane of ['runtime', 'admin'] as const) {
+      const inDoc: string[] = [];
+      for (const [path, item] of Object.entries<any>(result.baseDocuments[plane].paths)) {
+        for (const m of ['get', 'post', 'put', 'patch', 'delete']) if (item[m]) inDoc.push(`${m} ${path} ${item[m].operationId}`);
+      }
+      const base = result.operations.filter((o) => o.plane === plane && o.feature === 'base').map((o) => `${o.method} ${o.path} ${o.operationId}`);
+      expect(inDoc.sort(), plane).toEqual(base.sort());
+    }
+  });
+
+  it('are the v0.1.25 schemas, closed and without the extension fields', () => {
+    const as = result.baseDocuments.admin.components.schemas;
+    expect(as.Tenant.additionalProperties).toBe(false);
+    expect(Object.keys(as.Tenant.properties)).not.toContain('observe_mode');
+    expect(as.Policy.additionalProperties).toBe(false);
+    for (const f of ['action_quotas', 'risk_class_quotas', 'allowed_action_kinds', 'denied_action_kinds']) {
+      expect(Object.keys(as.Policy.properties)).not.toContain(f);
+    }
+    expect(as.ErrorCode.enum).not.toContain('ACTION_KIND_DENIED');
+    const rs = result.baseDocuments.runtime.components.schemas;
+    expect(Object.keys(rs.ReservationCreateRequest.properties)).not.toContain('observe_mode');
+    expect(result.baseDocuments.runtime['x-action-kind-registry']).toBeUndefined();
+    expect(JSON.parse(result.files.get('admin.base.openapi.json')!).components.schemas.Tenant.additionalProperties).toBe(false);
+  });
+});
+
 describe('openapi-backend on the generated documents', () => {
   const backends: Record<string, Awaited<ReturnType<typeof createBackend>>> = {};
   beforeAll(async () => {
@@ -290,7 +324,7 @@ describe('openapi-backend on the generated documents', () => {
     expect(backends.runtime.initialized).toBe(true);
     expect(backends.admin.initialized).toBe(true);
     expect(backends.runtime.getOperations()).toHaveLength(15);
-    expect(backends.admin.getOperations()).toHaveLength(46);
+    expect(backends.admin.getOperations()).toHaveLength(50);
   });
 
   const reserve = (body: unknown) =>

@@ -53,14 +53,15 @@ beforeAll(async () => {
 afterAll(async () => { await Promise.all([on?.stop(), off?.stop()]); });
 
 describe('operation table', () => {
-  it('has 61 operations: 15 runtime (4 of them v0.1.26) and 46 admin', () => {
-    expect(operations).toHaveLength(61);
-    const runtime = operations.filter((o) => o.plane === 'runtime');
-    expect(runtime).toHaveLength(15);
-    expect(runtime.filter((o) => o.feature === 'v0.1.26').map((o) => o.operationId).sort())
-      .toEqual(['getActionKind', 'listActionKinds', 'listActionQuotaCounters', 'resetActionQuotaCounter']);
-    expect(operations.filter((o) => o.plane === 'admin')).toHaveLength(46);
-    expect(new Set(operations.map((o) => `${o.plane}:${o.operationId}`)).size).toBe(61);
+  it('has 65 operations: 15 runtime and 50 admin, 4 of each v0.1.26 (action kinds, on both planes)', () => {
+    expect(operations).toHaveLength(65);
+    const actionKinds = ['getActionKind', 'listActionKinds', 'listActionQuotaCounters', 'resetActionQuotaCounter'];
+    for (const plane of ['runtime', 'admin'] as const) {
+      const rows = operations.filter((o) => o.plane === plane);
+      expect(rows).toHaveLength(plane === 'runtime' ? 15 : 50);
+      expect(rows.filter((o) => o.feature === 'v0.1.26').map((o) => o.operationId).sort()).toEqual(actionKinds);
+    }
+    expect(new Set(operations.map((o) => `${o.plane}:${o.operationId}`)).size).toBe(65);
   });
 
   it('routes every operation on its own plane and not on the other', async () => {
@@ -115,7 +116,7 @@ describe('request validation runs before any handler', () => {
     expect(writes).toEqual([]);
     // Operations without any constrained input (no body, no constrained parameter) have no
     // schema-invalid request at all; everything else was exercised.
-    expect(checked + noInput.length).toBe(61);
+    expect(checked + noInput.length).toBe(65);
     expect(checked).toBeGreaterThanOrEqual(45);
     for (const id of noInput) {
       const op = operations.find((o) => o.operationId === id)!;
@@ -187,10 +188,10 @@ describe('v0.1.26 feature gate', () => {
 describe('cycles ops and 501', () => {
   it('coverageReport counts implemented vs not-yet from the handler files', () => {
     const report = coverageReport();
-    expect(report.rows).toHaveLength(61);
+    expect(report.rows).toHaveLength(operations.length);
     const present = operations.filter((o) => existsSync(handlerFile(o.plane, o.operationId))).length;
     expect(report.implemented).toBe(present);
-    expect(report.notYet).toBe(61 - present);
+    expect(report.notYet).toBe(operations.length - present);
     for (const r of report.rows) expect(r.status).toBe(existsSync(handlerFile(r.plane, r.operationId)) ? 'implemented' : 'not-yet');
   });
 

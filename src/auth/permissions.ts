@@ -53,6 +53,7 @@ export const REQUIRED_PERMISSION: Record<string, Permission | Permission[]> = {
   'admin:listTenantWebhookDeliveries': 'webhooks:read',
   'admin:listTenantEvents': 'events:read',
   'admin:getBalances': 'balances:read',
+  'admin:listActionQuotaCounters': ['action_quotas:read', 'balances:read'],
 };
 
 /** admin:write satisfies every *:write, admin:read every *:read (Permission WILDCARD
