@@ -9,8 +9,10 @@ let s: TestServer;
 let n = 0;
 const tid = (p = 'pol') => `${p}-${process.pid}-${++n}`;
 
+// The v0.1.26 profile: these cases cover the quota and access-control fields too. Without the
+// flag a policy renders as the v0.1.25 Policy (test/feature-profiles.test.ts).
 beforeAll(async () => {
-  s = await startTestServer({ CYCLES_CUSTOM_ACTION_KINDS: 'custom.acme.erp.post=external_side_effect' });
+  s = await startTestServer({ CYCLES_FEATURES: 'v0.1.26', CYCLES_CUSTOM_ACTION_KINDS: 'custom.acme.erp.post=external_side_effect' });
 });
 afterAll(async () => { await s?.stop(); });
 

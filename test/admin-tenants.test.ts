@@ -5,7 +5,9 @@ import { startTestServer, call, type TestServer } from './helpers/server';
 import { keys } from '../src/store/keys';
 
 let s: TestServer;
-beforeAll(async () => { s = await startTestServer(); }, 30_000);
+// The v0.1.26 profile: these cases cover observe_mode too. Without the flag a tenant renders as
+// the v0.1.25 Tenant (test/feature-profiles.test.ts).
+beforeAll(async () => { s = await startTestServer({ CYCLES_FEATURES: 'v0.1.26' }); }, 30_000);
 afterAll(async () => { await s?.stop(); });
 
 const admin = (method: string, path: string, body?: unknown) => call(s.adminUrl, method, path, { adminKey: s.adminKey, body });

@@ -5,6 +5,6 @@ import { bulkAudit } from './bulkActionBudgets';
 
 export default async function (ctx: HandlerContext): Promise<HandlerResult> {
   const started = Date.now();
-  const { envelope, replayed } = await bulkTenants(ctx.deps.redis, ctx.body, eventCtx(ctx, true));
+  const { envelope, replayed } = await bulkTenants(ctx.deps.redis, ctx.body, eventCtx(ctx, true), ctx.deps.config.features.has('v0.1.26'));
   return { status: 200, body: envelope, audit: bulkAudit('tenant', ctx.body, envelope, replayed, started) };
 }

@@ -1,5 +1,5 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
-import { createPolicy, policyTenant } from '../../src/admin/policies';
+import { createPolicy, policyTenant, renderPolicy } from '../../src/admin/policies';
 import { eventCtx } from '../../src/admin/common';
 
 export default async function (ctx: HandlerContext): Promise<HandlerResult> {
@@ -13,5 +13,5 @@ export default async function (ctx: HandlerContext): Promise<HandlerResult> {
     ev: eventCtx(ctx, true),
     customKinds: ctx.deps.config.customActionKinds,
   });
-  return { status: 201, body: policy, audit: { resourceType: 'policy', resourceId: policy.policy_id } };
+  return { status: 201, body: renderPolicy(policy, ctx.deps.config.features.has('v0.1.26')), audit: { resourceType: 'policy', resourceId: policy.policy_id } };
 }

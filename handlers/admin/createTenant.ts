@@ -4,5 +4,5 @@ import { createTenant, renderTenant } from '../../src/admin/tenants';
 
 export default async function (ctx: HandlerContext): Promise<HandlerResult> {
   const { created, tenant } = await createTenant(ctx.deps.redis, ctx.body, eventCtx(ctx));
-  return { status: created ? 201 : 200, body: renderTenant(tenant) };
+  return { status: created ? 201 : 200, body: renderTenant(tenant, ctx.deps.config.features.has('v0.1.26')) };
 }

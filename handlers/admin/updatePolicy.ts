@@ -1,5 +1,5 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
-import { policyOwner, updatePolicy } from '../../src/admin/policies';
+import { policyOwner, renderPolicy, updatePolicy } from '../../src/admin/policies';
 import { eventCtx } from '../../src/admin/common';
 
 export default async function (ctx: HandlerContext): Promise<HandlerResult> {
@@ -12,5 +12,5 @@ export default async function (ctx: HandlerContext): Promise<HandlerResult> {
     ev: eventCtx(ctx, true),
     customKinds: ctx.deps.config.customActionKinds,
   });
-  return { status: 200, body: policy };
+  return { status: 200, body: renderPolicy(policy, ctx.deps.config.features.has('v0.1.26')) };
 }

@@ -28,5 +28,5 @@ export default async function (ctx: HandlerContext): Promise<HandlerResult> {
     }
     result.tenant = (await redis.hgetall(keys.tenant(tenant))) as Record<string, string>;
   }
-  return { status: 200, body: renderTenant(result.tenant) };
+  return { status: 200, body: renderTenant(result.tenant, ctx.deps.config.features.has('v0.1.26')) };
 }

@@ -101,9 +101,17 @@ export function tenantMatches(h: Record<string, string>, f: Record<string, any>,
     && (!search || h.tenant_id.toLowerCase().includes(search) || (h.name ?? '').toLowerCase().includes(search));
 }
 
-export async function bulkTenants(redis: Redis, body: Record<string, any>, ev: EventCtx) {
-  const f = body.filter ?? {};
-  if (Object.keys(f).length === 0) throw invalid('filter must name at least one property (an empty filter would select every tenant)');
+/** `v126` off: filter.observe_mode is accepted and ignored, as TenantBulkFilter says servers
+ *  without the v0.1.26 extension MUST; a filter left with nothing else is refused like an empty
+ *  one, so an ignored property never turns into an all-tenants action (decision DG1). */
+export async function bulkTenants(redis: Redis, body: Record<string, any>, ev: EventCtx, v126: boolean) {
+  const named: Record<string, any> = body.filter ?? {};
+  const f = v126 ? named : Object.fromEntries(Object.entries(named).filter(([k]) => k !== 'observe_mode'));
+  if (Object.keys(f).length === 0) {
+    throw invalid(Object.keys(named).length === 0
+      ? 'filter must name at least one property (an empty filter would select every tenant)'
+      : 'filter must name at least one property besides observe_mode, which this server ignores (CYCLES_FEATURES without v0.1.26); it would select every tenant');
+  }
   const search = searchTerm(f.search);
   if (f.observe_mode && !['DISABLED', 'OBSERVE', 'ENFORCE'].includes(f.observe_mode)) {
     throw invalid('filter.observe_mode must be one of DISABLED, OBSERVE, ENFORCE');

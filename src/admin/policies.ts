@@ -96,6 +96,18 @@ const ORDER = ['policy_id', 'name', 'description', 'scope_pattern', 'priority', 
 
 export type PolicyDoc = Record<string, any>;
 
+/** The v0.1.26 fields folded into Policy (governance extension). */
+export const POLICY_EXTENSION_FIELDS = ['action_quotas', 'risk_class_quotas', 'allowed_action_kinds', 'denied_action_kinds'] as const;
+
+/** A stored policy as the API returns it: with the flag off, without the v0.1.26 fields (the
+ *  v0.1.25 Policy is a closed schema; decision DG1). Storage keeps them either way. */
+export function renderPolicy(doc: PolicyDoc, v126: boolean): PolicyDoc {
+  if (v126) return doc;
+  const out: PolicyDoc = { ...doc };
+  for (const k of POLICY_EXTENSION_FIELDS) delete out[k];
+  return out;
+}
+
 function checkTtlOverride(v: unknown): void {
   if (v === undefined) return;
   const o = v as Record<string, unknown>;
@@ -292,13 +304,15 @@ export async function updatePolicy(
   throw new ApiError('INTERNAL_ERROR', 'Policy is being updated concurrently; retry');
 }
 
-export async function listPolicies(redis: Redis, p: Principal, q: Record<string, any>, customKinds: readonly RegistryKind[]) {
-  void customKinds;
+/** `v126` off: has_action_quotas and references_action_kind are accepted and ignored (the base
+ *  spec's additive-parameter guarantee) and the rows are rendered without the v0.1.26 fields. */
+export async function listPolicies(redis: Redis, p: Principal, q: Record<string, any>, v126: boolean) {
   const tenant = policyTenant(p, q.tenant_id, 'query');
   const limit = parseLimit(q.limit);
   const raw = await redis.hvals(keys.policies(tenant));
   const pattern = typeof q.scope_pattern === 'string' && q.scope_pattern !== '' ? q.scope_pattern.trim().toLowerCase() : undefined;
-  const kind = typeof q.references_action_kind === 'string' && q.references_action_kind !== '' ? q.references_action_kind : undefined;
+  const kind = v126 && typeof q.references_action_kind === 'string' && q.references_action_kind !== '' ? q.references_action_kind : undefined;
+  const hasQuotas = v126 ? q.has_action_quotas as boolean | undefined : undefined;
   const rows: PolicyDoc[] = [];
   for (const r of raw) {
     let d: PolicyDoc;
@@ -308,7 +322,7 @@ export async function listPolicies(redis: Redis, p: Principal, q: Record<string,
     if (p.kind === 'tenant' && !scopeFilterAllows(p.scopeFilter, String(d.scope_pattern))) continue;
     const aq = (d.action_quotas ?? []) as Record<string, unknown>[];
     const rq = (d.risk_class_quotas ?? []) as unknown[];
-    if (q.has_action_quotas !== undefined && (aq.length > 0 || rq.length > 0) !== q.has_action_quotas) continue;
+    if (hasQuotas !== undefined && (aq.length > 0 || rq.length > 0) !== hasQuotas) continue;
     if (kind !== undefined) {
       const refs = aq.some((x) => x.action_kind === kind)
         || ((d.allowed_action_kinds ?? []) as string[]).includes(kind)
@@ -322,8 +336,8 @@ export async function listPolicies(redis: Redis, p: Principal, q: Record<string,
     dir: 'desc',
     id: (d) => String(d.policy_id),
     limit,
-    filters: { tenant, scope_pattern: pattern, status: q.status, has_action_quotas: q.has_action_quotas, references_action_kind: kind },
+    filters: { tenant, scope_pattern: pattern, status: q.status, has_action_quotas: hasQuotas, references_action_kind: kind },
     cursor: q.cursor,
   });
-  return { policies: page.rows, has_more: page.hasMore, ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}) };
+  return { policies: page.rows.map((d) => renderPolicy(d, v126)), has_more: page.hasMore, ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}) };
 }

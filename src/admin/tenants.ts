@@ -17,8 +17,9 @@ export const TENANT_DEFAULTS = {
 
 const NUMERIC = ['default_reservation_ttl_ms', 'max_reservation_ttl_ms', 'max_reservation_extensions'] as const;
 
-/** Tenant hash → the admin spec's Tenant. */
-export function renderTenant(h: Record<string, string>): Record<string, unknown> {
+/** Tenant hash → the admin spec's Tenant; `observe_mode` (v0.1.26) only with the flag on, as
+ *  the v0.1.25 Tenant is a closed schema (decision DG1). */
+export function renderTenant(h: Record<string, string>, v126: boolean): Record<string, unknown> {
   return compact({
     tenant_id: h.tenant_id,
     name: h.name ?? h.tenant_id,
@@ -30,7 +31,7 @@ export function renderTenant(h: Record<string, string>): Record<string, unknown>
     max_reservation_extensions: h.max_reservation_extensions ? Number(h.max_reservation_extensions) : undefined,
     reservation_expiry_policy: h.reservation_expiry_policy || undefined,
     metadata: h.metadata ? JSON.parse(h.metadata) : undefined,
-    observe_mode: h.observe_mode || 'ENFORCE',
+    observe_mode: v126 ? h.observe_mode || 'ENFORCE' : undefined,
     created_at: iso(h.created_at_ms) ?? new Date(0).toISOString(),
     updated_at: iso(h.updated_at_ms),
     suspended_at: iso(h.suspended_at_ms),
@@ -108,12 +109,14 @@ const TENANT_SORTS = {
   created_at: (h: Record<string, string>) => BigInt(h.created_at_ms ?? '0'),
 } as const;
 
-export async function listTenants(redis: Redis, q: Record<string, any>) {
+/** `v126` off: the observe_mode filter is accepted and ignored (the base spec's additive-parameter
+ *  guarantee for servers without the extension). */
+export async function listTenants(redis: Redis, q: Record<string, any>, v126: boolean) {
   const search = searchTerm(q.search);
   const sortBy = (q.sort_by ?? 'created_at') as keyof typeof TENANT_SORTS;
   if (!TENANT_SORTS[sortBy]) throw new ApiError('INVALID_REQUEST', `sort_by ${String(q.sort_by)} is not supported`);
   const dir = q.sort_dir ?? 'desc';
-  const observe = q.observe_mode ? String(q.observe_mode) : undefined;
+  const observe = v126 && q.observe_mode ? String(q.observe_mode) : undefined;
   if (observe && !['DISABLED', 'OBSERVE', 'ENFORCE'].includes(observe)) {
     throw new ApiError('INVALID_REQUEST', 'observe_mode must be one of DISABLED, OBSERVE, ENFORCE');
   }
@@ -131,5 +134,5 @@ export async function listTenants(redis: Redis, q: Record<string, any>) {
     filters: { status: q.status, parent_tenant_id: q.parent_tenant_id, observe_mode: observe, search },
     cursor: q.cursor,
   });
-  return compact({ tenants: page.rows.map(renderTenant), has_more: page.hasMore, next_cursor: page.nextCursor });
+  return compact({ tenants: page.rows.map((h) => renderTenant(h, v126)), has_more: page.hasMore, next_cursor: page.nextCursor });
 }

@@ -11,7 +11,7 @@ import type { Plane } from '../config';
 import { Authenticator } from '../auth/authenticate';
 import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
-import { loadSpec } from './spec';
+import { loadSpec, profileFor } from './spec';
 import { PlaneRouter, type RouteMatch } from './router';
 import { RequestValidator } from './requestValidator';
 import querystring from 'node:querystring';
@@ -33,10 +33,12 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Express> {
   const { plane, deps, handlers, authenticator } = opts;
-  const spec = await loadSpec(plane);
+  const features = deps.config.features;
+  // Flag off: the v0.1.25 base document routes (extension paths 404), validates requests and,
+  // with CYCLES_VALIDATE_RESPONSES, responses; flag on: the merged one (decision DG1).
+  const spec = await loadSpec(plane, profileFor(features));
   const api = spec.backend;
   const router = new PlaneRouter(api);
-  const features = deps.config.features;
   const validateResponses = deps.config.validateResponses;
   const logRequests = deps.log.isLevelEnabled('info');
 

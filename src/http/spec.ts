@@ -1,5 +1,6 @@
-// Loads the generated, merged spec of one plane into openapi-backend (routing + request
-// validation) with Ajv's 2020-12 dialect, once per process. Nothing here compiles a
+// Loads the generated spec of one plane into openapi-backend (routing + request
+// validation) with Ajv's 2020-12 dialect, once per process and profile: the merged document
+// with CYCLES_FEATURES=v0.1.26, the v0.1.25 base document without it (decision DG1). Nothing here compiles a
 // schema per request: request validators are built at init, response validators on
 // first use.
 import { readFileSync } from 'node:fs';
@@ -15,8 +16,17 @@ import { ApiError } from '../errors';
 import { toView } from '../json';
 import type { OperationRef } from './types';
 
+/** 'merged' = base + v0.1.26 companions; 'base' = the v0.1.25 base document alone. */
+export type Profile = 'merged' | 'base';
+
+/** The document a server with these features routes, validates and renders against. */
+export function profileFor(features: ReadonlySet<string>): Profile {
+  return features.has('v0.1.26') ? 'merged' : 'base';
+}
+
 export interface LoadedSpec {
   plane: Plane;
+  profile: Profile;
   document: any;
   backend: OpenAPIBackend;
   ops: Map<string, OperationRef>;
@@ -30,24 +40,25 @@ export function newAjv(opts: Record<string, unknown> = {}): Ajv2020 {
   return ajv;
 }
 
-export function generatedDocument(plane: Plane): any {
-  const file = path.join(REPO_ROOT, 'src', 'generated', `${plane}.openapi.json`);
+export function generatedDocument(plane: Plane, profile: Profile = 'merged'): any {
+  const file = path.join(REPO_ROOT, 'src', 'generated', profile === 'base' ? `${plane}.base.openapi.json` : `${plane}.openapi.json`);
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
-const cache = new Map<Plane, Promise<LoadedSpec>>();
+const cache = new Map<string, Promise<LoadedSpec>>();
 
-export function loadSpec(plane: Plane): Promise<LoadedSpec> {
-  let p = cache.get(plane);
+export function loadSpec(plane: Plane, profile: Profile = 'merged'): Promise<LoadedSpec> {
+  const key = `${plane}:${profile}`;
+  let p = cache.get(key);
   if (!p) {
-    p = build(plane);
-    cache.set(plane, p);
+    p = build(plane, profile);
+    cache.set(key, p);
   }
   return p;
 }
 
-async function build(plane: Plane): Promise<LoadedSpec> {
-  const document = generatedDocument(plane);
+async function build(plane: Plane, profile: Profile): Promise<LoadedSpec> {
+  const document = generatedDocument(plane, profile);
   const backend = new OpenAPIBackend({
     definition: structuredClone(document),
     validate: true,
@@ -62,8 +73,9 @@ async function build(plane: Plane): Promise<LoadedSpec> {
   await backend.init();
 
   const ops = new Map<string, OperationRef>();
+  const inDocument = new Set(backend.getOperations().map((o) => o.operationId));
   for (const o of operations) {
-    if (o.plane !== plane) continue;
+    if (o.plane !== plane || !inDocument.has(o.operationId)) continue;
     ops.set(o.operationId, {
       operationId: o.operationId, plane: o.plane, method: o.method, path: o.path,
       security: o.security, feature: o.feature,
@@ -77,6 +89,7 @@ async function build(plane: Plane): Promise<LoadedSpec> {
 
   return {
     plane,
+    profile,
     document,
     backend,
     ops,
