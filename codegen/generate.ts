@@ -3,6 +3,7 @@
 import { loadBundle, type Bundle } from './bundle';
 import { emitDocuments, emitMergeReport, emitMeta, emitSpecHashes, generatedFrom, BASE_DOCUMENT_FILES, DOCUMENT_FILES } from './emit-meta';
 import { emitOpenApi } from './emit-openapi';
+import { emitRegistry } from './emit-registry';
 import { buildOperationTable, emitOperations, type OperationInfo } from './emit-operations';
 import { emitSchemas } from './emit-schemas';
 import { emitTypes } from './emit-types';
@@ -72,6 +73,7 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   files.set('spec-hashes.json', emitSpecHashes(manifest, from));
   files.set('meta.ts', emitMeta(manifest, from));
   files.set('documents.ts', emitDocuments(manifest));
+  files.set('action-kinds.ts', emitRegistry(bundle));
   files.set('merge-report.json', emitMergeReport(manifest, merged.notes, changes, baseChanges));
   return { files, documents, baseDocuments, operations, notes: merged.notes };
 }
