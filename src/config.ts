@@ -35,6 +35,8 @@ export interface Config {
   auditUnauthRetentionDays: number;
   /** operator-declared custom.* action kinds (CYCLES_CUSTOM_ACTION_KINDS, `kind=risk_class,...`) */
   customActionKinds: { kind: string; risk_class: string }[];
+  /** requests per minute per client IP on the public action-kind registry (429 above; 0 = off) */
+  actionKindsRateLimitPerMinute: number;
   /** derived signals: thresholds, windows, rate limits (CYCLES_SIGNAL_*; src/events/signals/config.ts) */
   signals: SignalConfig;
   /** events stay in the outboxes and indexes this many days (time-based trim by the relay) */
@@ -147,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
     customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),
+    actionKindsRateLimitPerMinute: int('CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE', env.CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE, 60, 0, 1_000_000),
     signals: loadSignalConfig(env),
     eventRetentionDays: int('CYCLES_EVENT_RETENTION_DAYS', env.CYCLES_EVENT_RETENTION_DAYS, 90, 1, 36500),
     eventRelaySweepMs: int('CYCLES_EVENT_RELAY_SWEEP_MS', env.CYCLES_EVENT_RELAY_SWEEP_MS, 2000, 50, 600_000),

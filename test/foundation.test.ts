@@ -52,6 +52,10 @@ beforeAll(async () => {
 });
 afterAll(async () => { await Promise.all([on?.stop(), off?.stop()]); });
 
+/** The router matched the request: any answer but the router's own 404 (a handler may answer
+ *  404 for the sample resource, e.g. getActionKind for a kind that is not registered). */
+const routed = (r: { status: number; body: any }) => !(r.status === 404 && /^No route/.test(String(r.body?.message)));
+
 describe('operation table', () => {
   it('has 65 operations: 15 runtime and 50 admin, 4 of each v0.1.26 (action kinds, on both planes)', () => {
     expect(operations).toHaveLength(65);
@@ -68,7 +72,7 @@ describe('operation table', () => {
     for (const op of operations) {
       const path = fillPath(op.path, samplePathParams(spec, op));
       const own = await call(urlOf(on, op), op.method.toUpperCase(), path);
-      expect(own.status, `${op.plane} ${op.operationId}`).not.toBe(404);
+      expect(routed(own), `${op.plane} ${op.operationId}: ${own.text}`).toBe(true);
       const otherHas = operations.some((o) => o.plane !== op.plane && o.path === op.path && o.method === op.method);
       if (!otherHas) {
         const other = await call(op.plane === 'runtime' ? on.adminUrl : on.runtimeUrl, op.method.toUpperCase(), path);
@@ -180,7 +184,7 @@ describe('v0.1.26 feature gate', () => {
     for (const op of gated) {
       const res = await call(urlOf(on, op), op.method.toUpperCase(), fillPath(op.path, samplePathParams(spec, op)));
       if (op.security.length > 0) expect(res.status, op.operationId).toBe(401);
-      else expect(res.status, op.operationId).not.toBe(404);
+      else expect(routed(res), `${op.operationId}: ${res.text}`).toBe(true);
     }
   });
 });

@@ -142,6 +142,8 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           principal,
           requestId,
           traceId,
+          // a getter: req.ip is not free to compute and most handlers never read it
+          get sourceIp() { return req.ip; },
           deps,
           audit,
         });

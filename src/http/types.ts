@@ -31,6 +31,8 @@ export interface HandlerContext {
   principal: Principal;
   requestId: string;
   traceId: string;
+  /** the client's address as express sees it (req.ip: the socket peer unless `trust proxy` is set) */
+  readonly sourceIp: string | undefined;
   deps: Deps;
   /** audit attribution the handler may fill in (also on error paths, before throwing);
    *  merged with HandlerResult.audit. Only read by the plane's onResponse hook. */
