@@ -215,6 +215,67 @@ describe('listActionKinds / getActionKind over HTTP (flag on)', () => {
   });
 });
 
+/** A tenant with a TOKENS budget on its root scope, and a key for it. */
+async function funded(s: TestServer, tenant: string): Promise<string> {
+  const a = (method: string, p: string, body: unknown) => call(s.adminUrl, method, p, { adminKey: s.adminKey, body });
+  expect((await a('POST', '/v1/admin/tenants', { tenant_id: tenant, name: tenant })).status).toBe(201);
+  const b = await a('POST', '/v1/admin/budgets', { tenant_id: tenant, scope: `tenant:${tenant}`, unit: 'TOKENS', allocated: { unit: 'TOKENS', amount: 100000 } });
+  expect(b.status, b.text).toBe(201);
+  return s.tenantKey(tenant);
+}
+
+const reserveBody = (kind: string, n: number, extra: Record<string, unknown> = {}) => ({
+  idempotency_key: `ak-${kind}-${n}`, subject: { tenant: extra.tenant ?? 'ak-t' }, action: { kind, name: 'x' },
+  estimate: { unit: 'TOKENS', amount: 10 }, ...extra,
+});
+
+describe('an undeclared custom.* action kind in a request is 400 (flag on only)', () => {
+  it('reserve, dry_run, decide and createEvent refuse it; a declared one and an unregistered non-custom kind pass', async () => {
+    const key = await funded(on, 'ak-t');
+    const rt = (p: string, body: unknown) => call(on.runtimeUrl, 'POST', p, { key, body });
+    let n = 0;
+    for (const kind of ['custom.acme.undeclared', 'custom.other.erp.post']) {
+      for (const [p, body] of [
+        ['/v1/reservations', reserveBody(kind, n++)],
+        ['/v1/reservations', reserveBody(kind, n++, { dry_run: true })],
+        ['/v1/decide', reserveBody(kind, n++)],
+        ['/v1/events', { idempotency_key: `ak-ev-${n++}`, subject: { tenant: 'ak-t' }, action: { kind, name: 'x' }, actual: { unit: 'TOKENS', amount: 1 } }],
+      ] as const) {
+        const r = await rt(p, body);
+        expect([r.status, r.body.error], `${p} ${kind}`).toEqual([400, 'INVALID_REQUEST']);
+        expect(r.body.message).toMatch(/not registered/);
+      }
+    }
+    const bal = await call(on.runtimeUrl, 'GET', '/v1/balances?tenant=ak-t', { key });
+    expect(String(bal.body.balances[0].reserved.amount)).toBe('0');
+    expect(String(bal.body.balances[0].spent.amount)).toBe('0');
+    for (const kind of ['custom.acme.erp.post', 'proprietary.action', 'llm.completion']) {
+      const r = await rt('/v1/reservations', reserveBody(kind, n++));
+      expect(r.status, `${kind}: ${r.text}`).toBe(200);
+      expect(r.body.decision).toBe('ALLOW');
+      const d = await rt('/v1/decide', reserveBody(kind, n++));
+      expect(d.status, `${kind}: ${d.text}`).toBe(200);
+    }
+  });
+
+  it('policies: the same rule for allowed/denied lists and quotas', async () => {
+    await call(on.adminUrl, 'POST', '/v1/admin/tenants', { adminKey: on.adminKey, body: { tenant_id: 'ak-p', name: 'P' } });
+    const r = await call(on.adminUrl, 'POST', '/v1/admin/policies', {
+      adminKey: on.adminKey,
+      body: { tenant_id: 'ak-p', name: 'p', scope_pattern: 'tenant:ak-p', denied_action_kinds: ['custom.acme.undeclared'] },
+    });
+    expect([r.status, r.body.error], r.text).toEqual([400, 'INVALID_REQUEST']);
+    expect(r.body.message).toMatch(/denied_action_kinds\[0\]: custom action kind "custom.acme.undeclared" is not registered/);
+  });
+
+  it('flag off: action.kind is a free string (v0.1.25), custom.* included', async () => {
+    const key = await funded(off, 'ak-t');
+    const r = await call(off.runtimeUrl, 'POST', '/v1/reservations', { key, body: reserveBody('custom.acme.undeclared', 1) });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body.decision).toBe('ALLOW');
+  });
+});
+
 describe('flag off', () => {
   it('both routes answer 404 on both planes', async () => {
     for (const url of [off.runtimeUrl, off.adminUrl]) {

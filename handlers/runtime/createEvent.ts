@@ -3,10 +3,12 @@ import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { ApiError } from '../../src/errors';
 import { createEvent } from '../../src/ledger/event';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
+import { requireDeclaredKind } from '../../src/governance/registry';
 
 export default async function createEventHandler(ctx: HandlerContext): Promise<HandlerResult> {
   const p = ctx.principal;
   if (p.kind !== 'tenant') throw new ApiError('UNAUTHORIZED', 'createEvent requires X-Cycles-API-Key');
+  requireDeclaredKind(ctx.deps.config, ctx.body?.action?.kind, 'action.kind');
   const body = await createEvent(ctx.deps.redis, {
     tenant: p.tenantId,
     scopeFilter: p.scopeFilter,

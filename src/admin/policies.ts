@@ -15,7 +15,7 @@ import type { Principal } from '../auth/authenticate';
 import { scopeFilterAllows, SCOPE_LEVELS } from './scope';
 import { runAdminScript, type EventCtx } from './common';
 import { paginate, parseLimit } from '../list/cursor';
-import runtimeSpec from '../generated/runtime.openapi.json';
+import { ActionKindRegistry } from '../governance/registry';
 
 export const MAX_POLICIES_PER_TENANT = 1000;
 const UPDATE_RETRIES = 5;
@@ -66,22 +66,26 @@ export function parseScopePattern(raw: string, tenant: string): string {
 
 // ------------------------------------------------------------------ action kinds
 interface RegistryKind { kind: string; risk_class: string }
-const BUILTIN_KINDS: ReadonlySet<string> = new Set(
-  (((runtimeSpec as Record<string, any>)['x-action-kind-registry']?.kinds ?? []) as RegistryKind[]).map((k) => k.kind),
-);
+// The registry of a declaration list (config.customActionKinds, stable for the process).
+const registries = new WeakMap<readonly RegistryKind[], ActionKindRegistry>();
 
-/** Registered built-in kinds plus the operator's declared custom.* kinds. */
-export function knownActionKinds(custom: readonly RegistryKind[]): ReadonlySet<string> {
-  if (custom.length === 0) return BUILTIN_KINDS;
-  return new Set([...BUILTIN_KINDS, ...custom.map((c) => c.kind)]);
+/** Built-in kinds (src/generated/action-kinds.ts) plus the operator's declared custom.* kinds. */
+export function knownActionKinds(custom: readonly RegistryKind[]): ActionKindRegistry {
+  let r = registries.get(custom);
+  if (!r) {
+    r = new ActionKindRegistry(custom);
+    registries.set(custom, r);
+  }
+  return r;
 }
 
-function checkKind(kind: string, known: ReadonlySet<string>, where: string): void {
-  if (known.has(kind)) return;
-  if (kind.startsWith('custom.')) {
-    throw invalid(`${where}: custom action kind "${kind}" is not declared on this server (CYCLES_CUSTOM_ACTION_KINDS)`);
-  }
-  throw invalid(`${where}: unrecognized action kind "${kind}" (not in the action-kind registry)`);
+function checkKind(kind: string, known: ActionKindRegistry, where: string): void {
+  // the same rule as for action.kind in requests (requireDeclaredKind): undeclared custom.* → 400
+  const why = known.checkRequestKind(kind);
+  if (why) throw invalid(`${where}: ${why}`);
+  // stricter than reservations for the rest (decision DP1): a policy naming a kind the
+  // registry does not know is almost certainly a typo that would never match
+  if (!known.get(kind)) throw invalid(`${where}: unrecognized action kind "${kind}" (not in the action-kind registry)`);
 }
 
 // ------------------------------------------------------------------ validation
@@ -138,7 +142,7 @@ function checkRateLimits(v: unknown): void {
   }
 }
 
-function checkQuotas(doc: PolicyDoc, known: ReadonlySet<string>): void {
+function checkQuotas(doc: PolicyDoc, known: ActionKindRegistry): void {
   (doc.action_quotas as Record<string, unknown>[]).forEach((q, i) => {
     checkKind(String(q.action_kind), known, `action_quotas[${i}].action_kind`);
     if (q.per_run_counter_ttl_ms !== undefined && q.window !== 'per_run') {
@@ -160,7 +164,7 @@ function checkQuotas(doc: PolicyDoc, known: ReadonlySet<string>): void {
 }
 
 /** Checks the whole (post-merge) policy; the spec validator already checked shapes. */
-function checkPolicy(doc: PolicyDoc, known: ReadonlySet<string>): void {
+function checkPolicy(doc: PolicyDoc, known: ActionKindRegistry): void {
   if (typeof doc.name !== 'string' || doc.name.trim() === '') throw invalid('name must be a non-empty string');
   if (doc.name.length > 256) throw invalid('name must be at most 256 characters');
   if (doc.description !== undefined && String(doc.description).length > 1024) throw invalid('description must be at most 1024 characters');

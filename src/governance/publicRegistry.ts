@@ -3,7 +3,7 @@
 import type { Config } from '../config';
 import { ApiError } from '../errors';
 import { paginate, parseLimit, type SortKey } from '../list/cursor';
-import { ActionKindRegistry, type ActionKind } from './registry';
+import { ActionKindRegistry, registryFor, type ActionKind } from './registry';
 import { ClientThrottle } from './throttle';
 
 export interface PublicRegistry {
@@ -19,7 +19,7 @@ export function publicRegistry(config: Config): PublicRegistry {
   let r = byConfig.get(config);
   if (!r) {
     r = {
-      registry: new ActionKindRegistry(config.customActionKinds),
+      registry: registryFor(config),
       throttle: new ClientThrottle(config.actionKindsRateLimitPerMinute),
     };
     byConfig.set(config, r);

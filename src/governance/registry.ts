@@ -2,6 +2,7 @@
 // takes from `x-action-kind-registry`, merged with the operator's `custom.*` declarations
 // (CYCLES_CUSTOM_ACTION_KINDS, validated by src/config.ts at start). Pure: no I/O, no clock.
 import { createHash } from 'node:crypto';
+import { invalid } from '../errors';
 import {
   actionKindRegistryVersion,
   builtinActionKinds,
@@ -115,4 +116,33 @@ export class ActionKindRegistry {
       (filter.risk_class === undefined || k.risk_class === filter.risk_class)
       && (filter.deprecated === true || k.deprecated !== true));
   }
+}
+
+/** The slice of Config the registry depends on. */
+export interface RegistryConfig {
+  features: ReadonlySet<string>;
+  customActionKinds: readonly CustomKindDeclaration[];
+}
+
+// One registry per Config object (the declarations never change while a process runs).
+const byConfig = new WeakMap<object, ActionKindRegistry>();
+
+export function registryFor(config: RegistryConfig): ActionKindRegistry {
+  let r = byConfig.get(config);
+  if (!r) {
+    r = new ActionKindRegistry(config.customActionKinds);
+    byConfig.set(config, r);
+  }
+  return r;
+}
+
+/**
+ * The one rule for action kinds that arrive in requests (reserve, decide, createEvent
+ * `action.kind`; policy allowed/denied lists and quotas): an undeclared custom.* kind is 400
+ * INVALID_REQUEST. v0.1.26 only: with the flag off `action.kind` is a free string (v0.1.25).
+ */
+export function requireDeclaredKind(config: RegistryConfig, kind: unknown, where: string): void {
+  if (!config.features.has('v0.1.26') || typeof kind !== 'string') return;
+  const why = registryFor(config).checkRequestKind(kind);
+  if (why) throw invalid(`${where}: ${why}`);
 }

@@ -26,6 +26,7 @@ import { PolicyCache, candidatesFor } from '../policy/cache';
 import { budgetPrefix } from './reservationOps';
 import { newReservationId } from './reservationId';
 import type { HandlerContext } from '../http/types';
+import { requireDeclaredKind } from '../governance/registry';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
 
@@ -88,6 +89,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   if (principal.kind !== 'tenant') throw new ApiError('UNAUTHORIZED', 'A tenant API key is required');
   const tenant = principal.tenantId;
   const body = ctx.body as Record<string, unknown>;
+  // validation, before idempotency: an undeclared custom.* kind is never evaluated
+  requireDeclaredKind(ctx.deps.config, (body.action as { kind?: unknown } | undefined)?.kind, 'action.kind');
   const idemKey = idempotencyKeyFrom(ctx);
   const { scopes, scopePath } = deriveScopes(body.subject, tenant);
   requireScopeAllowed(principal.scopeFilter, scopePath);
