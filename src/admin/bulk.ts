@@ -29,7 +29,7 @@ export interface BulkEnvelope {
   idempotency_key: string;
 }
 
-type Endpoint = 'tenants' | 'budgets';
+export type Endpoint = 'tenants' | 'budgets' | 'webhooks';
 
 // ------------------------------------------------------------------ idempotency
 const bodyHash = (body: unknown) => createHash('sha256').update(canonicalJson(body)).digest('hex');
@@ -62,10 +62,11 @@ async function release(redis: Redis, endpoint: Endpoint, body: Record<string, an
   await redis.del(keys.bulkIdem(endpoint, body.idempotency_key));
 }
 
-/** Runs the gated bulk flow; `count` returns the matched rows, `apply` mutates them. */
-async function gated<T>(
+/** Runs the gated bulk flow; `match` returns the matched rows, `apply` mutates them.
+ *  `noun` names the rows in the gate messages. Shared by every bulk action endpoint. */
+export async function gated<T>(
   redis: Redis, endpoint: Endpoint, body: Record<string, any>,
-  match: () => Promise<T[]>, apply: (rows: T[], env: BulkEnvelope) => Promise<void>,
+  match: () => Promise<T[]>, apply: (rows: T[], env: BulkEnvelope) => Promise<void>, noun = 'rows',
 ): Promise<{ envelope: BulkEnvelope; replayed: boolean }> {
   const replay = await claim(redis, endpoint, body);
   if (replay) return { envelope: replay, replayed: true };
@@ -73,11 +74,11 @@ async function gated<T>(
   try {
     const rows = await match();
     if (rows.length > BULK_MAX_ROWS) {
-      throw new ApiError('LIMIT_EXCEEDED', `The filter matches ${rows.length} rows; at most ${BULK_MAX_ROWS} per bulk action — narrow the filter`,
+      throw new ApiError('LIMIT_EXCEEDED', `The filter matches ${rows.length} ${noun}; at most ${BULK_MAX_ROWS} per bulk action — narrow the filter`,
         { total_matched: rows.length, limit: BULK_MAX_ROWS }, 400);
     }
     if (body.expected_count !== undefined && Number(body.expected_count) !== rows.length) {
-      throw new ApiError('COUNT_MISMATCH', `expected_count ${body.expected_count} does not match the ${rows.length} rows the filter matches now; nothing was changed`,
+      throw new ApiError('COUNT_MISMATCH', `expected_count ${body.expected_count} does not match the ${rows.length} ${noun} the filter matches now; nothing was changed`,
         { expected_count: Number(body.expected_count), total_matched: rows.length });
     }
     env = { action: body.action, total_matched: rows.length, succeeded: [], failed: [], skipped: [], idempotency_key: body.idempotency_key };

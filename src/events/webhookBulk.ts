@@ -1,5 +1,5 @@
 // bulkActionWebhooks: PAUSE / RESUME / DELETE every subscription a filter selects, with the
-// gates of the other bulk actions (src/admin/bulk.ts, decision DP3): validate → idempotency
+// same gate flow as the other bulk actions (src/admin/bulk.ts `gated`, decision DP3): validate → idempotency
 // (15 min, same body → the stored envelope, other body → 409 IDEMPOTENCY_MISMATCH) → count →
 // > 500 ⇒ 400 LIMIT_EXCEEDED → expected_count ⇒ 409 COUNT_MISMATCH → apply row by row on
 // live state through the single-op writes (so the invariants and the closed-owner guard hold
@@ -7,31 +7,12 @@
 // ALREADY_IN_TARGET_STATE; RESUME on DISABLED → failed INVALID_TRANSITION; DELETE of a
 // vanished row → skipped ALREADY_DELETED; PAUSE/RESUME of a vanished row → failed NOT_FOUND;
 // CLOSED owner or a row whose selectors violate the invariants → failed INVALID_TRANSITION.
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError, invalid } from '../errors';
-import { keys } from '../store/keys';
-import { canonicalJson, type EventCtx } from '../admin/common';
-import { BULK_IDEMPOTENCY_TTL_MS, BULK_MAX_ROWS, type BulkEnvelope, type RowOutcome } from '../admin/bulk';
+import type { EventCtx } from '../admin/common';
+import { gated, type BulkEnvelope, type RowOutcome } from '../admin/bulk';
 import { filteredRecords, readRecord, type WebhookFilter } from './subscriptions';
 import { deleteSubscription, updateSubscription, type WriteCtx } from './webhookWrites';
-
-const ENDPOINT = 'webhooks';
-const bodyHash = (body: unknown) => createHash('sha256').update(canonicalJson(body)).digest('hex');
-
-async function claim(redis: Redis, body: Record<string, any>, depth = 0): Promise<BulkEnvelope | undefined> {
-  const k = keys.bulkIdem(ENDPOINT, body.idempotency_key);
-  const hash = bodyHash(body);
-  if ((await redis.set(k, JSON.stringify({ hash, state: 'pending' }), 'PX', BULK_IDEMPOTENCY_TTL_MS, 'NX')) === 'OK') return undefined;
-  const raw = await redis.get(k);
-  if (raw === null && depth < 3) return claim(redis, body, depth + 1);
-  const rec = JSON.parse(raw ?? '{}') as { hash?: string; state?: string; response?: BulkEnvelope };
-  if (rec.hash !== hash) throw new ApiError('IDEMPOTENCY_MISMATCH', 'idempotency_key was already used with a different request body');
-  if (rec.state !== 'done' || !rec.response) {
-    throw new ApiError('INTERNAL_ERROR', 'A bulk action with this idempotency_key is still running; retry shortly', undefined, 500, { 'Retry-After': '1' });
-  }
-  return rec.response;
-}
 
 function rowFailure(id: string, e: unknown): RowOutcome {
   if (!(e instanceof ApiError)) return { id, error_code: 'INTERNAL_ERROR', message: 'Internal error' };
@@ -54,55 +35,38 @@ export async function bulkWebhooks(
   const action = String(body.action);
   if (!['PAUSE', 'RESUME', 'DELETE'].includes(action)) throw invalid('action must be one of PAUSE, RESUME, DELETE');
 
-  const replay = await claim(redis, body);
-  if (replay) return { envelope: replay, replayed: true };
-  let env: BulkEnvelope;
-  try {
-    const rows = (await filteredRecords(redis, f)).sort((a, b) => (a.subscription_id < b.subscription_id ? -1 : 1));
-    if (rows.length > BULK_MAX_ROWS) {
-      throw new ApiError('LIMIT_EXCEEDED', `The filter matches ${rows.length} subscriptions; at most ${BULK_MAX_ROWS} per bulk action — narrow the filter`,
-        { total_matched: rows.length, limit: BULK_MAX_ROWS }, 400);
-    }
-    if (body.expected_count !== undefined && Number(body.expected_count) !== rows.length) {
-      throw new ApiError('COUNT_MISMATCH', `expected_count ${body.expected_count} does not match the ${rows.length} subscriptions the filter matches now; nothing was changed`,
-        { expected_count: Number(body.expected_count), total_matched: rows.length });
-    }
-    env = { action, total_matched: rows.length, succeeded: [], failed: [], skipped: [], idempotency_key: body.idempotency_key };
-    const correlation = `webhook_bulk_action:${action.toLowerCase()}:${c.ev.request_id}`;
-    const ev: EventCtx = { ...c.ev, correlation_id: correlation };
-    for (const row of rows) {
-      const id = row.subscription_id;
-      try {
-        const live = await readRecord(redis, id);
-        if (!live) {
-          if (action === 'DELETE') env.skipped.push({ id, reason: 'ALREADY_DELETED' });
-          else env.failed.push({ id, error_code: 'NOT_FOUND', message: `Subscription ${id} no longer exists` });
-          continue;
-        }
-        if (action === 'DELETE') {
-          await deleteSubscription(redis, live.tenant_id, id, ev, correlation);
-        } else if (action === 'PAUSE') {
-          if (live.status !== 'ACTIVE') { env.skipped.push({ id, reason: 'ALREADY_IN_TARGET_STATE' }); continue; }
-          await updateSubscription(redis, live.tenant_id, id, { status: 'PAUSED' }, { ...c, ev }, { correlation, fromStatus: 'ACTIVE' });
-        } else {
-          if (live.status === 'ACTIVE') { env.skipped.push({ id, reason: 'ALREADY_IN_TARGET_STATE' }); continue; }
-          if (live.status === 'DISABLED') {
-            env.failed.push({ id, error_code: 'INVALID_TRANSITION', message: 'A DISABLED subscription cannot be resumed in bulk; re-enable it with PATCH status=ACTIVE' });
+  return gated(redis, 'webhooks', body,
+    async () => (await filteredRecords(redis, f)).sort((a, b) => (a.subscription_id < b.subscription_id ? -1 : 1)),
+    async (rows, env) => {
+      const correlation = `webhook_bulk_action:${action.toLowerCase()}:${c.ev.request_id}`;
+      const ev: EventCtx = { ...c.ev, correlation_id: correlation };
+      for (const row of rows) {
+        const id = row.subscription_id;
+        try {
+          const live = await readRecord(redis, id);
+          if (!live) {
+            if (action === 'DELETE') env.skipped.push({ id, reason: 'ALREADY_DELETED' });
+            else env.failed.push({ id, error_code: 'NOT_FOUND', message: `Subscription ${id} no longer exists` });
             continue;
           }
-          await updateSubscription(redis, live.tenant_id, id, { status: 'ACTIVE' }, { ...c, ev }, { correlation, fromStatus: 'PAUSED' });
+          if (action === 'DELETE') {
+            await deleteSubscription(redis, live.tenant_id, id, ev, correlation);
+          } else if (action === 'PAUSE') {
+            if (live.status !== 'ACTIVE') { env.skipped.push({ id, reason: 'ALREADY_IN_TARGET_STATE' }); continue; }
+            await updateSubscription(redis, live.tenant_id, id, { status: 'PAUSED' }, { ...c, ev }, { correlation, fromStatus: 'ACTIVE' });
+          } else {
+            if (live.status === 'ACTIVE') { env.skipped.push({ id, reason: 'ALREADY_IN_TARGET_STATE' }); continue; }
+            if (live.status === 'DISABLED') {
+              env.failed.push({ id, error_code: 'INVALID_TRANSITION', message: 'A DISABLED subscription cannot be resumed in bulk; re-enable it with PATCH status=ACTIVE' });
+              continue;
+            }
+            await updateSubscription(redis, live.tenant_id, id, { status: 'ACTIVE' }, { ...c, ev }, { correlation, fromStatus: 'PAUSED' });
+          }
+          env.succeeded.push({ id });
+        } catch (e) {
+          if (action === 'DELETE' && e instanceof ApiError && e.code === 'WEBHOOK_NOT_FOUND') env.skipped.push({ id, reason: 'ALREADY_DELETED' });
+          else env.failed.push(rowFailure(id, e));
         }
-        env.succeeded.push({ id });
-      } catch (e) {
-        if (action === 'DELETE' && e instanceof ApiError && e.code === 'WEBHOOK_NOT_FOUND') env.skipped.push({ id, reason: 'ALREADY_DELETED' });
-        else env.failed.push(rowFailure(id, e));
       }
-    }
-  } catch (e) {
-    await redis.del(keys.bulkIdem(ENDPOINT, body.idempotency_key)).catch(() => 0);
-    throw e;
-  }
-  await redis.set(keys.bulkIdem(ENDPOINT, body.idempotency_key),
-    JSON.stringify({ hash: bodyHash(body), state: 'done', response: env }), 'PX', BULK_IDEMPOTENCY_TTL_MS);
-  return { envelope: env, replayed: false };
+    }, 'subscriptions');
 }

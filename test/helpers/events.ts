@@ -81,3 +81,23 @@ export async function storedEvents(redis: Redis, tenant: string): Promise<Return
   const rows = await redis.xrange(keys.outbox(tenant), '-', '+');
   return rows.map(([id, flat]) => renderEvent(tenant, id, fieldsOf(flat)));
 }
+
+/** Checks every stored event of one category, in every outbox of this Redis, with
+ *  expectValidEvent; returns how many were checked. */
+export async function expectValidStoredEvents(redis: Redis, category: string): Promise<number> {
+  let checked = 0;
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', '*:outbox', 'COUNT', 1000);
+    cursor = next;
+    for (const k of batch) {
+      const tenant = k.slice(3, k.lastIndexOf('}'));
+      for (const e of await storedEvents(redis, tenant)) {
+        if (e.category !== category) continue;
+        expectValidEvent(e);
+        checked++;
+      }
+    }
+  } while (cursor !== '0');
+  return checked;
+}
