@@ -11,7 +11,7 @@
 // latency percentiles, the ledger's own throughput; afterwards every event must have
 // reached every subscription (none lost; duplicates counted).
 // The result is upserted into bench/RESULTS.md between <!-- delivery --> markers.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,7 +21,7 @@ import { freePort, startRedisServer } from '../src/store/redisProcess';
 import { Redis } from 'ioredis';
 import { REPO_ROOT } from '../src/config';
 import { keys } from '../src/store/keys';
-import { headerLines, makeClient } from './httpClient';
+import { headerLines, makeClient, waitReady } from './httpClient';
 
 const program = new Command()
   .option('--subs <n>', 'active subscriptions (all select every event)', '10')
@@ -91,18 +91,6 @@ function spawnChild(args: string[], env: NodeJS.ProcessEnv) {
   return { child, exited, log: () => out };
 }
 
-async function waitReady(url: string, timeoutMs: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`child exited (${child.exitCode}): ${log()}`);
-    try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (r.status === 200) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`not ready after ${timeoutMs} ms: ${url}\n${log()}`);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,6 +7,7 @@
 // Content-Length, the way wrk-style tools do. Anything it does not understand (chunked
 // bodies, a connection closed mid-request, a timeout) fails the request loudly.
 import { connect, type Socket } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 
 export interface Reply { status: number; body: string }
 
@@ -115,4 +116,18 @@ export function makeClient(baseUrl: string, connections: number, timeoutMs = 30_
 /** Header lines for makeClient().request. */
 export function headerLines(headers: Record<string, string>): string {
   return Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+}
+
+/** Polls `url` until it answers 200; fails early when the server child exits. */
+export async function waitReady(url: string, timeoutMs: number, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`child exited (${child.exitCode}): ${log()}`);
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (r.status === 200) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${url}\n${log()}`);
 }

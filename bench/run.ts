@@ -14,8 +14,8 @@
 // at each level as a ceiling; our throughput is reported as a fraction of it.
 // Results: a markdown table on stdout and in bench/RESULTS.md.
 import { Pool } from 'undici';
-import { headerLines, makeClient, type Reply } from './httpClient';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { headerLines, makeClient, waitReady, type Reply } from './httpClient';
+import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
@@ -56,18 +56,6 @@ const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
 // ---------------------------------------------------------------- processes
 
 
-async function waitReady(url: string, timeoutMs: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`child exited (${child.exitCode}): ${log()}`);
-    try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (r.status === 200) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`not ready after ${timeoutMs} ms: ${url}\n${log()}`);
-}
 
 function spawnChild(args: string[], env: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });

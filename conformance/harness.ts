@@ -165,6 +165,20 @@ export class CaseContext {
   }
 }
 
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `done` holds (servers may converge asynchronously, e.g. a Mode B cascade, a
+ *  deferred audit write or the event relay's indexes). */
+export async function eventually<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let v = await fn();
+  while (!done(v) && Date.now() < end) {
+    await sleep(100);
+    v = await fn();
+  }
+  return v;
+}
+
 export function fillPath(template: string, params: Record<string, string>): string {
   return template.replace(/\{([^}]+)\}/g, (_m, name: string) => encodeURIComponent(params[name] ?? `conf-missing-${name}`));
 }

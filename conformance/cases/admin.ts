@@ -7,30 +7,18 @@
 // the suite can run repeatedly against one server. Error codes are asserted only where the
 // spec names them or the ErrorCode enum has exactly one code for the condition (decision DQ3).
 import { randomBytes } from 'node:crypto';
-import type { Case, CaseContext, TenantFixture } from '../harness';
+import { eventually, type Case, type CaseContext, type TenantFixture } from '../harness';
 import type { HttpResponse } from '../client';
 
 const U = 'USD_MICROCENTS';
 const amount = (n: bigint | number, unit = U) => ({ unit, amount: n });
 const big = (v: unknown): bigint | undefined => (typeof v === 'bigint' ? v : typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : undefined);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** a token no other id of this run contains (tenant-id charset) */
 const token = () => randomBytes(6).toString('hex');
 
 const adm = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
   id: `admin.${id}`, title, plane: 'admin', skipOn501: true, run,
 });
-
-/** Polls until `done` holds (servers may converge asynchronously, e.g. a Mode B cascade or a deferred audit write). */
-async function eventually<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let v = await fn();
-  while (!done(v) && Date.now() < end) {
-    await sleep(100);
-    v = await fn();
-  }
-  return v;
-}
 
 function eq(ctx: CaseContext, got: unknown, want: bigint, what: string): void {
   ctx.check(big(got) === want, `${what}: got ${String(got)}, want ${want}`);

@@ -5,28 +5,17 @@
 // otherwise; a tenant key sees only its own budget / reservation / tenant events and is
 // refused admin-only filters. Black-box: nothing about the server's id format or storage
 // is assumed; servers may index events asynchronously, so reads poll briefly.
-import type { Case, CaseContext } from '../harness';
+import { eventually, type Case, type CaseContext } from '../harness';
 import type { HttpResponse } from '../client';
 import { EVENT_DATA_SCHEMA } from '../../src/events/model';
 import { toView } from '../validate';
 
 const U = 'USD_MICROCENTS';
 const TENANT_VISIBLE = new Set(['budget', 'reservation', 'tenant']);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const ev = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
   id: `events.${id}`, title, plane: 'admin', skipOn501: true, run,
 });
-
-async function eventually<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let v = await fn();
-  while (!done(v) && Date.now() < end) {
-    await sleep(100);
-    v = await fn();
-  }
-  return v;
-}
 
 /** Each event's data against its EventData* variant (the harness checks the Event envelope). */
 function checkData(ctx: CaseContext, events: any[], where: string): void {

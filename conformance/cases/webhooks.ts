@@ -8,12 +8,11 @@
 // point at https://example.com (nothing is delivered there unless configured), system-wide
 // ones select only policy.deleted, and every case deletes what it created.
 import { randomBytes } from 'node:crypto';
-import type { Case, CaseContext, TenantFixture } from '../harness';
+import { sleep, type Case, type CaseContext, type TenantFixture } from '../harness';
 import type { HttpResponse } from '../client';
 
 const HOOK = 'https://example.com/cycles-conformance-hook';
 const token = () => randomBytes(6).toString('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const wh = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
   id: `webhooks.${id}`, title, plane: 'admin', skipOn501: true, run,
