@@ -3,7 +3,8 @@
 import { createExpressServer } from './http/expressServer';
 import { installClientErrorHandler } from './http/clientError';
 import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { readOrCreateKeyFile } from './store/keyFile';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig, MIN_ADMIN_KEY_CHARS, type Config, type Plane } from './config';
@@ -154,43 +155,23 @@ export function resolveAdminKey(config: Config, announce: (line: string) => void
 
 function devAdminKey(dataDir: string, warn: (line: string) => void): { key: string; file: string; created: boolean } {
   const file = path.join(dataDir, DEV_ADMIN_KEY_FILE);
-  const existing = readDevAdminKey(file, warn);
-  if (existing) return { key: existing, file, created: false };
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const key = `cyc_admin_${randomBytes(24).toString('base64url')}`;
-  // Written to a private temp file, then linked into place: the link fails if another
-  // process starting on the same data dir got there first (we then use its key), and no
-  // reader ever sees a half-written file.
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, `${key}\n`, { mode: 0o600, flag: 'wx' });
-  try {
-    linkSync(tmp, file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot save the development admin key in ${file}: ${(e as Error).message}`);
-    const theirs = readDevAdminKey(file, warn);
-    if (!theirs) throw new Error(`${file} vanished while starting; start again`);
-    return { key: theirs, file, created: false };
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-  return { key, file, created: true };
-}
-
-function readDevAdminKey(file: string, warn: (line: string) => void): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot read the development admin key ${file}: ${(e as Error).message}`);
-  }
-  const key = text.trim();
-  if (!/^[\x21-\x7e]+$/.test(key) || key.length < MIN_ADMIN_KEY_CHARS) {
-    throw new Error(`${file} does not hold an admin key (one line of at least ${MIN_ADMIN_KEY_CHARS} printable characters); delete it to generate a new one, or set ADMIN_API_KEY`);
-  }
-  const mode = statSync(file).mode & 0o777;
-  if (mode & 0o077) warn(`WARNING: ${file} is readable by other users (mode ${mode.toString(8)}); chmod 600 it`);
-  return key;
+  const { key, created } = readOrCreateKeyFile(dataDir, {
+    file,
+    what: 'the development admin key',
+    parse(text) {
+      if (!/^[\x21-\x7e]+$/.test(text) || text.length < MIN_ADMIN_KEY_CHARS) {
+        throw new Error(`${file} does not hold an admin key (one line of at least ${MIN_ADMIN_KEY_CHARS} printable characters); delete it to generate a new one, or set ADMIN_API_KEY`);
+      }
+      const mode = statSync(file).mode & 0o777;
+      if (mode & 0o077) warn(`WARNING: ${file} is readable by other users (mode ${mode.toString(8)}); chmod 600 it`);
+      return text;
+    },
+    generate() {
+      const k = `cyc_admin_${randomBytes(24).toString('base64url')}`;
+      return { key: k, text: k };
+    },
+  });
+  return { key, file, created };
 }
 
 /** The private redis-server used when no REDIS_URL is given. */

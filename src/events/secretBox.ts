@@ -12,7 +12,7 @@
 // except in production, where the variable is mandatory (src/config.ts refuses to start).
 // Every process and instance sharing one Redis must use the same key.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readOrCreateKeyFile } from '../store/keyFile';
 import path from 'node:path';
 import type { Config } from '../config';
 
@@ -91,36 +91,19 @@ export async function defaultSecretBox(): Promise<SecretBox> {
 
 function dataDirKey(dataDir: string): Buffer {
   const file = path.join(dataDir, DEV_WEBHOOK_KEY_FILE);
-  const existing = readKeyFile(file);
-  if (existing) return existing;
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(32);
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-  try {
-    linkSync(tmp, file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot save the webhook secret key in ${file}: ${(e as Error).message}`);
-    const theirs = readKeyFile(file);
-    if (!theirs) throw new Error(`${file} vanished while being created; retry`);
-    return theirs;
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-  return key;
-}
-
-function readKeyFile(file: string): Buffer | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot read the webhook secret key ${file}: ${(e as Error).message}`);
-  }
-  const key = Buffer.from(text.trim(), 'base64');
-  if (key.length !== 32) {
-    throw new Error(`${file} does not hold a webhook secret key (base64 of 32 bytes); restore it, or set CYCLES_WEBHOOK_SECRET_KEY`);
-  }
-  return key;
+  return readOrCreateKeyFile(dataDir, {
+    file,
+    what: 'the webhook secret key',
+    parse(text) {
+      const key = Buffer.from(text, 'base64');
+      if (key.length !== 32) {
+        throw new Error(`${file} does not hold a webhook secret key (base64 of 32 bytes); restore it, or set CYCLES_WEBHOOK_SECRET_KEY`);
+      }
+      return key;
+    },
+    generate() {
+      const key = randomBytes(32);
+      return { key, text: key.toString('base64') };
+    },
+  }).key;
 }
