@@ -82,7 +82,14 @@ describe('api_key.auth_failure_rate_spike', () => {
     // a low rate re-arms it (successes dominate the window), the next spike fires again
     await sleep(3200); // the failures above leave the window
     await Promise.all(Array.from({ length: 20 }, () => get(s.runtimeUrl, good)));
-    await sleep(400);
+    // re-armed by the next flush that judges the low rate; under a loaded CI machine that
+    // flush can come late, so wait for it rather than for a fixed time
+    const rearmed = async () => (await s.redis.client.hget(keys.signals(SYSTEM), 'auth_failure_rate')) === '0';
+    const until = Date.now() + 5000;
+    while (!(await rearmed()) && Date.now() < until) {
+      await Promise.all(Array.from({ length: 5 }, () => get(s.runtimeUrl, good)));
+      await sleep(100);
+    }
     expect(await s.redis.client.hget(keys.signals(SYSTEM), 'auth_failure_rate')).toBe('0');
     await Promise.all(Array.from({ length: 40 }, () => get(other.urls.runtime!, bad)));
     evs = await waitFor(() => systemEvents(s, 'api_key.auth_failure_rate_spike'), 2);
