@@ -37,6 +37,8 @@ export interface Config {
   customActionKinds: { kind: string; risk_class: string }[];
   /** requests per minute per client IP on the public action-kind registry (429 above; 0 = off) */
   actionKindsRateLimitPerMinute: number;
+  /** share of OBSERVE-mode ALLOWs that emit reservation.observed_allowed (0 < r <= 1; docs/decisions.md DG10) */
+  observeAllowSampleRate: number;
   /** derived signals: thresholds, windows, rate limits (CYCLES_SIGNAL_*; src/events/signals/config.ts) */
   signals: SignalConfig;
   /** events stay in the outboxes and indexes this many days (time-based trim by the relay) */
@@ -81,6 +83,13 @@ function customKinds(raw: string | undefined): { kind: string; risk_class: strin
     out.push({ kind, risk_class: risk });
   }
   return out;
+}
+
+function sampleRate(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === '') return 1;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0 || v > 1) throw new Error(`CYCLES_OBSERVE_ALLOW_SAMPLE_RATE must be a number in (0, 1], got "${raw}"`);
+  return v;
 }
 
 function int(name: string, raw: string | undefined, def: number, min: number, max: number): number {
@@ -149,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditRetentionDays: int('CYCLES_AUDIT_RETENTION_DAYS', env.CYCLES_AUDIT_RETENTION_DAYS, 400, 0, 36500),
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
     customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),
+    observeAllowSampleRate: sampleRate(env.CYCLES_OBSERVE_ALLOW_SAMPLE_RATE),
     actionKindsRateLimitPerMinute: int('CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE', env.CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE, 60, 0, 1_000_000),
     signals: loadSignalConfig(env),
     eventRetentionDays: int('CYCLES_EVENT_RETENTION_DAYS', env.CYCLES_EVENT_RETENTION_DAYS, 90, 1, 36500),

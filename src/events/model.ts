@@ -42,10 +42,16 @@ export function parseEventId(id: string): { tenant: string; streamId: string; ms
   return { tenant: m[3], streamId: `${m[1]}-${m[2]}`, ms, seq };
 }
 
-/** Category of an event type: its prefix before the first dot. */
+/** Prefixes whose events belong to another EventCategory: the v0.1.26 quota.* types have
+ *  no `quota` category in the EventCategory enum; their rules are policy rules
+ *  (docs/decisions.md DG7). */
+const CATEGORY_OF_PREFIX: Readonly<Record<string, string>> = { quota: 'policy' };
+
+/** Category of an event type: its prefix before the first dot (mapped by CATEGORY_OF_PREFIX). */
 export function categoryOf(eventType: string): string {
   const dot = eventType.indexOf('.');
-  return dot < 0 ? eventType : eventType.slice(0, dot);
+  const prefix = dot < 0 ? eventType : eventType.slice(0, dot);
+  return CATEGORY_OF_PREFIX[prefix] ?? prefix;
 }
 
 /**
@@ -161,6 +167,14 @@ function normalize(value: Record<string, unknown>, schema: Schema | undefined): 
 export function renderEventData(eventType: string, data: Record<string, unknown>): Record<string, unknown> {
   const variant = EVENT_DATA_SCHEMA[eventType];
   const out = normalize(data, variant ? componentSchemas()[variant] : undefined);
+  // DenyDetail (reservation.denied, reservation.observed_denied): budget_remaining is an
+  // int64 the scripts write as a string; reservation.denied types deny_detail as an open
+  // object, so the schema walk above does not reach it.
+  const dd = out.deny_detail;
+  if (dd && typeof dd === 'object' && !Array.isArray(dd)) {
+    const br = (dd as Record<string, unknown>).budget_remaining;
+    if (typeof br === 'string' && INT_RE.test(br)) out.deny_detail = { ...(dd as object), budget_remaining: toInt(br) };
+  }
   if (eventType === 'reservation.expired' && out.ttl_ms === undefined) {
     // ttl of the reservation: the scripts record created_at_ms and expires_at_ms
     const c = data.created_at_ms;

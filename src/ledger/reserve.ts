@@ -15,18 +15,19 @@
 // replay renders byte-identically. Stale cached policies: the script answers STALE
 // with the current ones (no writes) and the evaluation runs again.
 import { ApiError } from '../errors';
-import { parseJsonBody, stringify, toBig, INT64_MAX } from '../json';
+import { parseJsonBody, stringify, toBig, toJsonInt, INT64_MAX } from '../json';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount, renderBalance, UNITS } from './model';
 import { deriveScopes } from './scope';
 import { requireScopeAllowed } from '../auth/scopeFilter';
 import { idempotencyKeyFrom, payloadHash } from './idempotency';
-import { PolicyCache, candidatesFor } from '../policy/cache';
+import { PolicyCache, scopeCandidates, type PolicySet } from '../policy/cache';
 import { budgetPrefix } from './reservationOps';
 import { newReservationId } from './reservationId';
 import type { HandlerContext } from '../http/types';
-import { requireDeclaredKind } from '../governance/registry';
+import { requireDeclaredKind, registryFor, type ActionKindRegistry } from '../governance/registry';
+import { governanceFor, needsRunId, type GovernanceRequest } from '../governance/rules';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
 
@@ -71,6 +72,10 @@ export interface ScriptResult {
   reservation_id?: string;
   expires_at_ms?: string;
   balances?: Record<string, string>[];
+  /** v0.1.26: DenyDetail of a DENY (budget_remaining as an int64 string) */
+  deny_detail?: Record<string, unknown>;
+  /** v0.1.26: evaluated in OBSERVE mode (nothing written) */
+  observe?: boolean;
 }
 
 export interface Outcome {
@@ -138,17 +143,40 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.policies(tenant),
     keys.policyVersion(tenant),
     keys.expirySchedule(tenant),
+    keys.quotaIndex(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
   ];
 
-  type Reply = { err?: string; scope?: string; remaining?: string; expected_units?: string[] }
+  // v0.1.26 (flag on): the rules of every candidate policy for this request, the run id,
+  // the requested observe mode; the script picks the candidate in effect and evaluates.
+  const v126 = ctx.deps.config.features.has('v0.1.26');
+  let gov: GovernanceRequest | undefined;
+  if (v126) {
+    const action = body.action as { kind: string; policy_keys?: Record<string, unknown> };
+    const dims = (body.subject as { dimensions?: Record<string, unknown> }).dimensions;
+    const runId = typeof dims?.run_id === 'string' ? dims.run_id : '';
+    gov = { tenant, kind: action.kind, scopePath, policyKeys: action.policy_keys };
+    const rate = ctx.deps.config.observeAllowSampleRate;
+    Object.assign(params, {
+      gov: true,
+      kind: action.kind,
+      run_id: runId,
+      observe_request: mode === 'live' || mode === 'dry_run' ? (typeof body.observe_mode === 'string' ? body.observe_mode : '') : '',
+      quota_prefix: keys.quotaPrefix(tenant),
+      observe_allow_emit: rate >= 1 || Math.random() < rate,
+      sample_rate: rate,
+    });
+  }
+  const registry = v126 ? registryFor(ctx.deps.config) : undefined;
+
+  type Reply = ScriptErrorReply
     & { replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult }
     & { stale?: boolean; version?: string; policies?: string[] | Record<string, never> };
   let policies = policyCache.get(tenant);
   let out: Reply | undefined;
   for (let attempt = 1; ; attempt++) {
     params.policy_version = policies?.version ?? '';
-    params.candidates = candidatesFor(policies, scopePath);
+    params.candidates = candidatesWithRules(policies, scopePath, gov, registry);
     out = JSON.parse(await runScript(redis, script(), scriptKeys, [JSON.stringify(params)]) as string) as Reply;
     if (!out.stale) break;
     const flat = Array.isArray(out.policies) ? out.policies : [];
@@ -161,17 +189,53 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
       throw new ApiError('INTERNAL_ERROR', 'Policies changed during the evaluation; retry the request');
     }
   }
-  if (out.err) throw scriptError(out, { scopePath, unit, estimate });
+  if (out.err) throw scriptError(out, { scopePath, unit, estimate, kind: gov?.kind });
 
   const result = out.result!;
   return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false };
 }
 
-function scriptError(
-  out: { err?: string; scope?: string; remaining?: string; expected_units?: string[] },
-  req: { scopePath: string; unit: string; estimate: bigint },
-): ApiError {
+/** The script candidates, each carrying its v0.1.26 rules for this request (flag on). */
+function candidatesWithRules(set: PolicySet | undefined, scopePath: string, gov: GovernanceRequest | undefined,
+  registry: ActionKindRegistry | undefined): unknown[] {
+  const { cands, policies } = scopeCandidates(set, scopePath);
+  if (!gov || !registry) return cands;
+  return cands.map((c, i) => {
+    const g = governanceFor(policies[i], gov, registry);
+    return g ? { ...c, gov: g, needs_run_id: needsRunId(g) } : c;
+  });
+}
+
+/** DenyDetail as the script builds it (budget_remaining an int64 string) → wire form. */
+export function renderDenyDetail(dd: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...dd };
+  if (typeof out.budget_remaining === 'string') out.budget_remaining = toJsonInt(BigInt(out.budget_remaining));
+  return out;
+}
+
+interface ScriptErrorReply {
+  err?: string; scope?: string; remaining?: string; expected_units?: string[];
+  policy_id?: string; deny_detail?: Record<string, unknown>;
+  replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult;
+  stale?: boolean; version?: string; policies?: string[] | Record<string, never>;
+}
+
+function scriptError(out: ScriptErrorReply, req: { scopePath: string; unit: string; estimate: bigint; kind?: string }): ApiError {
+  const dd = out.deny_detail ? renderDenyDetail(out.deny_detail) : undefined;
   switch (out.err) {
+    case 'RUN_ID_REQUIRED':
+      return new ApiError('INVALID_REQUEST', `subject.dimensions.run_id is required: policy ${out.policy_id} has a per_run quota that applies to action kind ${req.kind}`);
+    case 'ACTION_KIND_DENIED':
+      return new ApiError('ACTION_KIND_DENIED', `Action kind ${req.kind} is denied by policy ${String(dd?.blocked_by_policy)}`, { deny_detail: dd });
+    case 'ACTION_KIND_NOT_ALLOWED':
+      return new ApiError('ACTION_KIND_NOT_ALLOWED', `Action kind ${req.kind} is not in the allowed_action_kinds of policy ${String(dd?.blocked_by_policy)}`, { deny_detail: dd });
+    case 'ACTION_QUOTA_EXCEEDED': {
+      const qv = (dd?.quota_violation ?? {}) as Record<string, unknown>;
+      const msg = qv.risk_class
+        ? `Risk-class quota exceeded: ${String(qv.risk_class)} ${String(qv.window)} limit ${String(qv.limit)} reached`
+        : `Action quota exceeded: ${String(qv.action_kind)} ${String(qv.window)} limit ${String(qv.limit)} reached`;
+      return new ApiError('ACTION_QUOTA_EXCEEDED', msg, { scope: qv.scope, deny_detail: dd });
+    }
     case 'IDEMPOTENCY_MISMATCH':
       return new ApiError('IDEMPOTENCY_MISMATCH', 'idempotency_key was already used with a different request payload');
     case 'TENANT_CLOSED':
@@ -192,6 +256,7 @@ function scriptError(
     case 'DEBT_OUTSTANDING': {
       const details: Record<string, unknown> = { scope: out.scope, unit: req.unit, requested: amount(req.unit, req.estimate) };
       if (out.remaining !== undefined) details.remaining = amount(req.unit, out.remaining);
+      if (dd) details.deny_detail = dd;
       return new ApiError(out.err, DENIAL_MESSAGE[out.err].replace('%s', String(out.scope)), details);
     }
     default:
@@ -237,6 +302,7 @@ export function renderCreateResponse(o: Outcome): Record<string, unknown> {
   const balances = balancesOf(r);
   if (balances.length > 0) body.balances = balances;
   if (r.decision === 'DENY' && r.reason_code) body.reason_code = r.reason_code;
+  if (r.decision === 'DENY' && r.deny_detail) body.deny_detail = renderDenyDetail(r.deny_detail);
   return body;
 }
 
@@ -247,6 +313,7 @@ export function renderDecisionResponse(o: Outcome): Record<string, unknown> {
   const caps = capsOf(r);
   if (caps) body.caps = caps;
   if (r.decision === 'DENY' && r.reason_code) body.reason_code = r.reason_code;
+  if (r.decision === 'DENY' && r.deny_detail) body.deny_detail = renderDenyDetail(r.deny_detail);
   body.affected_scopes = r.affected_scopes;
   return body;
 }

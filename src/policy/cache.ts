@@ -20,11 +20,17 @@ export interface ScriptCandidate {
   caps_json?: string;
 }
 
+/** The candidates of one scope path: script form and the policy each came from (same order). */
+export interface ScopeCandidates {
+  cands: ScriptCandidate[];
+  policies: Policy[];
+}
+
 export interface PolicySet {
   version: string;
   policies: Policy[];
-  /** scope path → candidates in selection order (bounded memo) */
-  byScope: Map<string, ScriptCandidate[]>;
+  /** scope path → candidates in selection order, with their policies (bounded memo) */
+  byScope: Map<string, ScopeCandidates>;
 }
 
 const OVERAGE_POLICIES = new Set(['REJECT', 'ALLOW_IF_AVAILABLE', 'ALLOW_WITH_OVERDRAFT']);
@@ -77,11 +83,22 @@ export class PolicyCache {
 
 /** Candidates of `scopePath` in selection order, memoised on the entry. */
 export function candidatesFor(set: PolicySet | undefined, scopePath: string): ScriptCandidate[] {
-  if (!set || set.policies.length === 0) return [];
+  return scopeCandidates(set, scopePath).cands;
+}
+
+const NONE: ScopeCandidates = { cands: [], policies: [] };
+
+/** Candidates of `scopePath` with their policies (the v0.1.26 rules are per request). */
+export function scopeCandidates(set: PolicySet | undefined, scopePath: string): ScopeCandidates {
+  if (!set || set.policies.length === 0) return NONE;
   const hit = set.byScope.get(scopePath);
   if (hit) return hit;
-  const cands = policyCandidates(set.policies, scopePath).map((c) => toScriptCandidate(c.policy, c.fromMs, c.untilMs));
+  const matched = policyCandidates(set.policies, scopePath);
+  const entry: ScopeCandidates = {
+    cands: matched.map((c) => toScriptCandidate(c.policy, c.fromMs, c.untilMs)),
+    policies: matched.map((c) => c.policy),
+  };
   if (set.byScope.size >= MAX_SCOPES_PER_TENANT) set.byScope.clear();
-  set.byScope.set(scopePath, cands);
-  return cands;
+  set.byScope.set(scopePath, entry);
+  return entry;
 }

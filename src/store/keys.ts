@@ -26,6 +26,18 @@ export const keys = {
   expirySchedule: (t: string) => `${tenantTag(t)}:res-expiry`,
   /** string: idempotency record for (tenant, endpoint, key) */
   idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
+  /** hash: one action-quota counter (v0.1.26; src/governance/quota.ts, quota_common.lua).
+   *  kindPart = the action kind, or `__risk__:<risk_class>` for a risk-class counter;
+   *  windowKey = run_id (per_run) or the UTC bucket (YYYY-MM-DDTHH:MM / YYYY-MM-DDTHH /
+   *  YYYY-MM-DD). Fields: used, limit, policy_id, scope, action_kind, risk_class, window,
+   *  window_key, ttl_ms (per_run), created_ms, last_ms, th:<pct> (threshold fired). */
+  quotaCounter: (t: string, scope: string, kindPart: string, window: string, windowKey: string) =>
+    `${tenantTag(t)}:quota:${scope}:${kindPart}:${window}:${windowKey}`,
+  /** prefix of every quota counter key of a tenant (the scripts append the rest) */
+  quotaPrefix: (t: string) => `${tenantTag(t)}:quota:`,
+  /** zset: every quota counter key of a tenant, score = the key's expiry (ms); members
+   *  whose score is in the past name expired keys and may be removed */
+  quotaIndex: (t: string) => `${tenantTag(t)}:quota-index`,
   /** stream: event outbox of a tenant, appended inside the same script as the change;
    *  consumer group `relay` (src/events/relay.ts); event_id = evt_<ms>_<seq>_<tenant> */
   outbox: (t: string) => `${tenantTag(t)}:outbox`,

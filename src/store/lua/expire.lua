@@ -2,6 +2,7 @@
 -- @include ledger_common.lua
 -- @include reservation_common.lua
 -- @include signals_common.lua
+-- @include quota_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
@@ -48,6 +49,8 @@ local plans, perr = plan_restore(budgets, r.estimate)
 if not plans then return unscheduled({outcome = 'corrupt', message = cjson.decode(perr).message}) end
 
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
+-- v0.1.26 PER_RUN COUNTER LIFECYCLE: an expired, never-committed call no longer counts.
+quota_release_run_counters(r)
 redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
 retain_finalized(res_key, schedule_key, id)
 

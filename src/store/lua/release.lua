@@ -3,6 +3,7 @@
 -- @include ledger_common.lua
 -- @include reservation_common.lua
 -- @include signals_common.lua
+-- @include quota_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -48,6 +49,8 @@ local plans, perr = plan_restore(budgets, r.estimate)
 if not plans then return perr end
 
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
+-- v0.1.26 PER_RUN COUNTER LIFECYCLE: a released call no longer counts against its run.
+quota_release_run_counters(r)
 -- budget.threshold_crossed (falling) is the only event a plain release can cause.
 util_signal_plans(budgets, plans, r.unit, now, KEYS[3], {trace_id = ARGV[5], request_id = ARGV[6], actor_json = ARGV[7]})
 

@@ -1,21 +1,26 @@
 -- reserve.lua: createReservation (live and dry_run) and decide, as ONE atomic step.
 -- @include ledger_common.lua
 -- @include signals_common.lua
+-- @include quota_common.lua
 --
 -- Order (runtime spec; v0.1.26 RESERVATION EVALUATION ORDER):
 --   0. idempotency replay / mismatch   (replay precedence over everything below)
 --   0b. policy version check           (STALE: the caller's cached policies are outdated)
+--   0c. [v0.1.26] effective observe mode; a per_run rule without run_id → 400
 --   1. closed-tenant guard             (live → 409 TENANT_CLOSED, evaluations → DENY)
---   2. [v0.1.26 access control, risk-class quotas, per-kind quotas: insert here, as
---      functions returning a denial reason or nil, before the budget step]
+--   2. [v0.1.26] access control (the selected policy's deny / allow list), risk-class
+--      quotas, per-kind quotas (lowest headroom reported)
 --   3. budget step: per budgeted derived scope in canonical order, first failure wins
---   4. live ALLOW only: mutate every budgeted scope, create the reservation
--- Nothing is written before every check has passed (Lua errors do not roll back).
+--   4. live ALLOW only (not OBSERVE): mutate every budgeted scope and every applicable
+--      quota counter, create the reservation
+-- Nothing is written before every check has passed (Lua errors do not roll back), except
+-- the events an evaluation emits (reservation.denied on decide, observed_* in OBSERVE).
 --
 -- KEYS: 1 idempotency record, 2 tenant hash, 3 reservation hash (new id; unused when
 --       not live), 4 reservation index, 5 outbox, 6 policies hash, 7 policy version,
 --       8 expiry schedule (member = id, score = expires_at + grace),
---       9 .. 8+n          budget hash of each derived scope in the request unit
+--       9 quota counter index (v0.1.26, keys.quotaIndex),
+--       10 .. 9+n         budget hash of each derived scope in the request unit
 --       (budgets of the same scopes in the other units are only looked at when none of
 --       these exists, to tell UNIT_MISMATCH from NOT_FOUND; their keys are built here from
 --       p.budget_prefix, as the finishing scripts do (docs/decisions.md DC7): same slot)
@@ -25,6 +30,9 @@
 --                         ScriptCandidate); the first whose [from_ms, until_ms) holds
 --                         Redis TIME applies (MULTI-POLICY SEMANTICS)
 --       p.ttl_ms          request ttl_ms ('' = absent), p.grace_ms, p.overage_request
+--       v0.1.26 (flag on, p.gov): p.kind, p.run_id, p.observe_request, p.quota_prefix,
+--       p.observe_allow_emit, p.sample_rate; each candidate may carry `gov`
+--       (src/governance/rules.ts ScriptGovernance) and `needs_run_id`
 -- Effective ttl / max_extensions / overage are resolved here (docs/decisions.md DR4),
 -- expires_at_ms = Redis TIME + ttl (DR8).
 --
@@ -44,8 +52,8 @@ local mode = p.mode -- 'live' | 'dry_run' | 'decide'
 local live = (mode == 'live')
 local n = #p.scopes
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_POLICIES, K_POLICY_VERSION, K_SCHEDULE = KEYS[6], KEYS[7], KEYS[8]
-local B = 8 -- budget keys start after this index
+local K_POLICIES, K_POLICY_VERSION, K_SCHEDULE, K_QUOTA_INDEX = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local B = 9 -- budget keys start after this index
 local ctx = {trace_id = p.trace_id, request_id = p.request_id, actor_json = p.actor_json}
 
 local estimate = i64_norm(p.estimate)
@@ -88,12 +96,36 @@ for _, c in ipairs(p.candidates) do
 end
 local caps_json = (pol and pol.caps_json) or ''
 local policy_id = (pol and pol.policy_id) or ''
+local gov = p.gov and pol and pol.gov or nil
+
+-- One read for the guard, the tenant settings used in step 4 and the tenant's observe mode
+-- (tenant_guard's rules: no record → no guard; a record without a valid status → corrupt).
+local tcfg = redis.call('HMGET', K_TENANT, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
+  'max_reservation_extensions', 'default_commit_overage_policy', 'observe_mode')
+
+-- 0c. v0.1.26 effective observe mode (OBSERVE MODE EVALUATION RULES, PRECEDENCE): request
+-- > tenant > ENFORCE; DISABLED means ENFORCE. Only createReservation has the mode (decide
+-- is an evaluation already; docs/decisions.md DG10).
+local observe = false
+if p.gov and mode ~= 'decide' then
+  local eff = p.observe_request
+  if eff == nil or eff == '' then eff = tcfg[6] or '' end
+  observe = (eff == 'OBSERVE')
+end
+-- Writes happen only on a live, enforced request.
+local persist = live and not observe
+
+if pol and pol.needs_run_id and (p.run_id == nil or p.run_id == '') then
+  return cjson.encode({err = 'RUN_ID_REQUIRED', policy_id = policy_id})
+end
 
 local function base_result(decision)
-  return {
+  local r = {
     decision = decision, mode = mode, unit = p.unit, estimate = estimate,
     scope_path = p.scope_path, affected_scopes = p.scopes,
   }
+  if observe then r.observe = true end
+  return r
 end
 
 -- Stores a 200 outcome for replay and returns it.
@@ -104,7 +136,13 @@ local function finish(result, idem_ttl_ms)
   return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
 end
 
-local function emit_denied(reason, scope, remaining)
+-- The action as the observed_* events carry it: kind, name, policy_keys.
+local function event_action()
+  local a = cjson.decode(p.action_json)
+  return {kind = a.kind, name = a.name, policy_keys = a.policy_keys}
+end
+
+local function emit_denied(reason, scope, remaining, dd)
   local data = {
     scope = scope or p.scope_path, unit = p.unit, reason_code = reason,
     requested_amount = estimate, subject = cjson.decode(p.subject_json),
@@ -112,29 +150,123 @@ local function emit_denied(reason, scope, remaining)
   }
   if remaining then data.remaining = remaining end
   if policy_id ~= '' then data.policy_id = policy_id end
+  if dd then data.deny_detail = dd end
   outbox(K_OUTBOX, 'reservation.denied', cjson.encode(data), now, ctx)
 end
 
--- A denial: live → error (not stored, a retry re-evaluates); evaluations → stored DENY.
--- `event` says whether the condition is a budget decision worth a reservation.denied.
-local function deny(reason, scope, remaining, balances, event)
-  if live then
-    if event then emit_denied(reason, scope, remaining) end
-    return cjson.encode({err = reason, scope = scope, remaining = remaining})
+-- reservation.observed_denied; correlation_id over (tenant, scope, kind, window_key,
+-- reason, policy) (EventDataObservedDenied CORRELATION).
+local function emit_observed_denied(dd)
+  local scope = dd.blocked_by_scope or p.scope_path
+  local wk = dd.quota_violation and dd.quota_violation.window_key or ''
+  local data = {
+    scope = scope, unit = p.unit, deny_detail = dd, action = event_action(),
+    subject = cjson.decode(p.subject_json), estimated_amount = estimate, observe_mode = 'OBSERVE',
+    would_have_blocked_at = scope,
+  }
+  local c = {trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json, scope = p.scope_path,
+    correlation_id = 'corr_' .. redis.sha1hex(table.concat({'observed_denied', p.tenant, scope, p.kind or '', wk,
+      dd.reason_code, policy_id}, '\n'))}
+  outbox(K_OUTBOX, 'reservation.observed_denied', cjson.encode(data), now, c)
+end
+
+-- reservation.observed_allowed (sampled: p.observe_allow_emit); correlation_id over
+-- (tenant, scope, run_id), absent without a run_id.
+local function emit_observed_allowed(decision)
+  if not p.observe_allow_emit then return end
+  local data = {
+    scope = p.scope_path, decision = decision, unit = p.unit, action = event_action(),
+    subject = cjson.decode(p.subject_json), estimated_amount = estimate, observe_mode = 'OBSERVE',
+  }
+  if caps_json ~= '' then data.caps_applied = cjson.decode(caps_json) end
+  if p.sample_rate and p.sample_rate < 1 then data.sample_rate = p.sample_rate end
+  local c = {trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json, scope = p.scope_path}
+  if p.run_id and p.run_id ~= '' then
+    c.correlation_id = 'corr_' .. redis.sha1hex(table.concat({'observed_allowed', p.tenant, p.scope_path, p.run_id}, '\n'))
   end
-  -- dry_run emits no event (v0.1.26 DRY_RUN VS OBSERVE_MODE, rule 2); decide does.
-  if event and mode == 'decide' then emit_denied(reason, scope, remaining) end
+  outbox(K_OUTBOX, 'reservation.observed_allowed', cjson.encode(data), now, c)
+end
+
+local function clip(s, n) if #s > n then return string.sub(s, 1, n) end return s end
+
+-- DenyDetail (runtime extension; docs/decisions.md DG8). remaining: int64 string at the
+-- blocking budget scope; q: the violated quota (rule, used, window_key) for quota denials.
+local function deny_detail(reason, scope, remaining, q)
+  local dd = {reason_code = reason}
+  local fix
+  if reason == 'ACTION_KIND_DENIED' or reason == 'ACTION_KIND_NOT_ALLOWED' then
+    dd.blocked_by_policy = policy_id
+    dd.blocked_by_scope = p.scope_path
+    if reason == 'ACTION_KIND_DENIED' then
+      fix = "Remove '" .. p.kind .. "' from denied_action_kinds in policy '" .. policy_id .. "'"
+    else
+      fix = "Add '" .. p.kind .. "' to allowed_action_kinds in policy '" .. policy_id .. "'"
+    end
+  elseif reason == 'ACTION_QUOTA_EXCEEDED' then
+    local rule = q.rule
+    local qv = {action_kind = p.kind, window = rule.window, window_key = q.window_key, used = q.used,
+      limit = rule.limit, scope = rule.scope, policy_id = policy_id}
+    if rule.risk_class then qv.risk_class = rule.risk_class end
+    dd.quota_violation = qv
+    dd.blocked_by_policy = policy_id
+    dd.blocked_by_scope = rule.scope
+    local what = (rule.risk_class or rule.kind) .. ' ' .. rule.window .. ' limit from ' .. rule.limit
+    if rule.window == 'per_minute_tumbling' then
+      fix = 'Wait until the next minute or increase ' .. what .. " in policy '" .. policy_id .. "'"
+    elseif rule.window == 'per_hour_tumbling' then
+      fix = 'Wait until the next hour or increase ' .. what .. " in policy '" .. policy_id .. "'"
+    elseif rule.window == 'per_run' then
+      fix = 'Increase ' .. what .. " in policy '" .. policy_id .. "', or start a new run"
+    else
+      fix = 'Wait until the next UTC day or increase ' .. what .. " in policy '" .. policy_id .. "'"
+    end
+  else
+    if scope then dd.blocked_by_scope = scope end
+    if remaining then dd.budget_remaining = remaining end
+    local at = scope or p.scope_path
+    if reason == 'BUDGET_EXCEEDED' and remaining then
+      local short = i64_sub(estimate, remaining)
+      if short then fix = 'Fund ' .. at .. ' budget by at least ' .. short .. ' ' .. p.unit end
+    elseif reason == 'BUDGET_FROZEN' then
+      fix = 'Unfreeze the ' .. p.unit .. ' budget at ' .. at
+    elseif reason == 'BUDGET_CLOSED' then
+      fix = 'The ' .. p.unit .. ' budget at ' .. at .. ' is closed; create or use another budget'
+    elseif reason == 'OVERDRAFT_LIMIT_EXCEEDED' or reason == 'DEBT_OUTSTANDING' then
+      fix = 'Repay the outstanding debt at ' .. at .. ' (fund the budget) before new reservations'
+    elseif reason == 'BUDGET_NOT_FOUND' then
+      fix = 'Create a ' .. p.unit .. ' budget for ' .. p.scope_path .. ' or one of its parent scopes'
+    elseif reason == 'TENANT_SUSPENDED' then
+      fix = 'Reactivate the tenant'
+    end
+  end
+  if fix then dd.suggested_fix = clip(fix, 512) end
+  return dd
+end
+
+-- A denial: live → error (not stored, a retry re-evaluates); evaluations → stored DENY.
+-- `event` says whether the condition is a decision worth a reservation.denied. In OBSERVE
+-- every DENY emits reservation.observed_denied instead (SIDE-EFFECT CONTRACT).
+local function deny(reason, scope, remaining, balances, event, q)
+  local dd = nil
+  if p.gov then dd = deny_detail(reason, scope, remaining, q) end
+  if persist then
+    if event then emit_denied(reason, scope, remaining, dd) end
+    return cjson.encode({err = reason, scope = scope, remaining = remaining, deny_detail = dd})
+  end
+  if observe then
+    emit_observed_denied(dd)
+  elseif event and mode == 'decide' then
+    -- dry_run emits no event (v0.1.26 DRY_RUN VS OBSERVE_MODE, rule 2); decide does.
+    emit_denied(reason, scope, remaining, dd)
+  end
   local r = base_result('DENY')
   r.reason_code = reason
+  if dd then r.deny_detail = dd end
   if balances and #balances > 0 then r.balances = balances end
   return finish(r)
 end
 
 -- 1. closed-tenant guard ------------------------------------------------------------
--- One read for the guard and the tenant settings used in step 4 (tenant_guard's rules:
--- no record → no guard; a record without a valid status → corrupt).
-local tcfg = redis.call('HMGET', K_TENANT, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-  'max_reservation_extensions', 'default_commit_overage_policy')
 local tstatus = tcfg[1]
 local guard = tenant_guard_of(K_TENANT, tstatus)
 if guard == 'TENANT_CORRUPT' then
@@ -149,7 +281,35 @@ if tstatus == 'SUSPENDED' then
   return deny('TENANT_SUSPENDED', nil, nil, nil, false)
 end
 
--- 2. (v0.1.26 access control / quota steps go here) ----------------------------------
+-- 2. v0.1.26: access control, risk-class quotas, per-kind quotas (selected policy only) --
+-- Each applicable rule's counter is read here (rule instance = key + window_key + used)
+-- and incremented in step 4, only on a persisted ALLOW.
+local quota_rules = {}
+if gov then
+  if gov.access then
+    return deny(gov.access, nil, nil, nil, true)
+  end
+  -- the most restrictive violated rule of a list (lowest headroom), or nil
+  local function violated(rules)
+    local worst = nil
+    for _, rule in ipairs(rules) do
+      local wk = quota_window_key(rule.window, now, p.run_id)
+      local key = quota_key(p.quota_prefix, rule, wk)
+      local used = quota_used(key)
+      local inst = {rule = rule, key = key, window_key = wk, used = used}
+      quota_rules[#quota_rules + 1] = inst
+      if used >= rule.limit and (worst == nil or rule.limit - used < worst.rule.limit - worst.used) then
+        worst = inst
+      end
+    end
+    return worst
+  end
+  local q = violated(gov.risk or {})
+  if q then return deny('ACTION_QUOTA_EXCEEDED', q.rule.scope, nil, nil, true, q) end
+  q = violated(gov.kind or {})
+  if q then return deny('ACTION_QUOTA_EXCEEDED', q.rule.scope, nil, nil, true, q) end
+end
+
 
 -- 3. budget step ---------------------------------------------------------------------
 local function amount(h, f, key)
@@ -182,7 +342,7 @@ if #budgeted == 0 then
       return cjson.encode({err = 'UNIT_MISMATCH', scope = p.scopes[i], expected_units = units})
     end
   end
-  if live then return cjson.encode({err = 'NOT_FOUND'}) end
+  if persist then return cjson.encode({err = 'NOT_FOUND'}) end
   return deny('BUDGET_NOT_FOUND', nil, nil, nil, false)
 end
 
@@ -280,10 +440,11 @@ end
 
 local decision = (caps_json ~= '') and 'ALLOW_WITH_CAPS' or 'ALLOW'
 
-if not live then
+if not persist then
   local r = base_result(decision)
   if caps_json ~= '' then r.caps_json = caps_json end
   r.balances = snapshots()
+  if observe then emit_observed_allowed(decision) end
   return finish(r)
 end
 
@@ -354,6 +515,53 @@ end
 if policy_id ~= '' then
   fields[#fields + 1] = 'policy_id'
   fields[#fields + 1] = policy_id
+end
+
+-- v0.1.26: +1 on every applicable quota counter (each key once), TTLs, the index, and
+-- quota.threshold_approaching on an upward crossing, once per window instance and pct.
+local run_counters = {}
+local counted = {}
+for _, inst in ipairs(quota_rules) do
+  local key, rule = inst.key, inst.rule
+  if not counted[key] then
+    counted[key] = true
+    local fresh = redis.call('EXISTS', key) == 0
+    local used = redis.call('HINCRBY', key, 'used', 1)
+    redis.call('HSET', key, 'limit', string.format('%d', rule.limit), 'policy_id', policy_id, 'last_ms', now_s)
+    if fresh then
+      local f = {'HSET', key, 'scope', rule.scope, 'action_kind', rule.risk_class and '__risk__' or rule.kind,
+        'window', rule.window, 'window_key', inst.window_key, 'created_ms', now_s}
+      if rule.risk_class then f[#f + 1] = 'risk_class'; f[#f + 1] = rule.risk_class end
+      if rule.ttl_ms then f[#f + 1] = 'ttl_ms'; f[#f + 1] = string.format('%d', rule.ttl_ms) end
+      redis.call(unpack(f))
+      redis.call('ZREMRANGEBYSCORE', K_QUOTA_INDEX, '-inf', '(' .. now_s)
+    end
+    if rule.window == 'per_run' then
+      local ttl_q = rule.ttl_ms or QUOTA_RUN_TTL_DEFAULT_MS
+      redis.call('PEXPIRE', key, string.format('%d', ttl_q))
+      redis.call('ZADD', K_QUOTA_INDEX, string.format('%d', now + ttl_q), key)
+      run_counters[#run_counters + 1] = key
+    elseif fresh then
+      local ttl_q = QUOTA_CLEANUP_MS[rule.window] or 90000000
+      redis.call('PEXPIRE', key, string.format('%d', ttl_q))
+      redis.call('ZADD', K_QUOTA_INDEX, string.format('%d', now + ttl_q), key)
+    end
+    local thr = rule.pct * rule.limit - 1e-9
+    if used - 1 < thr and used >= thr and redis.call('HSETNX', key, 'th:' .. rule.pct, '1') == 1 then
+      local kind_or_rc = rule.risk_class or rule.kind
+      local data = {scope = rule.scope, action_kind = rule.risk_class and '__risk__' or rule.kind,
+        window = rule.window, window_key = inst.window_key, used = used, limit = rule.limit,
+        threshold_pct = rule.pct, policy_id = policy_id, tenant_id = p.tenant}
+      if rule.risk_class then data.risk_class = rule.risk_class end
+      outbox(K_OUTBOX, 'quota.threshold_approaching', cjson.encode(data), now, {
+        trace_id = ctx.trace_id, request_id = ctx.request_id, actor_json = ctx.actor_json, scope = rule.scope,
+        correlation_id = quota_correlation(p.tenant, rule.scope, kind_or_rc, rule.window, inst.window_key)})
+    end
+  end
+end
+if #run_counters > 0 then
+  fields[#fields + 1] = 'run_counters'
+  fields[#fields + 1] = cjson.encode(run_counters)
 end
 redis.call('HSET', K_RES, unpack(fields))
 redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
