@@ -3,7 +3,7 @@ import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { ApiError } from '../../src/errors';
 import { createEvent } from '../../src/ledger/event';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
-import { requireDeclaredKind } from '../../src/governance/registry';
+import { requireDeclaredKind, kindHeaders } from '../../src/governance/registry';
 
 export default async function createEventHandler(ctx: HandlerContext): Promise<HandlerResult> {
   const p = ctx.principal;
@@ -18,5 +18,5 @@ export default async function createEventHandler(ctx: HandlerContext): Promise<H
     requestId: ctx.requestId,
     actorJson: JSON.stringify({ type: 'api_key', key_id: p.keyId }),
   });
-  return { status: 201, body, headers: { 'X-Cycles-Tenant': p.tenantId } };
+  return { status: 201, body, headers: { 'X-Cycles-Tenant': p.tenantId, ...kindHeaders(ctx.deps.config, ctx.body?.action?.kind) } };
 }

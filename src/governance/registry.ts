@@ -101,6 +101,14 @@ export class ActionKindRegistry {
     return isCustomKind(kind) ? undefined : UNREGISTERED_RISK_CLASS;
   }
 
+  /** The replacement of a deprecated kind, for the X-Cycles-Deprecated-Kind header
+   *  (DEPRECATION PROCESS, SERVER BEHAVIOR); undefined for a current kind. The kind itself
+   *  is never rewritten. */
+  deprecationOf(kind: string): string | undefined {
+    const k = this.get(kind);
+    return k?.deprecated === true ? (k.replacement_kind ?? 'unknown.call') : undefined;
+  }
+
   /** null when a request may use `kind`; otherwise why not (an undeclared custom.* kind). */
   checkRequestKind(kind: string): string | null {
     if (isCustomKind(kind) && !this.custom.has(kind)) {
@@ -145,4 +153,12 @@ export function requireDeclaredKind(config: RegistryConfig, kind: unknown, where
   if (!config.features.has('v0.1.26') || typeof kind !== 'string') return;
   const why = registryFor(config).checkRequestKind(kind);
   if (why) throw invalid(`${where}: ${why}`);
+}
+
+/** Response headers for a request that used `kind` (flag on): X-Cycles-Deprecated-Kind
+ *  when the registry marks it deprecated. */
+export function kindHeaders(config: RegistryConfig, kind: unknown): Record<string, string> {
+  if (!config.features.has('v0.1.26') || typeof kind !== 'string') return {};
+  const replacement = registryFor(config).deprecationOf(kind);
+  return replacement ? { 'X-Cycles-Deprecated-Kind': replacement } : {};
 }
