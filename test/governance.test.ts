@@ -245,6 +245,29 @@ describe('quotas (steps 2 and 3) and counters', () => {
   });
 });
 
+describe('counters written by reserve are what the counter API shows', () => {
+  it('listActionQuotaCounters renders per-kind and risk counters; reset unblocks the run', async () => {
+    const t = await setup({
+      action_quotas: [{ action_kind: 'message.email.send', max_calls: 2, window: 'per_run' }],
+      risk_class_quotas: [{ risk_class: 'external_side_effect', max_calls: 10, window: 'per_day_tumbling' }],
+    });
+    for (let i = 0; i < 2; i++) expect((await reserve(t, 'message.email.send')).status).toBe(200);
+    const l = await admin('GET', `/v1/admin/action-quota-counters?tenant_id=${t.tenant}`);
+    expect(l.status).toBe(200);
+    const day = new Date().toISOString().slice(0, 10);
+    const byKind = Object.fromEntries(l.body.counters.map((c: any) => [c.action_kind, c]));
+    expect(byKind['message.email.send']).toMatchObject({ scope: t.scope, window: 'per_run', window_key: 'run-1', used: 2, limit: 2, remaining: 0 });
+    expect(byKind.__risk__).toMatchObject({ risk_class: 'external_side_effect', window: 'per_day_tumbling', window_key: day, used: 2, limit: 10 });
+    expect((await reserve(t, 'message.email.send')).body.error).toBe('ACTION_QUOTA_EXCEEDED');
+    const r = await admin('POST', '/v1/admin/action-quota-counters/reset', {
+      tenant_id: t.tenant, scope: t.scope, action_kind: 'message.email.send', window: 'per_run', window_key: 'run-1', reason: 'test',
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.previous_used).toBe(2);
+    expect((await reserve(t, 'message.email.send')).status).toBe(200);
+  });
+});
+
 describe('threshold events', () => {
   it('quota.threshold_approaching fires once when 7 → 8 of 10 crosses 0.80; the 9th and 10th do not re-emit', async () => {
     const t = await setup({ action_quotas: [{ action_kind: 'message.email.send', max_calls: 10, window: 'per_run', threshold_pct: 0.8 }] });

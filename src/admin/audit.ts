@@ -179,10 +179,12 @@ export interface AuditWriterOptions {
 }
 
 /** Should this response produce an audit row? Admin plane: every API request. Runtime:
- *  only the admin-key releaseReservation (admin acting on behalf of a tenant). */
+ *  only the admin-key mutations — releaseReservation (admin acting on behalf of a tenant)
+ *  and resetActionQuotaCounter (v0.1.26, routed on both planes; DG20). */
+const RUNTIME_AUDITED = new Set(['releaseReservation', 'resetActionQuotaCounter']);
 export function isAudited(info: ResponseInfo): boolean {
   if (info.plane === 'admin') return true;
-  return info.op?.operationId === 'releaseReservation' && info.principal?.kind === 'admin';
+  return RUNTIME_AUDITED.has(info.op?.operationId ?? '') && info.principal?.kind === 'admin';
 }
 
 /** The onResponse hook: builds the row and issues one pipelined write, fire-and-forget.

@@ -4,6 +4,7 @@
 //   policies keys.policies(t) per tenant           → HVALS (allow/deny list counts)
 //   events   keys.outbox(t) per tenant, XREVRANGE over the last EVENT_WINDOW_S seconds,
 //            ≤ OVERVIEW_EVENTS_PER_TENANT entries per tenant
+//   quotas   keys.quotaIndex(t) per tenant (v0.1.26) → live members, HMGET  (≤ OVERVIEW_QUOTA_COUNTERS_MAX)
 // All reads are pipelined per batch of 500 keys. When a cap is hit the counts cover the
 // first rows only and the response says so in the log (the schema has no field for it).
 import type { Redis } from 'ioredis';
@@ -12,11 +13,13 @@ import { keys } from '../store/keys';
 import { UNITS } from '../ledger/model';
 import { fieldsOf, renderEvent, SYSTEM_TENANT } from '../events/model';
 import { webhookOverview } from '../events/subscriptions';
+import { quotaHealth, quotaHealthRows } from '../governance/quotaCounters';
 
 export const EVENT_WINDOW_S = 3600;
 export const OVERVIEW_TENANTS_MAX = 10_000;
 export const OVERVIEW_BUDGETS_MAX = 100_000;
 export const OVERVIEW_EVENTS_PER_TENANT = 10_000;
+export const OVERVIEW_QUOTA_COUNTERS_MAX = 100_000;
 const TOP = 10;
 const BATCH = 500;
 
@@ -153,5 +156,7 @@ export async function adminOverview(redis: Redis, config: Config): Promise<Row> 
     recent_denials_by_reason: denialsByReason,
   };
   if (v126) out.access_control_stats = { policies_with_allow_list: withAllow, policies_with_deny_list: withDeny };
+  // quota_health: live action-quota counters of every listed tenant (DG21)
+  if (v126) out.quota_health = quotaHealth(await quotaHealthRows(redis, tenantIds, OVERVIEW_QUOTA_COUNTERS_MAX), TOP);
   return out;
 }
