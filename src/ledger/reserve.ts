@@ -208,8 +208,22 @@ function candidatesWithRules(set: PolicySet | undefined, scopePath: string, gov:
 
 /** DenyDetail as the script builds it (budget_remaining an int64 string) → wire form. */
 export function renderDenyDetail(dd: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...dd };
+  // members in the schema's order (the script's Lua tables have none)
+  const out = ordered(dd, DENY_DETAIL_ORDER);
+  if (out.quota_violation && typeof out.quota_violation === 'object') {
+    out.quota_violation = ordered(out.quota_violation as Record<string, unknown>, QUOTA_VIOLATION_ORDER);
+  }
   if (typeof out.budget_remaining === 'string') out.budget_remaining = toJsonInt(BigInt(out.budget_remaining));
+  return out;
+}
+
+const DENY_DETAIL_ORDER = ['reason_code', 'quota_violation', 'blocked_by_scope', 'blocked_by_policy', 'suggested_fix', 'budget_remaining'];
+const QUOTA_VIOLATION_ORDER = ['action_kind', 'risk_class', 'window', 'window_key', 'used', 'limit', 'scope', 'policy_id'];
+
+function ordered(o: Record<string, unknown>, order: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of order) if (o[k] !== undefined) out[k] = o[k];
+  for (const k of Object.keys(o)) if (!(k in out)) out[k] = o[k];
   return out;
 }
 
