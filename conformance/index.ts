@@ -6,6 +6,7 @@ import { tracingCases } from './cases/tracing';
 import { transportCases } from './cases/transport';
 import { runtimeCases } from './cases/runtime';
 import { vectorCases } from './cases/vectors';
+import { governanceCases } from './cases/governance';
 import { adminCases } from './cases/admin';
 import { eventCases } from './cases/events';
 import { webhookCases } from './cases/webhooks';
@@ -14,7 +15,7 @@ import { deliveryCases } from './cases/deliveries';
 export type { CaseResult, ConformanceOptions } from './harness';
 
 export function allCases(): Case[] {
-  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases()];
+  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...governanceCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases()];
 }
 
 export interface ConformanceSummary {

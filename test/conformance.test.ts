@@ -23,6 +23,10 @@ describe('conformance harness against this server', () => {
     const admin = summary.results.filter((r) => r.id.startsWith('admin.'));
     expect(admin.length).toBeGreaterThanOrEqual(18);
     expect(admin.filter((r) => r.outcome !== 'pass').map((r) => `${r.id}: ${r.outcome} ${r.messages.join(' | ')}`)).toEqual([]);
+    // flag off: the two base test vectors and the flag-off governance checks run for real
+    const off = summary.results.filter((r) => ['vector.allow_happy_path', 'vector.deny_budget_exceeded'].includes(r.id) || r.id.startsWith('governance.flag-off.'));
+    expect(off.map((r) => `${r.id}: ${r.outcome}`)).toEqual(off.map((r) => `${r.id}: pass`));
+    expect(off.length).toBe(4);
   });
 
   it('passes every case with --features v0.1.26 against a server with the extensions on', async () => {
@@ -31,5 +35,11 @@ describe('conformance harness against this server', () => {
     expect(failures).toEqual([]);
     // with the feature on, the extension operations get real auth/validation cases
     expect(summary.results.find((r) => r.id === 'validation.runtime.resetActionQuotaCounter')?.outcome).toBe('pass');
+    // all twelve upstream test vectors and the governance cases run for real (a missing
+    // prerequisite would only skip them)
+    const gov = summary.results.filter((r) => r.id.startsWith('vector.') || (r.id.startsWith('governance.') && !r.id.startsWith('governance.flag-off.')));
+    expect(gov.filter((r) => r.outcome !== 'pass').map((r) => `${r.id}: ${r.outcome} ${r.messages.join(' | ')}`)).toEqual([]);
+    expect(gov.filter((r) => r.id.startsWith('vector.')).length).toBe(12);
+    expect(gov.length).toBeGreaterThanOrEqual(22);
   });
 });
