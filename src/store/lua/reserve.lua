@@ -290,13 +290,17 @@ if gov then
     return deny(gov.access, nil, nil, nil, true)
   end
   -- the most restrictive violated rule of a list (lowest headroom), or nil
+  local wkeys = {} -- window → window_key, computed once per call
   local function violated(rules)
     local worst = nil
     for _, rule in ipairs(rules) do
-      local wk = quota_window_key(rule.window, now, p.run_id)
+      local wk = wkeys[rule.window]
+      if not wk then wk = quota_window_key(rule.window, now, p.run_id); wkeys[rule.window] = wk end
       local key = quota_key(p.quota_prefix, rule, wk)
-      local used = quota_used(key)
-      local inst = {rule = rule, key = key, window_key = wk, used = used}
+      local raw = redis.call('HGET', key, 'used')
+      local used = tonumber(raw or '0') or 0
+      -- fresh: no counter yet (the script is atomic, so this still holds in step 4)
+      local inst = {rule = rule, key = key, window_key = wk, used = used, fresh = (raw == false)}
       quota_rules[#quota_rules + 1] = inst
       if used >= rule.limit and (worst == nil or rule.limit - used < worst.rule.limit - worst.used) then
         worst = inst
@@ -525,17 +529,20 @@ for _, inst in ipairs(quota_rules) do
   local key, rule = inst.key, inst.rule
   if not counted[key] then
     counted[key] = true
-    local fresh = redis.call('EXISTS', key) == 0
-    local used = redis.call('HINCRBY', key, 'used', 1)
-    redis.call('HSET', key, 'limit', string.format('%d', rule.limit), 'policy_id', policy_id, 'last_ms', now_s)
+    -- one write per counter: `used` was read in step 2 and nothing ran since (atomic script)
+    local fresh = inst.fresh
+    local used = inst.used + 1
+    local f = {'HSET', key, 'used', string.format('%d', used), 'limit', string.format('%d', rule.limit),
+      'policy_id', policy_id, 'last_ms', now_s}
     if fresh then
-      local f = {'HSET', key, 'scope', rule.scope, 'action_kind', rule.risk_class and '__risk__' or rule.kind,
+      local more = {'scope', rule.scope, 'action_kind', rule.risk_class and '__risk__' or rule.kind,
         'window', rule.window, 'window_key', inst.window_key, 'created_ms', now_s}
-      if rule.risk_class then f[#f + 1] = 'risk_class'; f[#f + 1] = rule.risk_class end
-      if rule.ttl_ms then f[#f + 1] = 'ttl_ms'; f[#f + 1] = string.format('%d', rule.ttl_ms) end
-      redis.call(unpack(f))
-      redis.call('ZREMRANGEBYSCORE', K_QUOTA_INDEX, '-inf', '(' .. now_s)
+      if rule.risk_class then more[#more + 1] = 'risk_class'; more[#more + 1] = rule.risk_class end
+      if rule.ttl_ms then more[#more + 1] = 'ttl_ms'; more[#more + 1] = string.format('%d', rule.ttl_ms) end
+      for _, v in ipairs(more) do f[#f + 1] = v end
     end
+    redis.call(unpack(f))
+    if fresh then redis.call('ZREMRANGEBYSCORE', K_QUOTA_INDEX, '-inf', '(' .. now_s) end
     if rule.window == 'per_run' then
       local ttl_q = rule.ttl_ms or QUOTA_RUN_TTL_DEFAULT_MS
       redis.call('PEXPIRE', key, string.format('%d', ttl_q))
