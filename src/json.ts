@@ -49,6 +49,23 @@ export function parseJsonBody(text: string): ParsedBody {
   return lossless ? { value, view: toView(value) } : { value, view: value };
 }
 
+/** The same checks as parseJsonBody (depth, duplicate names, well-formed Unicode) but with
+ *  numbers as the doubles of the I-JSON data model, as JCS re-canonicalization wants them:
+ *  for verifying documents someone else produced (src/evidence/verify.ts), never for requests. */
+export function parseJsonDoubles(text: string): unknown {
+  const scan = scanText(text);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw malformed(e);
+  }
+  const walk: Walk = { members: 0, strings: scan.escapes, path: [], doubles: true };
+  checkTree(value, walk);
+  if (walk.members !== scan.colons) throw duplicateKey(text);
+  return value;
+}
+
 function malformed(e: unknown): ApiError {
   const why = e instanceof Error ? e.message : String(e);
   return new ApiError('INVALID_REQUEST', `Malformed JSON request body: ${why}`);
@@ -77,13 +94,15 @@ interface Walk {
   strings: boolean;
   /** member names / indexes from the root to the value being checked (for messages) */
   path: (string | number)[];
+  /** numbers are plain doubles (parseJsonDoubles): only non-finite ones are refused */
+  doubles?: boolean;
 }
 
 function checkTree(v: unknown, w: Walk): void {
   if (typeof v === 'string') {
     if (w.strings && !v.isWellFormed()) throw notUnicode(w.path, false);
   } else if (typeof v === 'number') {
-    if (!Number.isFinite(v) || (Number.isInteger(v) && !Number.isSafeInteger(v))) {
+    if (w.doubles ? !Number.isFinite(v) : !Number.isFinite(v) || (Number.isInteger(v) && !Number.isSafeInteger(v))) {
       throw new ApiError('INVALID_REQUEST', `Number ${v} at ${fieldName(w.path)} cannot be represented exactly (int64 values above 2^53 must be written as plain integers)`);
     }
   } else if (Array.isArray(v)) {
