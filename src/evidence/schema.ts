@@ -1,0 +1,28 @@
+// The CyclesEvidence JSON Schema check, compiled from cycles-evidence-v0.2.yaml in the spec
+// bundle (CYCLES_SPECS_DIR) — the same document verifiers use, never a copy. Includes the
+// allOf/if-then rules (artifact_type ↔ payload key, the reserve dry_run rules, caps iff
+// ALLOW_WITH_CAPS, error endpoint ↔ reservation_id and request mirror).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ValidateFunction } from 'ajv';
+import { parse } from 'yaml';
+import { newAjv } from '../http/spec';
+import { toView } from '../json';
+
+export const EVIDENCE_SPEC_FILE = 'cycles-evidence-v0.2.yaml';
+
+export type SchemaCheck = (value: unknown) => string | null;
+
+/** A validator for one schema of the evidence document (default: the envelope). */
+export function evidenceSchemaCheck(specsDir: string, schemaName = 'CyclesEvidence'): SchemaCheck {
+  const doc = parse(readFileSync(path.join(specsDir, EVIDENCE_SPEC_FILE), 'utf8')) as Record<string, unknown>;
+  const ajv = newAjv();
+  ajv.addSchema(doc, 'evidence');
+  const validate = ajv.getSchema(`evidence#/components/schemas/${schemaName}`) as ValidateFunction | undefined;
+  if (!validate) throw new Error(`${EVIDENCE_SPEC_FILE}: no schema ${schemaName}`);
+  return (value) => {
+    // ajv knows numbers only; int64 exactness is canonical.ts's business (DEV1)
+    if (validate(toView(value))) return null;
+    return (validate.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`.trim()).join('; ');
+  };
+}
