@@ -1,9 +1,9 @@
-// `cycles` command line: serve (both planes + workers by default) and ops (coverage).
+// `cycles` command line: serve (both planes + workers by default), ops (coverage) and
+// evidence (offline envelope verification, signing-key generation).
 import { Command } from 'commander';
 import cluster from 'node:cluster';
-import { loadConfig } from './config';
-import { startServer, type Role } from './server';
-import { PROCESS_INDEX_ENV, runPrimary, workerRoles } from './cluster';
+import { loadConfig, specsDirFrom } from './config';
+import type { Role } from './server';
 
 const program = new Command();
 program.name('cycles').description('Cycles protocol server (runtime + admin planes on Redis)');
@@ -22,6 +22,9 @@ program
     }
     let server;
     try {
+      // loaded here, not at the top, so the other commands start without the server's modules
+      const { startServer } = await import('./server');
+      const { PROCESS_INDEX_ENV, runPrimary, workerRoles } = await import('./cluster');
       const processes = loadConfig(process.env).httpProcesses;
       const http = roles.includes('runtime') || roles.includes('admin');
       if (processes > 1 && http && cluster.isPrimary) {
@@ -67,6 +70,31 @@ program
       console.log(`${r.status.padEnd(12)} ${r.plane.padEnd(8)} ${r.feature.padEnd(8)} ${r.method.toUpperCase().padEnd(6)} ${r.path}  (${r.operationId})`);
     }
     console.log(`\n${report.implemented} implemented, ${report.notYet} not yet, ${report.rows.length} operations`);
+  });
+
+const evidence = program.command('evidence').description('CyclesEvidence: offline verification and signing keys');
+
+evidence
+  .command('verify <envelope>')
+  .description('verify one envelope (a file or an http(s) URL); prints the disposition. Exit 0: authentic or binding_only (pin, if given, matched); 1: signature_invalid, signer_authority_failed or pin mismatch; 3: signer_resolution_failed')
+  .option('--jwks <file|url>', 'JWK Set to establish signer authority with')
+  .option('--resolve', "fetch the JWK Set from the envelope's own {server_id}/.well-known/cycles-jwks.json")
+  .option('--expected-signer <did>', 'pin the expected signer_did (raw hex or did:cycles)')
+  .option('--require-authentic', 'exit 1 unless the disposition is authentic')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, o: { jwks?: string; resolve?: boolean; expectedSigner?: string; requireAuthentic?: boolean; json?: boolean }) => {
+    const { runVerify } = await import('./evidence/cli');
+    process.exitCode = await runVerify(file, o, specsDirFrom(process.env));
+  });
+
+evidence
+  .command('keygen')
+  .description('print a new Ed25519 signing identity as environment lines (the seed is secret)')
+  .option('--server-id <url>', 'EVIDENCE_SERVER_ID, to print the did:cycles form too')
+  .option('--kid <kid>', 'key id (default: first 16 hex characters of the public key)')
+  .action(async (o: { serverId?: string; kid?: string }) => {
+    const { runKeygen } = await import('./evidence/cli');
+    process.exitCode = runKeygen(o);
   });
 
 program.parseAsync(process.argv).catch((e) => {

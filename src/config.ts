@@ -129,6 +129,11 @@ function adminApiKey(env: NodeJS.ProcessEnv): string | undefined {
   return key;
 }
 
+/** CYCLES_SPECS_DIR, default ../shared/specs/cycles-protocol beside the repository. */
+export function specsDirFrom(env: NodeJS.ProcessEnv): string {
+  return env.CYCLES_SPECS_DIR || path.resolve(REPO_ROOT, '..', 'shared', 'specs', 'cycles-protocol');
+}
+
 const KNOWN_FEATURES = new Set(['v0.1.26']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -145,7 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runtimePort: int('CYCLES_RUNTIME_PORT', env.CYCLES_RUNTIME_PORT, 7878, 0, 65535),
     adminPort: int('CYCLES_ADMIN_PORT', env.CYCLES_ADMIN_PORT, 7979, 0, 65535),
     host: env.CYCLES_HOST || '127.0.0.1',
-    specsDir: env.CYCLES_SPECS_DIR || path.resolve(REPO_ROOT, '..', 'shared', 'specs', 'cycles-protocol'),
+    specsDir: specsDirFrom(env),
     features,
     production: env.NODE_ENV === 'production',
     dataDir: path.resolve(env.CYCLES_DATA_DIR || path.join(process.cwd(), 'data')),

@@ -4,9 +4,10 @@
 // ALLOW_WITH_CAPS, error endpoint ↔ reservation_id and request mirror).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
 import type { ValidateFunction } from 'ajv';
 import { parse } from 'yaml';
-import { newAjv } from '../http/spec';
 import { toView } from '../json';
 
 export const EVIDENCE_SPEC_FILE = 'cycles-evidence-v0.2.yaml';
@@ -16,7 +17,9 @@ export type SchemaCheck = (value: unknown) => string | null;
 /** A validator for one schema of the evidence document (default: the envelope). */
 export function evidenceSchemaCheck(specsDir: string, schemaName = 'CyclesEvidence'): SchemaCheck {
   const doc = parse(readFileSync(path.join(specsDir, EVIDENCE_SPEC_FILE), 'utf8')) as Record<string, unknown>;
-  const ajv = newAjv();
+  // the options of src/http/spec.ts newAjv, without loading the HTTP stack (the CLI uses this)
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
+  addFormats(ajv);
   ajv.addSchema(doc, 'evidence');
   const validate = ajv.getSchema(`evidence#/components/schemas/${schemaName}`) as ValidateFunction | undefined;
   if (!validate) throw new Error(`${EVIDENCE_SPEC_FILE}: no schema ${schemaName}`);
