@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSignalConfig, type SignalConfig } from './events/signals/config';
+import { loadEvidenceIdentity, type EvidenceIdentity } from './evidence/keys';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -39,6 +40,10 @@ export interface Config {
   actionKindsRateLimitPerMinute: number;
   /** share of OBSERVE-mode ALLOWs that emit reservation.observed_allowed (0 < r <= 1; docs/decisions.md DG10) */
   observeAllowSampleRate: number;
+  /** CyclesEvidence signing identity (EVIDENCE_* variables, src/evidence/keys.ts); undefined = evidence off */
+  evidence?: EvidenceIdentity;
+  /** requests per minute per client IP to GET /v1/evidence/{id} (429 above; 0 = off) */
+  evidenceRateLimitPerMinute: number;
   /** derived signals: thresholds, windows, rate limits (CYCLES_SIGNAL_*; src/events/signals/config.ts) */
   signals: SignalConfig;
   /** events stay in the outboxes and indexes this many days (time-based trim by the relay) */
@@ -164,6 +169,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditUnauthRetentionDays: int('CYCLES_AUDIT_UNAUTH_RETENTION_DAYS', env.CYCLES_AUDIT_UNAUTH_RETENTION_DAYS, 30, 0, 36500),
     customActionKinds: customKinds(env.CYCLES_CUSTOM_ACTION_KINDS),
     observeAllowSampleRate: sampleRate(env.CYCLES_OBSERVE_ALLOW_SAMPLE_RATE),
+    evidence: loadEvidenceIdentity(env, { production: env.NODE_ENV === 'production' }),
+    evidenceRateLimitPerMinute: int('CYCLES_EVIDENCE_RATE_LIMIT_PER_MINUTE', env.CYCLES_EVIDENCE_RATE_LIMIT_PER_MINUTE, 300, 0, 1_000_000),
     actionKindsRateLimitPerMinute: int('CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE', env.CYCLES_ACTION_KINDS_RATE_LIMIT_PER_MINUTE, 60, 0, 1_000_000),
     signals: loadSignalConfig(env),
     eventRetentionDays: int('CYCLES_EVENT_RETENTION_DAYS', env.CYCLES_EVENT_RETENTION_DAYS, 90, 1, 36500),

@@ -46,6 +46,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const roles = new Set<Role>(opts.roles ?? ['runtime', 'admin', 'worker']);
 
   const adminApiKey = resolveAdminKey(config, announce, opts.warn ?? announce);
+  if (config.evidence?.ephemeral) {
+    (opts.warn ?? announce)(`WARNING: CyclesEvidence signs with an EPHEMERAL key (EVIDENCE_ALLOW_EPHEMERAL_SIGNING_KEY): envelopes from this process stop verifying once it exits. Development only; configure EVIDENCE_SIGNING_PRIVATE_KEY_HEX or _FILE (npx cycles evidence keygen).`);
+    log.warn({ public_key: config.evidence.publicKeyHex }, 'evidence: ephemeral signing key');
+  }
 
   const cleanups: (() => Promise<void>)[] = [];
   try {

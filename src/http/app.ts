@@ -6,7 +6,7 @@
 import express, { type Request, type Response, type NextFunction } from 'express';
 import type { Operation } from 'openapi-backend';
 import { ApiError } from '../errors';
-import { parseJsonBytes, stringify } from '../json';
+import { parseJsonBody, parseJsonBytes, stringify } from '../json';
 import type { Plane } from '../config';
 import { Authenticator } from '../auth/authenticate';
 import { traceIdFrom, newRequestId } from './tracing';
@@ -148,11 +148,12 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
           audit,
         });
         if (result.audit) Object.assign(audit, result.audit);
+        if (validateResponses && result.rawJson !== undefined && result.body === undefined) result.body = parseJsonBody(result.rawJson).value;
         if (validateResponses) checkResponse(spec, operation, result);
         status = result.status;
         responseBody = result.body;
         if (result.headers) Object.assign(out, result.headers);
-        sendJson(res, result.status, result.body, out);
+        sendJson(res, result.status, result.body, out, result.rawJson);
       } catch (e) {
         const err = toApiError(e, deps);
         status = err.status;
@@ -282,13 +283,13 @@ function checkResponse(spec: Awaited<ReturnType<typeof loadSpec>>, operation: Op
 }
 
 /** Writes status, headers and body in one go (one header block, one socket write). */
-function sendJson(res: Response, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (body === undefined || status === 204) {
+function sendJson(res: Response, status: number, body: unknown, headers: Record<string, string> = {}, raw?: string): void {
+  if ((body === undefined && raw === undefined) || status === 204) {
     res.writeHead(status, headers);
     res.end();
     return;
   }
-  const text = stringify(body);
+  const text = raw ?? stringify(body);
   headers['Content-Type'] = 'application/json';
   headers['Content-Length'] = String(Buffer.byteLength(text));
   res.writeHead(status, headers);

@@ -80,6 +80,9 @@ export interface ResponseInfo {
 export interface HandlerResult {
   status: number;
   body?: unknown;
+  /** a JSON document to send byte for byte instead of serializing `body` (stored canonical
+   *  bytes: getEvidence); still validated against the spec in test mode */
+  rawJson?: string;
   headers?: Record<string, string>;
   audit?: AuditInfo;
 }

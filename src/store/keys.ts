@@ -26,6 +26,9 @@ export const keys = {
   expirySchedule: (t: string) => `${tenantTag(t)}:res-expiry`,
   /** string: idempotency record for (tenant, endpoint, key) */
   idem: (t: string, endpoint: string, key: string) => `${tenantTag(t)}:idem:${endpoint}:${key}`,
+  /** string: one signed CyclesEvidence envelope, its canonical JSON bytes (served verbatim by
+   *  getEvidence). Not tenant-scoped: the content hash alone addresses it (public fetch). */
+  evidenceEnvelope: (id: string) => `cycles:evidence:${id}`,
   /** hash: one action-quota counter (v0.1.26; src/governance/quota.ts, quota_common.lua).
    *  kindPart = the action kind, or `__risk__:<risk_class>` for a risk-class counter;
    *  windowKey = run_id (per_run) or the UTC bucket (YYYY-MM-DDTHH:MM / YYYY-MM-DDTHH /
