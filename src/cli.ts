@@ -97,6 +97,33 @@ evidence
     process.exitCode = runKeygen(o);
   });
 
+evidence
+  .command('export')
+  .description('stream the stored envelopes issued in [--from, --to] as JSON lines (each line verifiable on its own) to stdout, oldest first; needs REDIS_URL')
+  .option('--from <time>', 'epoch ms or ISO 8601 (default: the beginning)')
+  .option('--to <time>', 'epoch ms or ISO 8601 (default: no upper bound)')
+  .action(async (o: { from?: string; to?: string }) => {
+    const { exportEnvelopes, parseTimeBound } = await import('./evidence/export');
+    const url = process.env.REDIS_URL;
+    if (!url) {
+      console.error('cycles evidence export: set REDIS_URL to the server\'s Redis');
+      process.exitCode = 2;
+      return;
+    }
+    const from = parseTimeBound(o.from, '--from', 0);
+    const to = parseTimeBound(o.to, '--to', Number.MAX_SAFE_INTEGER);
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+    try {
+      const out = process.stdout;
+      const write = (line: string) => (out.write(line) ? undefined : new Promise<void>((r) => out.once('drain', () => r())));
+      const { written, missing } = await exportEnvelopes(redis, from, to, write);
+      console.error(`cycles evidence export: ${written} envelopes${missing ? `, ${missing} indexed but no longer stored (retention)` : ''}`);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
 program.parseAsync(process.argv).catch((e) => {
   console.error(e);
   process.exit(1);

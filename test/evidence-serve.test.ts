@@ -45,10 +45,10 @@ describe('evidence endpoints with an identity', () => {
   it('a malformed id is 400, an unknown one 404, both in the ErrorResponse shape', async () => {
     const bad = await fetch(`${s.runtimeUrl}/v1/evidence/NOT-HEX`);
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toBe('INVALID_REQUEST');
+    expect(((await bad.json()) as { error: string }).error).toBe('INVALID_REQUEST');
     const missing = await fetch(`${s.runtimeUrl}/v1/evidence/${'a'.repeat(64)}`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error).toBe('NOT_FOUND');
+    expect(((await missing.json()) as { error: string }).error).toBe('NOT_FOUND');
   });
 
   it('throttles per client: 429 LIMIT_EXCEEDED with Retry-After once over the budget', async () => {
@@ -60,7 +60,7 @@ describe('evidence endpoints with an identity', () => {
     }
     expect(limited).toBeDefined();
     expect(Number(limited!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect((await limited!.json()).error).toBe('LIMIT_EXCEEDED');
+    expect(((await limited!.json()) as { error: string }).error).toBe('LIMIT_EXCEEDED');
   });
 });
 
@@ -72,7 +72,7 @@ describe('evidence endpoints without an identity', () => {
   it('the JWK Set is 404 and nothing is published', async () => {
     const r = await fetch(`${s.runtimeUrl}/v1/.well-known/cycles-jwks.json`);
     expect(r.status).toBe(404);
-    expect((await r.json()).error).toBe('NOT_FOUND');
+    expect(((await r.json()) as { error: string }).error).toBe('NOT_FOUND');
     expect((await fetch(`${s.runtimeUrl}/v1/evidence/${'c'.repeat(64)}`)).status).toBe(404);
   });
 });

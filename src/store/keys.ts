@@ -29,6 +29,9 @@ export const keys = {
   /** string: one signed CyclesEvidence envelope, its canonical JSON bytes (served verbatim by
    *  getEvidence). Not tenant-scoped: the content hash alone addresses it (public fetch). */
   evidenceEnvelope: (id: string) => `cycles:evidence:${id}`,
+  /** zset: every stored envelope, member = evidence_id, score = issued_at_ms (the time order
+   *  `cycles evidence export` streams; written with the envelope) */
+  evidenceIndex: () => 'cycles:evidence-by-time',
   /** hash: one action-quota counter (v0.1.26; src/governance/quota.ts, quota_common.lua).
    *  kindPart = the action kind, or `__risk__:<risk_class>` for a risk-class counter;
    *  windowKey = run_id (per_run) or the UTC bucket (YYYY-MM-DDTHH:MM / YYYY-MM-DDTHH /
