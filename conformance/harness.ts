@@ -15,6 +15,8 @@ export interface ConformanceOptions {
   filter?: string[];
   /** parallel cases (bounded; default 8) */
   concurrency?: number;
+  /** the server under test has CyclesEvidence enabled (cases/evidence.ts run only with it) */
+  evidence?: boolean;
 }
 
 export interface Case {

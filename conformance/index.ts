@@ -11,11 +11,12 @@ import { adminCases } from './cases/admin';
 import { eventCases } from './cases/events';
 import { webhookCases } from './cases/webhooks';
 import { deliveryCases } from './cases/deliveries';
+import { evidenceCases } from './cases/evidence';
 
 export type { CaseResult, ConformanceOptions } from './harness';
 
 export function allCases(): Case[] {
-  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...governanceCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases()];
+  return [...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(), ...vectorCases(), ...governanceCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases(), ...evidenceCases()];
 }
 
 export interface ConformanceSummary {
