@@ -12,6 +12,9 @@ export interface HttpResponse {
   text: string;
   /** true when the body parsed as JSON */
   json: boolean;
+  /** the request as sent (failure evidence in the reports) */
+  method?: string;
+  url?: string;
 }
 
 export interface RequestOptions {
@@ -49,5 +52,5 @@ export async function httpRequest(baseUrl: string, method: string, path: string,
       body = undefined;
     }
   }
-  return { status: res.status, headers: res.headers, body, text, json };
+  return { status: res.status, headers: res.headers, body, text, json, method, url };
 }

@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { operations, type OperationInfo, type Plane } from '../src/generated/operations';
 import { httpRequest, type HttpResponse, type RequestOptions } from './client';
 import { SpecValidator } from './validate';
+import type { Level } from './requirements';
+import { SpecBundleError } from '../codegen/bundle';
 
 export interface ConformanceOptions {
   runtimeUrl: string;
@@ -11,8 +13,17 @@ export interface ConformanceOptions {
   adminKey: string;
   /** enabled optional features of the server under test, e.g. ['v0.1.26'] */
   features?: string[];
-  /** run only cases whose id contains one of these substrings */
+  /** run only cases whose id contains one of these substrings (alias of a substring --only) */
   filter?: string[];
+  /** run only cases whose id starts with, or that carry the tag or requirement id, one of these */
+  only?: string[];
+  /** leave out cases matching any of these (same matching as `only`; wins over it) */
+  skip?: string[];
+  /** SHOULD / MAY failures fail the run too (exitCodeFor) */
+  strict?: boolean;
+  /** spec bundle directory (default: env CYCLES_SPECS_DIR, else the pinned bundle beside the
+   *  installation); the cases that need it skip with the reason when it is missing */
+  specsDir?: string;
   /** parallel cases (bounded; default 8) */
   concurrency?: number;
   /** the server under test has CyclesEvidence enabled (cases/evidence.ts run only with it) */
@@ -25,17 +36,41 @@ export interface Case {
   plane: Plane | 'both';
   /** a 501 from the server skips the case (behaviour that needs handlers not built yet) */
   skipOn501?: boolean;
+  /** how binding the checked behaviour is (default MUST): only MUST failures fail a run */
+  level?: Level;
+  /** ids from the requirement catalogue (catalog.ts) this case checks */
+  requirements?: string[];
+  /** selection (--only/--skip) and report grouping, e.g. 'vector', 'v0.1.26' */
+  tags?: string[];
   run(ctx: CaseContext): Promise<void>;
 }
+
+/** The last HTTP exchange of a case: what a report shows next to a failure. */
+export interface Exchange {
+  method?: string;
+  url?: string;
+  status?: number;
+  /** first BODY_EXCERPT_CHARS characters of the response body */
+  bodyExcerpt?: string;
+}
+
+/** Bound on the response body kept as failure evidence (a report stays readable in CI). */
+export const BODY_EXCERPT_CHARS = 1000;
 
 export type Outcome = 'pass' | 'fail' | 'skip';
 export interface CaseResult {
   id: string;
   title: string;
+  plane: Plane | 'both';
+  level: Level;
+  requirements: string[];
+  tags: string[];
   outcome: Outcome;
   /** failure problems or the skip reason */
   messages: string[];
   durationMs: number;
+  /** failures only: the last HTTP exchange of the case (absent when it made none) */
+  evidence?: Exchange;
 }
 
 export class SkipCase extends Error {}
@@ -73,6 +108,8 @@ type CallOptions = RequestOptions & {
 
 export class CaseContext {
   readonly problems: string[] = [];
+  /** the latest HTTP exchange of this case (failure evidence) */
+  lastExchange?: Exchange;
   constructor(
     readonly opts: ConformanceOptions,
     readonly features: Set<string>,
@@ -97,6 +134,7 @@ export class CaseContext {
     if (o.key !== undefined) headers['X-Cycles-API-Key'] = o.key;
     if (o.admin) headers['X-Admin-API-Key'] = o.admin === true ? this.opts.adminKey : o.admin;
     const res = await httpRequest(this.url(plane), method, path, { ...o, headers });
+    this.record(res);
     const where = `${method} ${path}${o.op ? ` (${o.op.operationId})` : ''} → ${res.status}`;
     if (res.status === 501 && this.current.skipOn501) {
       throw new SkipCase(`prerequisite not implemented: ${o.op?.operationId ?? `${method} ${path}`}`);
@@ -118,6 +156,12 @@ export class CaseContext {
     const op = this.op(plane, operationId);
     const path = fillPath(op.path, o.params ?? {});
     return this.call(plane, op.method.toUpperCase(), path, { ...o, op });
+  }
+
+  /** Keeps `res` as this case's latest exchange (call() and the fixtures do it themselves; a
+   *  case that talks HTTP another way may call it so its failures carry the evidence). */
+  record(res: HttpResponse): void {
+    this.lastExchange = { method: res.method, url: res.url, status: res.status, bodyExcerpt: res.text.slice(0, BODY_EXCERPT_CHARS) };
   }
 
   correlationProblems(res: HttpResponse): string[] {
@@ -231,6 +275,7 @@ export class Fixtures {
     const res = await httpRequest(this.opts.adminUrl, op.method.toUpperCase(), op.path, {
       ...o, headers: { 'X-Admin-API-Key': this.opts.adminKey, ...(o.headers ?? {}) },
     });
+    ctx.record(res);
     if (res.status === 501) throw new SkipCase(`prerequisite not implemented: ${operationId}`);
     for (const p of this.spec.checkResponse('admin', op, res.status, res.body, res.json)) {
       ctx.problems.push(`${operationId} → ${res.status}: response violates the spec: ${p}`);
@@ -244,7 +289,7 @@ export async function runCases(cases: Case[], opts: ConformanceOptions, onResult
   // responses are checked against the documents of the profile the server runs (decision DG1)
   const spec = new SpecValidator(features.has('v0.1.26') ? 'merged' : 'base');
   const fixtures = new Fixtures(opts, spec);
-  const selected = opts.filter?.length ? cases.filter((c) => opts.filter!.some((f) => c.id.includes(f))) : cases;
+  const selected = selectCases(cases, opts);
   const results: CaseResult[] = new Array(selected.length);
   let next = 0;
   const worker = async () => {
@@ -265,15 +310,50 @@ export async function runCases(cases: Case[], opts: ConformanceOptions, onResult
         if (e instanceof SkipCase && ctx.problems.length === 0) {
           outcome = 'skip';
           messages = [e.message];
+        } else if (e instanceof SpecBundleError && ctx.problems.length === 0) {
+          // a missing or altered spec bundle is a missing precondition, not a server failure
+          outcome = 'skip';
+          messages = [specBundleSkipReason(e)];
         } else {
           outcome = 'fail';
           messages = [...ctx.problems, e instanceof SkipCase || e instanceof FailCase ? e.message : String((e as Error)?.stack ?? e)];
         }
       }
-      results[i] = { id: c.id, title: c.title, outcome, messages, durationMs: Date.now() - started };
+      results[i] = {
+        id: c.id, title: c.title, plane: c.plane, level: c.level ?? 'MUST', requirements: c.requirements ?? [], tags: c.tags ?? [],
+        outcome, messages, durationMs: Date.now() - started,
+        ...(outcome === 'fail' && ctx.lastExchange ? { evidence: ctx.lastExchange } : {}),
+      };
       onResult?.(results[i]);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 8) }, worker));
   return results;
+}
+
+/** Does `sel` (an --only/--skip value) name case `c`: an id prefix, an exact tag or an exact
+ *  requirement id. */
+export function matchesSelector(c: Pick<Case, 'id' | 'tags' | 'requirements'>, sel: string): boolean {
+  return c.id.startsWith(sel) || (c.tags ?? []).includes(sel) || (c.requirements ?? []).includes(sel);
+}
+
+/** The cases a run executes: those named by --only or --filter (all when neither is given),
+ *  less those named by --skip. */
+export function selectCases<C extends Pick<Case, 'id' | 'tags' | 'requirements'>>(
+  cases: readonly C[], opts: Pick<ConformanceOptions, 'only' | 'skip' | 'filter'>,
+): C[] {
+  const only = opts.only ?? [];
+  const filter = opts.filter ?? [];
+  const skip = opts.skip ?? [];
+  return cases.filter((c) => {
+    const included = (only.length === 0 && filter.length === 0)
+      || only.some((s) => matchesSelector(c, s)) || filter.some((f) => c.id.includes(f));
+    return included && !skip.some((s) => matchesSelector(c, s));
+  });
+}
+
+/** One line for a skip: which bundle directory and what to do about it. */
+export function specBundleSkipReason(e: SpecBundleError): string {
+  const first = e.message.split('\n')[0].replace(/:$/, '');
+  return `spec bundle unavailable: ${first} (use --specs DIR or CYCLES_SPECS_DIR)`;
 }
