@@ -1,11 +1,13 @@
-// `cycles` command line: serve (both planes + workers by default), ops (coverage) and
-// evidence (offline envelope verification, signing-key generation).
+// `cycles` command line: serve (both planes + workers by default), ops (coverage), evidence
+// (offline envelope verification, signing-key generation) and conformance (the black-box kit).
 import { Command } from 'commander';
 import cluster from 'node:cluster';
 import { loadConfig, specsDirFrom } from './config';
 import type { Role } from './server';
 
 const program = new Command();
+// options after a subcommand belong to it (`cycles conformance --help` is the kit's help)
+program.enablePositionalOptions();
 program.name('cycles').description('Cycles protocol server (runtime + admin planes on Redis)');
 
 program
@@ -70,6 +72,20 @@ program
       console.log(`${r.status.padEnd(12)} ${r.plane.padEnd(8)} ${r.feature.padEnd(8)} ${r.method.toUpperCase().padEnd(6)} ${r.path}  (${r.operationId})`);
     }
     console.log(`\n${report.implemented} implemented, ${report.notYet} not yet, ${report.rows.length} operations`);
+  });
+
+program
+  .command('conformance')
+  .description('run the black-box conformance kit against a Cycles server (options: cycles conformance --help)')
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .passThroughOptions()
+  .argument('[args...]', 'conformance options, e.g. --runtime-url URL --admin-url URL --admin-key KEY --junit conformance.xml')
+  .action(async (args: string[]) => {
+    const { runConformanceCli } = await import('../conformance/cli');
+    // exit at once: idle keep-alive connections to the server under test would hold the process
+    process.exit(await runConformanceCli(args, 'cycles conformance'));
   });
 
 const evidence = program.command('evidence').description('CyclesEvidence: offline verification and signing keys');
