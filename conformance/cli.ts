@@ -65,7 +65,7 @@ export async function runConformanceCli(argv: string[], name = 'conformance', ou
 
   const specs = specsStatus(resolveSpecsDir(o.specs));
   if (!specs.ok) {
-    out.error(`${name}: spec bundle unavailable: ${specs.problem}`);
+    out.error(`${name}: ${specs.problem}`);
     out.error(`${name}: the cases that read it (test vectors, v0.1.26 governance, evidence schema) are skipped; pass --specs DIR or set CYCLES_SPECS_DIR`);
   }
 

@@ -352,8 +352,11 @@ export function selectCases<C extends Pick<Case, 'id' | 'tags' | 'requirements'>
   });
 }
 
-/** One line for a skip: which bundle directory and what to do about it. */
+/** One line for a skip: which bundle directory, what is wrong with it, what to do. */
 export function specBundleSkipReason(e: SpecBundleError): string {
-  const first = e.message.split('\n')[0].replace(/:$/, '');
-  return `spec bundle unavailable: ${first} (use --specs DIR or CYCLES_SPECS_DIR)`;
+  const folder = e.problems.find((p) => p.kind === 'folder');
+  const what = folder
+    ? (/not a folder/.test(e.message) ? 'not a folder' : 'folder does not exist')
+    : `${e.problems.length} file(s) missing, altered or unparseable against specs/manifest.json`;
+  return `spec bundle unavailable at ${e.dir}: ${what} (use --specs DIR or CYCLES_SPECS_DIR)`;
 }

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { loadBundle, SpecBundleError } from '../codegen/bundle';
 import { specsDirFrom } from '../src/config';
-import { runCases, type Case, type CaseResult, type ConformanceOptions } from './harness';
+import { runCases, specBundleSkipReason, type Case, type CaseResult, type ConformanceOptions } from './harness';
 import { uncoveredRequirements, type Level, type Requirement } from './requirements';
 import { operationCases } from './cases/operations';
 import { tracingCases } from './cases/tracing';
@@ -49,7 +49,7 @@ export function resolveSpecsDir(flag?: string, env: NodeJS.ProcessEnv = process.
 export interface SpecsStatus {
   dir: string;
   ok: boolean;
-  /** why the bundle cannot be used (first line of the loader's message) */
+  /** why the bundle cannot be used (the skip reason of the cases that need it) */
   problem?: string;
 }
 
@@ -60,7 +60,7 @@ export function specsStatus(dir: string): SpecsStatus {
     return { dir, ok: true };
   } catch (e) {
     if (!(e instanceof SpecBundleError)) throw e;
-    return { dir, ok: false, problem: e.message.split('\n')[0].replace(/:$/, '') };
+    return { dir, ok: false, problem: specBundleSkipReason(e) };
   }
 }
 
