@@ -2,10 +2,12 @@
 // `npm run conformance -- …` (run.ts). Black-box: talks HTTP only, to the two planes.
 // Prints one line per case, the skip reasons, the uncovered requirements, then "N passed,
 // M failed" alone on a line. Exit code: 1 on any MUST failure (any failure with --strict),
-// 0 otherwise, 2 on a usage error (missing key, bad option, a selection that names no case).
+// 0 otherwise, 2 on a usage error (missing key, bad option, a selection that names no case,
+// a plane that does not answer HTTP).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { REQUEST_TIMEOUT_MS } from './client';
 import { resolveSpecsDir, runConformance, specsStatus } from './index';
 import { exitCodeFor, toJsonReport, toJUnitXml } from './report';
 
@@ -63,6 +65,15 @@ export async function runConformanceCli(argv: string[], name = 'conformance', ou
     return 2;
   }
 
+  // An unreachable plane would fail every case with the same network error: say it once.
+  for (const [plane, url] of [['runtime', o.runtimeUrl], ['admin', o.adminUrl]] as const) {
+    const problem = await unreachable(url);
+    if (problem) {
+      out.error(`${name}: cannot reach the ${plane} plane at ${url}: ${problem}`);
+      return 2;
+    }
+  }
+
   const specs = specsStatus(resolveSpecsDir(o.specs));
   if (!specs.ok) {
     out.error(`${name}: ${specs.problem}`);
@@ -115,4 +126,27 @@ export async function runConformanceCli(argv: string[], name = 'conformance', ou
   if (summary.failed) out.log(`failed by level: ${MUST} MUST, ${SHOULD} SHOULD, ${MAY} MAY${o.strict ? ' (--strict: all count)' : ''}`);
   out.log(`${summary.passed} passed, ${summary.failed} failed`);
   return code;
+}
+
+/** Why nothing answers HTTP at `base` (any status is an answer), or undefined. */
+async function unreachable(base: string): Promise<string | undefined> {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    return 'not a URL';
+  }
+  let problem: string | undefined;
+  // twice: a pooled keep-alive connection the server closed just now fails once and is gone
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      await res.arrayBuffer();
+      return undefined;
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      problem = cause?.code ?? cause?.message ?? (e as Error).message;
+    }
+  }
+  return problem;
 }

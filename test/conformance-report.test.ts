@@ -316,10 +316,18 @@ describe('runCases', () => {
 // ---------------------------------------------------------------- the CLI's usage errors
 
 describe('runConformanceCli', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    server = createServer((_req, res) => res.writeHead(404).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
   const quiet = () => { const lines: string[] = []; return { lines, out: { log: (l: string) => lines.push(l), error: (l: string) => lines.push(l) } }; };
   it('exit 2 on a selection that names no case, a missing key or an unknown option; never a silent pass', async () => {
     const a = quiet();
-    expect(await runConformanceCli(['--runtime-url', 'http://127.0.0.1:9', '--admin-url', 'http://127.0.0.1:9', '--admin-key', 'k', '--only', 'no-such-case'], 'conformance', a.out)).toBe(2);
+    expect(await runConformanceCli(['--runtime-url', base, '--admin-url', base, '--admin-key', 'k', '--only', 'no-such-case'], 'conformance', a.out)).toBe(2);
     expect(a.lines.join('\n')).toMatch(/no case matches the selection/);
     const b = quiet();
     const prev = process.env.ADMIN_API_KEY;
@@ -333,9 +341,20 @@ describe('runConformanceCli', () => {
     expect(await runConformanceCli(['--bogus'], 'conformance', quiet().out)).toBe(2);
   });
 
+  it('exit 2 with one clear line when a plane does not answer', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const a = quiet();
+    expect(await runConformanceCli(['--runtime-url', base, '--admin-url', `http://127.0.0.1:${port}`, '--admin-key', 'k'], 'conformance', a.out)).toBe(2);
+    expect(a.lines).toHaveLength(1);
+    expect(a.lines[0]).toMatch(new RegExp(`^conformance: cannot reach the admin plane at http://127\\.0\\.0\\.1:${port}: \\S`));
+  });
+
   it('with no spec bundle it says so up front and the bundle cases skip with the reason', async () => {
     const a = quiet();
-    expect(await runConformanceCli(['--runtime-url', 'http://127.0.0.1:9', '--admin-url', 'http://127.0.0.1:9', '--admin-key', 'k', '--specs', '/nonexistent-bundle', '--only', 'vector.spec-bundle'], 'conformance', a.out)).toBe(0);
+    expect(await runConformanceCli(['--runtime-url', base, '--admin-url', base, '--admin-key', 'k', '--specs', '/nonexistent-bundle', '--only', 'vector.spec-bundle'], 'conformance', a.out)).toBe(0);
     const text = a.lines.join('\n');
     expect(text).toMatch(/spec bundle unavailable at \/nonexistent-bundle: folder does not exist/);
     expect(text).toMatch(/SKIP vector\.spec-bundle \(spec bundle unavailable at \/nonexistent-bundle/);
