@@ -16,6 +16,10 @@ import { eventCases } from './cases/events';
 import { webhookCases } from './cases/webhooks';
 import { deliveryCases } from './cases/deliveries';
 import { evidenceCases } from './cases/evidence';
+import { hierarchyCases } from './cases/hierarchy';
+import { lifecycleCases } from './cases/lifecycle';
+import { listCases } from './cases/lists';
+import { isolationCases } from './cases/isolation';
 
 export type { CaseResult, ConformanceOptions } from './harness';
 
@@ -24,6 +28,7 @@ export function allCases(): Case[] {
     ...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(),
     ...fromBundle('vector', 'upstream test vectors (impl/test-vectors.yaml)', vectorCases),
     ...governanceCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases(), ...evidenceCases(),
+    ...hierarchyCases(), ...lifecycleCases(), ...listCases(), ...isolationCases(),
   ];
 }
 
