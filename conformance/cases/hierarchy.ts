@@ -97,6 +97,18 @@ export function hierarchyCases(): Case[] {
       ctx.expectStatus(await reserve(ctx, f, 1, {}, { app: 'a', toolset: 'x' }), 200);
     }),
 
+    hc('unit-mismatch-details', 'a reserve in a unit no derived scope has → 400 UNIT_MISMATCH naming scope, requested unit and existing units', {
+      level: 'SHOULD', requirements: ['ERR.UNIT_MISMATCH.DETAILS', 'ERR.UNIT_MISMATCH'], tags: ['errors'],
+    }, async (ctx) => {
+      const f = await tenantWith(ctx, (t) => [{ scope: `tenant:${t}`, allocated: 1000 }]);
+      const body = { ...reserveBody(ctx, { tenant: f.tenantId }, 1), estimate: { unit: 'TOKENS', amount: 1 } };
+      const r = await ctx.callOp('runtime', 'createReservation', { key: f.key, body });
+      if (!ctx.expectStatus(r, 400, 'UNIT_MISMATCH')) return;
+      const d = r.body.details ?? {};
+      ctx.check(d.scope === f.root && d.requested_unit === 'TOKENS' && Array.isArray(d.expected_units) && d.expected_units.includes('USD_MICROCENTS'),
+        `details ${JSON.stringify(d)} (want scope ${f.root}, requested_unit TOKENS, expected_units [USD_MICROCENTS])`);
+    }),
+
     hc('idempotency.concurrent-reserve', 'parallel reserves with one idempotency key converge on one reservation, reserved once', {
       level: 'MUST', requirements: ['RT.IDEM.CONCURRENT', 'RT.IDEM.REPLAY', 'CORE.IDEMPOTENT_SETTLEMENT'], tags: ['idempotency', 'concurrency'],
     }, async (ctx) => {

@@ -48,13 +48,14 @@ export function lifecycleCases(): Case[] {
     }),
 
     lc('expiry.cutoffs', 'after expires_at_ms: extend 410; commit/release 410 past the grace period, accepted within it', {
-      level: 'MUST', requirements: ['RT.EXPIRY.GRACE', 'RT.EXPIRY.EXTEND_CUTOFF', 'ERR.RESERVATION_EXPIRED'], tags: ['lifecycle', 'expiry'],
+      level: 'MUST', requirements: ['RT.EXPIRY.GRACE', 'RT.EXPIRY.EXTEND_CUTOFF', 'ERR.RESERVATION_EXPIRED', 'RT.EXPIRY.GET_EXPIRED'], tags: ['lifecycle', 'expiry'],
     }, async (ctx) => {
       const f = await tenantWith(ctx, (t) => [{ scope: `tenant:${t}`, allocated: 10_000 }]);
       const noGrace = await reserveOk(ctx, f, 100, { ttl_ms: 1000, grace_period_ms: 0 });
       const noGrace2 = await reserveOk(ctx, f, 100, { ttl_ms: 1000, grace_period_ms: 0 });
       const grace = await reserveOk(ctx, f, 100, { ttl_ms: 1000, grace_period_ms: 5000 });
       const grace2 = await reserveOk(ctx, f, 100, { ttl_ms: 1000, grace_period_ms: 5000 });
+      const untouched = await reserveOk(ctx, f, 100, { ttl_ms: 1000, grace_period_ms: 0 });
       await sleep(1400);
       ctx.expectStatus(await extend(ctx, f, grace.reservation_id, 1000), 410, 'RESERVATION_EXPIRED');
       ctx.expectStatus(await commit(ctx, f, noGrace.reservation_id, 50), 410, 'RESERVATION_EXPIRED');
@@ -64,6 +65,26 @@ export function lifecycleCases(): Case[] {
       ctx.expectStatus(await release(ctx, f, grace2.reservation_id), 200);
       const b = await balanceOf(ctx, f, f.root);
       ctx.check(b.spent === 50n, `spent ${b.spent} (only the in-grace commit may charge)`);
+      // once the server has marked it EXPIRED: GET answers 410, the list still shows the row
+      const g = await eventually(() => ctx.callOp('runtime', 'getReservation', { key: f.key, params: { reservation_id: untouched.reservation_id } }), (x) => x.status !== 200, 5000);
+      ctx.expectStatus(g, 410, 'RESERVATION_EXPIRED');
+      const l = await ctx.callOp('runtime', 'listReservations', { key: f.key, query: { status: 'EXPIRED' } });
+      if (ctx.expectStatus(l, 200)) ctx.check((l.body.reservations as any[]).some((x) => x.reservation_id === untouched.reservation_id), 'the EXPIRED reservation is missing from listReservations?status=EXPIRED');
+    }),
+
+    lc('over-limit.signal', 'a scope entering is_over_limit is signalled to operators (budget.over_limit_entered event)', {
+      level: 'SHOULD', requirements: ['SHOULD.OVER_LIMIT_SIGNAL', 'SHOULD.EMIT_EVENTS'], tags: ['overage', 'events'],
+    }, async (ctx) => {
+      const f = await tenantWith(ctx, (t) => [{ scope: `tenant:${t}`, allocated: 1000 }]);
+      const r = await reserveOk(ctx, f, 800, { overage_policy: 'ALLOW_IF_AVAILABLE' });
+      ctx.require(await commit(ctx, f, r.reservation_id, 5000), 200);
+      const ev = await eventually(
+        () => ctx.callOp('admin', 'listEvents', { admin: true, query: { tenant_id: f.tenantId, event_type: 'budget.over_limit_entered' } }),
+        (x) => x.status !== 200 || (x.body?.events ?? []).length > 0, 5000);
+      if (ctx.expectStatus(ev, 200)) {
+        const e = (ev.body.events as any[])[0];
+        ctx.check(e?.scope === f.root, `budget.over_limit_entered for scope ${e?.scope} (want ${f.root}); events ${ev.text.slice(0, 200)}`);
+      }
     }),
 
     lc('overage.reject', 'REJECT: a commit above the estimate is refused, the reservation stays ACTIVE and can still commit within it', {
