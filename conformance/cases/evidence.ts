@@ -31,7 +31,7 @@ const TRANSPORT_ONLY = ['cycles_evidence', 'remaining_ttl_ms'];
 type Artifact = 'decide' | 'reserve' | 'commit' | 'release' | 'error';
 
 const ev = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `evidence.${id}`, title, plane: 'runtime', skipOn501: true,
+  id: `evidence.${id}`, title, plane: 'runtime', skipOn501: true, level: 'MUST', requirements: ['EVIDENCE.CONFORMS'], tags: ['evidence'],
   run: async (ctx) => {
     if (!ctx.opts.evidence) ctx.skip('needs --evidence');
     await run(ctx);
@@ -180,6 +180,7 @@ export function evidenceCases(): Case[] {
     {
       // Runs always: the schema covers the ref's shape; the id ↔ URL pairing it cannot.
       id: 'evidence.ref-shape', title: 'a cycles_evidence ref, when present, names its id in its URL', plane: 'runtime', skipOn501: true,
+      level: 'MUST', requirements: ['EVIDENCE.CONFORMS'], tags: ['evidence'],
       run: async (ctx) => {
         const f = await tenant(ctx, 10_000);
         const d = await ctx.callOp('runtime', 'decide', { key: f.key, body: reserveBody(ctx, f, 100) });

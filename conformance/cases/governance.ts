@@ -15,7 +15,7 @@ import {
 const V126 = 'v0.1.26';
 
 const gv = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `governance.${id}`, title, plane: 'runtime', skipOn501: true,
+  id: `governance.${id}`, title, plane: 'runtime', skipOn501: true, level: 'SHOULD', requirements: ['SHOULD.V0126'], tags: ['governance', 'v0.1.26'],
   async run(ctx) {
     if (!ctx.features.has(V126)) ctx.skip('v0.1.26 governance; run with --features v0.1.26');
     await run(ctx);
@@ -23,7 +23,7 @@ const gv = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>)
 });
 
 const flagOff = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `governance.flag-off.${id}`, title, plane: 'both',
+  id: `governance.flag-off.${id}`, title, plane: 'both', level: 'MAY', requirements: [], tags: ['governance', 'flag-off'],
   async run(ctx) {
     if (ctx.features.has(V126)) ctx.skip('flag-off check; runs without --features v0.1.26');
     await run(ctx);

@@ -6,6 +6,7 @@ import { operations, type OperationInfo } from '../../src/generated/operations';
 import { fillPath, type Case, type CaseContext } from '../harness';
 import { invalidRequest, samplePathParams } from '../invalid';
 import { SpecValidator } from '../validate';
+import { opMeta } from './tags';
 
 const accepts = (op: OperationInfo, scheme: string) => op.security.some((alt) => alt.includes(scheme));
 const isPublic = (op: OperationInfo) => op.security.length === 0;
@@ -17,6 +18,7 @@ function unauthenticated(op: OperationInfo): Case {
     id: `auth.none.${op.plane}.${op.operationId}`,
     title: `${label(op)} without credentials`,
     plane: op.plane,
+    ...opMeta(op, isPublic(op) ? [] : ['AUTH.API_KEY', 'ERR.ENVELOPE'], ['auth']),
     // A public operation reaches its handler; one not built yet is skipped, not failed.
     skipOn501: isPublic(op),
     async run(ctx) {
@@ -39,6 +41,7 @@ function wrongAdminKey(op: OperationInfo): Case {
     id: `auth.wrong-admin-key.${op.plane}.${op.operationId}`,
     title: `${label(op)} with a wrong admin key`,
     plane: op.plane,
+    ...opMeta(op, ['ERR.ENVELOPE'], ['auth']),
     async run(ctx) {
       const res = await ctx.call(op.plane, op.method.toUpperCase(), fillPath(op.path, {}), {
         op, admin: `${ctx.opts.adminKey}-wrong`, body: op.method === 'get' || op.method === 'delete' ? undefined : {},
@@ -54,6 +57,7 @@ function invalidInput(op: OperationInfo, what: string): Case {
     id: `validation.${op.plane}.${op.operationId}`,
     title: `${label(op)} rejects a schema-invalid request (${what})`,
     plane: op.plane,
+    ...opMeta(op, ['OPS.CONTRACT', 'ERR.ENVELOPE'], ['validation']),
     async run(ctx) {
       const bad = invalidRequest(ctx.spec, op)!;
       const auth: { admin?: boolean; key?: string } = {};

@@ -20,6 +20,9 @@ function traced(plane: Plane, id: string, title: string, headers: () => { send: 
     id: `tracing.${plane}.${id}`,
     title: `${plane}: ${title}`,
     plane,
+    level: 'MUST',
+    requirements: ['RT.TRACE.INBOUND', 'RT.TRACE.ECHO', 'RT.TRACE.ERROR_BODY', 'SHOULD.TRACE_PROPAGATION'],
+    tags: ['tracing'],
     async run(ctx) {
       const { send, want, notIn } = headers();
       const res = await probe(ctx, plane, send);
@@ -77,6 +80,9 @@ export function tracingCases(): Case[] {
         id: `tracing.${plane}.fresh-ids`,
         title: `${plane}: without trace headers every response gets a fresh trace id and request id`,
         plane,
+        level: 'MUST',
+        requirements: ['RT.TRACE.INBOUND', 'RT.TRACE.ECHO'],
+        tags: ['tracing'],
         async run(ctx) {
           const a = await probe(ctx, plane, {});
           const b = await probe(ctx, plane, {});
@@ -88,6 +94,9 @@ export function tracingCases(): Case[] {
         id: `tracing.${plane}.health`,
         title: `${plane}: correlation headers on non-protocol routes too (404)`,
         plane,
+        level: 'MUST',
+        requirements: ['RT.TRACE.ECHO', 'RT.TRACE.ERROR_BODY'],
+        tags: ['tracing'],
         async run(ctx) {
           const t = hex(16);
           const res = await ctx.call(plane, 'GET', '/v1/conformance-no-such-route', { headers: { 'X-Cycles-Trace-Id': t } });

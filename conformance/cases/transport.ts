@@ -12,6 +12,9 @@ function bodyTarget(ctx: CaseContext, plane: Plane) {
 
 const MIB = 1024 * 1024;
 
+/** Every answer is an ErrorResponse with the documented status and the correlation ids. */
+const TRANSPORT_META: Pick<Case, 'level' | 'requirements' | 'tags'> = { level: 'MUST', requirements: ['ERR.ENVELOPE', 'RT.TRACE.ECHO'], tags: ['transport'] };
+
 export function transportCases(): Case[] {
   const out: Case[] = [];
   for (const plane of ['runtime', 'admin'] as const) {
@@ -20,6 +23,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.unknown-route`,
         title: `${plane}: unknown route → 404 NOT_FOUND`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           ctx.expectStatus(await ctx.call(plane, 'GET', '/v1/conformance/no-such-route'), 404, 'NOT_FOUND');
           ctx.expectStatus(await ctx.call(plane, 'POST', '/nope', { body: {} }), 404, 'NOT_FOUND');
@@ -29,6 +33,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.wrong-method`,
         title: `${plane}: wrong method on a known path → 405 with Allow`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const path = plane === 'runtime' ? '/v1/reservations' : '/v1/admin/tenants';
           const res = await ctx.call(plane, 'PUT', path, { admin: true, body: {} });
@@ -41,6 +46,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.malformed-json`,
         title: `${plane}: malformed JSON body → 400 INVALID_REQUEST`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const { op, path } = bodyTarget(ctx, plane);
           for (const raw of ['{"idempotency_key": ', '{bad json}', '{"a":1}}', '\u0000']) {
@@ -52,6 +58,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.wrong-content-type`,
         title: `${plane}: non-JSON Content-Type → 400 INVALID_REQUEST`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const { op, path } = bodyTarget(ctx, plane);
           const res = await ctx.call(plane, 'POST', path, {
@@ -64,6 +71,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.body-too-large`,
         title: `${plane}: body over 1 MiB → 413 ErrorResponse`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const { path } = bodyTarget(ctx, plane);
           const raw = `{"pad":"${'x'.repeat(MIB)}"}`;
@@ -75,6 +83,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.deep-nesting`,
         title: `${plane}: JSON nested 1000 levels deep → 400, not a crash`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const { op, path } = bodyTarget(ctx, plane);
           const raw = `{"metadata":${'['.repeat(1000)}${']'.repeat(1000)}}`;
@@ -87,6 +96,7 @@ export function transportCases(): Case[] {
         id: `transport.${plane}.empty-body`,
         title: `${plane}: missing required body → 400 INVALID_REQUEST`,
         plane,
+        ...TRANSPORT_META,
         async run(ctx) {
           const { op, path } = bodyTarget(ctx, plane);
           ctx.expectStatus(await ctx.call(plane, 'POST', path, { op, admin: true, headers: { 'Content-Type': 'application/json' } }), 400, 'INVALID_REQUEST');

@@ -380,6 +380,9 @@ function vectorCase(v: Vector): Case {
     id: `vector.${v.id}`,
     title: `test vector ${v.id}${ext ? ' (v0.1.26)' : ''}`,
     plane: 'runtime',
+    ...(ext
+      ? { level: 'SHOULD' as const, requirements: ['SHOULD.V0126'], tags: ['vector', 'v0.1.26'] }
+      : { level: 'MUST' as const, requirements: ['OPS.CREATE_RESERVATION', ...(v.id.includes('budget_exceeded') ? ['ERR.BUDGET_EXCEEDED'] : [])], tags: ['vector'] }),
     skipOn501: true,
     async run(ctx: CaseContext) {
       const on = ctx.features.has('v0.1.26');
