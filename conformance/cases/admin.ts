@@ -16,8 +16,22 @@ const big = (v: unknown): bigint | undefined => (typeof v === 'bigint' ? v : typ
 /** a token no other id of this run contains (tenant-id charset) */
 const token = () => randomBytes(6).toString('hex');
 
+type Meta = Pick<Case, 'level' | 'requirements' | 'tags'>;
+const M = (level: Meta['level'], ...requirements: string[]): Meta => ({ level, requirements, tags: ['admin'] });
+/** Catalogue tags (conformance/catalog.ts); the reference admin surface itself is MAY. */
+const META: Record<string, Meta> = {
+  'tenants.close': M('MUST', 'ERR.TENANT_CLOSED.PERSISTING', 'ERR.TENANT_CLOSED.READS'),
+  'tenants.suspended': M('MAY'),
+  'budgets.freeze': M('MAY'),
+  'budgets.debt': M('MUST', 'RT.OVERDRAFT.OVER_LIMIT_BLOCKS', 'RT.OVERDRAFT.AUTO_CLEAR', 'XP.GET_BALANCES'),
+  'apikeys.lifecycle': M('MUST', 'AUTH.API_KEY'),
+  'apikeys.permissions': M('MUST', 'AUTH.PERMISSIONS', 'XP.SCHEMA.PERMISSION'),
+  'introspect': M('MUST', 'XP.INTROSPECT'),
+  'audit.request-id': M('MUST', 'RT.TRACE.DOWNSTREAM'),
+};
+
 const adm = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `admin.${id}`, title, plane: 'admin', skipOn501: true, run,
+  id: `admin.${id}`, title, plane: 'admin', skipOn501: true, ...(META[id] ?? M('MAY')), run,
 });
 
 function eq(ctx: CaseContext, got: unknown, want: bigint, what: string): void {

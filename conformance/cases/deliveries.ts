@@ -12,8 +12,18 @@ import type { Case, CaseContext, TenantFixture } from '../harness';
 const HOOK = 'https://cycles-conformance.invalid/hook';
 const UNKNOWN = () => `whsub_conf_${randomBytes(12).toString('hex')}`;
 
+type Meta = Pick<Case, 'level' | 'requirements' | 'tags'>;
+const M = (level: Meta['level'], ...requirements: string[]): Meta => ({ level, requirements, tags: ['deliveries'] });
+/** Catalogue tags (conformance/catalog.ts) of each case below. */
+const META: Record<string, Meta> = {
+  'list': M('MUST', 'XP.LIST_DELIVERIES', 'XP.LIST_TENANT_DELIVERIES'),
+  'not-found': M('MUST', 'XP.LIST_DELIVERIES', 'XP.LIST_TENANT_DELIVERIES'),
+  'replay-rules': M('MUST', 'XP.REPLAY_EVENTS'),
+  'closed-owner': M('MUST', 'XP.REPLAY_EVENTS', 'XP.LIST_DELIVERIES'),
+};
+
 const dv = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `deliveries.${id}`, title, plane: 'admin', skipOn501: true, run,
+  id: `deliveries.${id}`, title, plane: 'admin', skipOn501: true, ...(META[id] ?? M('MAY')), run,
 });
 
 async function subscription(ctx: CaseContext, f: TenantFixture): Promise<string> {

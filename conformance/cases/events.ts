@@ -13,8 +13,19 @@ import { toView } from '../validate';
 const U = 'USD_MICROCENTS';
 const TENANT_VISIBLE = new Set(['budget', 'reservation', 'tenant']);
 
+type Meta = Pick<Case, 'level' | 'requirements' | 'tags'>;
+const M = (level: Meta['level'], ...requirements: string[]): Meta => ({ level, requirements, tags: ['events'] });
+/** Catalogue tags (conformance/catalog.ts) of each case below. */
+const META: Record<string, Meta> = {
+  'list.tenant': M('MUST', 'XP.LIST_EVENTS', 'XP.SCHEMA.EVENT', 'SHOULD.EMIT_EVENTS', 'RT.TRACE.DOWNSTREAM'),
+  'get': M('MUST', 'XP.GET_EVENT', 'XP.LIST_EVENTS'),
+  'filters': M('MUST', 'XP.LIST_EVENTS'),
+  'paging': M('MUST', 'XP.LIST_EVENTS'),
+  'tenant': M('MUST', 'XP.LIST_TENANT_EVENTS', 'AUTH.API_KEY'),
+};
+
 const ev = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `events.${id}`, title, plane: 'admin', skipOn501: true, run,
+  id: `events.${id}`, title, plane: 'admin', skipOn501: true, ...(META[id] ?? M('MAY')), run,
 });
 
 /** Each event's data against its EventData* variant (the harness checks the Event envelope). */

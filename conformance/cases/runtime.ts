@@ -61,8 +61,32 @@ function eq(ctx: CaseContext, got: unknown, want: bigint, what: string): void {
   ctx.check(big(got) === want, `${what}: got ${String(got)}, want ${want}`);
 }
 
+type Meta = Pick<Case, 'level' | 'requirements' | 'tags'>;
+const M = (level: Meta['level'], ...requirements: string[]): Meta => ({ level, requirements, tags: ['runtime'] });
+/** Catalogue tags (conformance/catalog.ts) of each case below. */
+const META: Record<string, Meta> = {
+  'reserve.happy': M('MUST', 'OPS.CREATE_RESERVATION', 'SHOULD.GET_RESERVATION', 'XP.GET_BALANCES'),
+  'reserve.budget-exceeded': M('MUST', 'ERR.BUDGET_EXCEEDED', 'CORE.ATOMIC_RESERVATION'),
+  'reserve.atomic-multi-scope': M('MUST', 'CORE.ATOMIC_RESERVATION', 'ERR.BUDGET_EXCEEDED'),
+  'reserve.dry-run': M('MUST', 'RT.DRY_RUN'),
+  'reserve.no-budget': M('MUST', 'ERR.NOT_FOUND', 'RT.SCOPE.BUDGET_REQUIRED'),
+  'reserve.unit-mismatch': M('MUST', 'ERR.UNIT_MISMATCH', 'CORE.UNIT_CONSISTENCY'),
+  'reserve.other-tenant': M('MUST', 'AUTH.SUBJECT_TENANT'),
+  'reserve.idempotency': M('MUST', 'RT.IDEM.REPLAY', 'ERR.IDEMPOTENCY_MISMATCH', 'RT.IDEM.HEADER_MATCH'),
+  'commit.happy': M('MUST', 'OPS.COMMIT_RESERVATION', 'CORE.IDEMPOTENT_SETTLEMENT', 'RT.IDEM.REPLAY', 'ERR.RESERVATION_FINALIZED'),
+  'commit.errors': M('MUST', 'ERR.NOT_FOUND', 'ERR.UNIT_MISMATCH', 'CORE.UNIT_CONSISTENCY'),
+  'release.happy': M('MUST', 'OPS.RELEASE_RESERVATION', 'ERR.RESERVATION_FINALIZED'),
+  'extend.happy': M('MUST', 'OPS.EXTEND_RESERVATION', 'RT.EXTEND.SEMANTICS', 'ERR.NOT_FOUND'),
+  'decide': M('SHOULD', 'SHOULD.DECIDE', 'RT.DECIDE.DENY_200'),
+  'events.create': M('SHOULD', 'SHOULD.CREATE_EVENT', 'CORE.IDEMPOTENT_SETTLEMENT'),
+  'balances.read': M('MUST', 'XP.GET_BALANCES'),
+  'tenant-isolation': M('MUST', 'AUTH.RESERVATION_OWNERSHIP'),
+  'int64.beyond-2^53': M('MUST', 'OPS.CONTRACT'),
+  'int64.max': M('MUST', 'OPS.CONTRACT'),
+};
+
 const rt = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `runtime.${id}`, title, plane: 'runtime', skipOn501: true, run,
+  id: `runtime.${id}`, title, plane: 'runtime', skipOn501: true, ...META[id], run,
 });
 
 export function runtimeCases(): Case[] {

@@ -14,8 +14,18 @@ import type { HttpResponse } from '../client';
 const HOOK = 'https://example.com/cycles-conformance-hook';
 const token = () => randomBytes(6).toString('hex');
 
+type Meta = Pick<Case, 'level' | 'requirements' | 'tags'>;
+const M = (level: Meta['level'], ...requirements: string[]): Meta => ({ level, requirements, tags: ['webhooks'] });
+/** Catalogue tags (conformance/catalog.ts) of each case below. */
+const META: Record<string, Meta> = {
+  'invariant-1': M('MUST', 'XP.WEBHOOK.SELECTOR_PRESENCE'),
+  'invariant-2-tenant': M('MUST', 'XP.WEBHOOK.TENANT_SELECTORS'),
+  'invariant-2-admin': M('MUST', 'XP.WEBHOOK.TENANT_SELECTORS'),
+  'events': M('MUST', 'XP.SCHEMA.EVENT', 'RT.TRACE.DOWNSTREAM'),
+};
+
 const wh = (id: string, title: string, run: (ctx: CaseContext) => Promise<void>): Case => ({
-  id: `webhooks.${id}`, title, plane: 'admin', skipOn501: true, run,
+  id: `webhooks.${id}`, title, plane: 'admin', skipOn501: true, ...(META[id] ?? M('MAY')), run,
 });
 
 async function tenantCreate(ctx: CaseContext, f: TenantFixture, body: Record<string, unknown>): Promise<HttpResponse> {
