@@ -201,6 +201,7 @@ export const MUTANTS: Mutant[] = [
     file: COMMIT,
     find: "if r.status ~= 'ACTIVE' then return state_error(r.status) end",
     replace: "if r.status == 'EXPIRED' then return state_error(r.status) end",
+    fast: true,
   },
 
   // ---------------------------------------------------------------- list filters
