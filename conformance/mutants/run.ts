@@ -95,6 +95,11 @@ async function cleanup(): Promise<void> {
   redis = undefined;
   rmSync(work, { recursive: true, force: true });
 }
+// Last resort if the harness itself dies: never leave a mutated server or its redis running.
+process.on('exit', () => {
+  child?.kill('SIGKILL');
+  redis?.kill('SIGKILL');
+});
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => { void cleanup().finally(() => process.exit(130)); });
 }
