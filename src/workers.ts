@@ -5,6 +5,7 @@ import { startExpirySweeper } from './ledger/sweeper';
 import { startEventRelay } from './events/relay';
 import { startSignalWorkers } from './events/signals';
 import { startWebhookDispatcher } from './events/dispatch';
+import { startEvidenceWorker } from './evidence/worker';
 
 export interface Workers { stop(): Promise<void> }
 
@@ -30,3 +31,4 @@ registerWorker(startExpirySweeper);
 registerWorker((deps) => startEventRelay(deps));
 registerWorker(startSignalWorkers);
 registerWorker(startWebhookDispatcher);
+registerWorker((deps) => startEvidenceWorker(deps));

@@ -2,15 +2,20 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { commitReservation } from '../../src/ledger/commit';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
+import { evidenceRefFor } from '../../src/evidence/source';
 
 export default async function commitReservationHandler(ctx: HandlerContext): Promise<HandlerResult> {
-  const { tenant, body } = await commitReservation(ctx.deps.redis, {
+  const { evidence } = ctx.deps.config;
+  const { tenant, body, result, evidenceRequest } = await commitReservation(ctx.deps.redis, {
     reservationId: ctx.params.reservation_id,
     idempotencyKey: idempotencyKeyFrom(ctx),
     body: ctx.body,
     principal: ctx.principal,
     traceId: ctx.traceId,
     requestId: ctx.requestId,
+    evidence: evidence !== undefined,
   });
+  const ref = evidenceRefFor(evidence, ctx.deps.log, 'commit', evidenceRequest, result, result.reservation_id);
+  if (ref) body.cycles_evidence = ref;
   return { status: 200, body, headers: { 'X-Cycles-Tenant': tenant } };
 }

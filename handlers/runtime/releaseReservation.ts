@@ -3,16 +3,21 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { releaseReservation } from '../../src/ledger/release';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
+import { evidenceRefFor } from '../../src/evidence/source';
 
 export default async function releaseReservationHandler(ctx: HandlerContext): Promise<HandlerResult> {
-  const { tenant, body } = await releaseReservation(ctx.deps.redis, {
+  const { evidence } = ctx.deps.config;
+  const { tenant, body, result, evidenceRequest } = await releaseReservation(ctx.deps.redis, {
     reservationId: ctx.params.reservation_id,
     idempotencyKey: idempotencyKeyFrom(ctx),
     body: ctx.body,
     principal: ctx.principal,
     traceId: ctx.traceId,
     requestId: ctx.requestId,
+    evidence: evidence !== undefined,
   });
+  const ref = evidenceRefFor(evidence, ctx.deps.log, 'release', evidenceRequest, result, result.reservation_id);
+  if (ref) body.cycles_evidence = ref;
   // An admin-key release is audited (onResponse hook) as admin_on_behalf_of this tenant.
   const audit = { tenantId: tenant, resourceType: 'reservation', resourceId: ctx.params.reservation_id,
     ...(ctx.body?.reason ? { metadata: { reason: String(ctx.body.reason) } } : {}) };

@@ -20,6 +20,8 @@ export interface CommitInput {
   principal: Principal;
   traceId: string;
   requestId: string;
+  /** evidence on: record the evidence source with the commit (DEV6) */
+  evidence?: boolean;
 }
 
 export interface StoredCommit {
@@ -30,6 +32,14 @@ export interface StoredCommit {
   charged: string;
   released?: string;
   balances: unknown;
+  /** evidence on at execution: issued_at_ms and trace_id of its envelope (DEV6) */
+  ev_ms?: string;
+  ev_trace?: string;
+}
+
+/** The request as evidence attests it: the body with the effective idempotency key. */
+export function evidenceRequestOf(body: object, idempotencyKey: string): string {
+  return stringify({ ...body, idempotency_key: idempotencyKey });
 }
 
 /** CommitResponse from the stored result: a pure function, so replays are identical. */
@@ -44,10 +54,11 @@ export function renderCommit(r: StoredCommit): Record<string, unknown> {
 export async function commitReservation(
   redis: Redis,
   input: CommitInput,
-): Promise<{ tenant: string; body: Record<string, unknown> }> {
+): Promise<{ tenant: string; body: Record<string, unknown>; result: StoredCommit; evidenceRequest?: string }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const { tenant } = acting;
   const actual = toBig(input.body.actual.amount);
+  const evidenceRequest = input.evidence ? evidenceRequestOf(input.body, input.idempotencyKey) : undefined;
   const raw = await runScript(redis, loadScript('commit'),
     [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
     [
@@ -59,11 +70,13 @@ export async function commitReservation(
       input.body.metrics === undefined ? '' : stringify(input.body.metrics),
       input.body.metadata === undefined ? '' : stringify(input.body.metadata),
       ...eventContext(input, acting),
+      evidenceRequest === undefined ? '' : keys.evidenceSource(tenant),
+      evidenceRequest ?? '',
     ]);
   const res = parseScriptJson(raw);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);
   }
-  return { tenant, body: renderCommit(res as StoredCommit) };
+  return { tenant, body: renderCommit(res as StoredCommit), result: res as StoredCommit, evidenceRequest };
 }

@@ -7,6 +7,7 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
+import { evidenceRequestOf } from './commit';
 import {
   actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
   renderBalances, toApiError, type Acting,
@@ -23,6 +24,9 @@ export interface StoredRelease {
   unit: string;
   released: string;
   balances: unknown;
+  /** evidence on at execution: issued_at_ms and trace_id of its envelope (DEV6) */
+  ev_ms?: string;
+  ev_trace?: string;
 }
 
 /** ReleaseResponse from the stored result (pure, so replays are identical). */
@@ -37,31 +41,35 @@ export interface ReleaseInput {
   principal: Principal;
   traceId: string;
   requestId: string;
+  /** evidence on: record the evidence source with the release (DEV6) */
+  evidence?: boolean;
 }
 
 async function runRelease(
   redis: Redis, acting: Acting, reservationId: string, idemKey: string, hash: string,
-  reason: string, ctx: { traceId: string; requestId: string }, mode: 'api' | 'cascade',
+  reason: string, ctx: { traceId: string; requestId: string }, mode: 'api' | 'cascade', evidenceRequest?: string,
 ): Promise<unknown> {
   const { tenant } = acting;
   const raw = await runScript(redis, loadScript('release'),
     [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
-    [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode]);
+    [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode,
+      evidenceRequest === undefined ? '' : keys.evidenceSource(tenant), evidenceRequest ?? '']);
   return parseScriptJson(raw);
 }
 
 export async function releaseReservation(
   redis: Redis,
   input: ReleaseInput,
-): Promise<{ tenant: string; body: Record<string, unknown> }> {
+): Promise<{ tenant: string; body: Record<string, unknown>; result: StoredRelease; evidenceRequest?: string }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
+  const evidenceRequest = input.evidence ? evidenceRequestOf(input.body, input.idempotencyKey) : undefined;
   const res = await runRelease(redis, acting, input.reservationId, input.idempotencyKey,
-    payloadHash(input.body), input.body.reason ?? '', input, 'api');
+    payloadHash(input.body), input.body.reason ?? '', input, 'api', evidenceRequest);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);
   }
-  return { tenant: acting.tenant, body: renderRelease(res as StoredRelease) };
+  return { tenant: acting.tenant, body: renderRelease(res as StoredRelease), result: res as StoredRelease, evidenceRequest };
 }
 
 export type CascadeReleaseOutcome =

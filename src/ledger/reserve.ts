@@ -79,11 +79,21 @@ export interface ScriptResult {
 }
 
 export interface Outcome {
-  result: ScriptResult;
+  /** with ev_ms / ev_trace when evidence was on at the original execution (DEV6) */
+  result: ScriptResult & { ev_ms?: string; ev_trace?: string };
   replay: boolean;
   nowMs: number;
   /** live replays: whether the reservation is still ACTIVE (remaining_ttl_ms → 0 if not) */
   active: boolean;
+  /** evidence on: the normalized request JSON the evidence attests (src/evidence/source.ts) */
+  evidenceRequest?: string;
+}
+
+/** The request as the server interprets it, for evidence (docs/decisions.md DEV6): the
+ *  idempotency payload (reserve: grace_period_ms and dry_run defaults applied) with the
+ *  effective idempotency key, which may have come from the X-Idempotency-Key header. */
+export function evidenceRequest(body: Record<string, unknown>, mode: ReserveMode, idemKey: string): string {
+  return stringify({ ...reservePayload(body, mode), idempotency_key: idemKey });
 }
 
 const script = () => loadScript('reserve');
@@ -134,6 +144,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     res_prefix: keys.reservation(tenant, ''),
     budget_prefix: budgetPrefix(tenant),
   };
+  const evRequest = ctx.deps.config.evidence ? evidenceRequest(body, mode, idemKey) : undefined;
+  if (evRequest !== undefined) params.ev = { key: keys.evidenceSource(tenant), request: evRequest };
   const scriptKeys = [
     idem,
     keys.tenant(tenant),
@@ -192,7 +204,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   if (out.err) throw scriptError(out, { scopePath, unit, estimate, kind: gov?.kind });
 
   const result = out.result!;
-  return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false };
+  return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false, evidenceRequest: evRequest };
 }
 
 /** The script candidates, each carrying its v0.1.26 rules for this request (flag on). */

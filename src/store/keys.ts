@@ -47,6 +47,10 @@ export const keys = {
   /** stream: event outbox of a tenant, appended inside the same script as the change;
    *  consumer group `relay` (src/events/relay.ts); event_id = evt_<ms>_<seq>_<tenant> */
   outbox: (t: string) => `${tenantTag(t)}:outbox`,
+  /** stream: unsigned sources of this tenant's evidence envelopes, appended by the ledger
+   *  scripts in the same atomic step as the operation (evidence_common.lua); consumer group
+   *  `evidence` (src/evidence/worker.ts signs, stores, acknowledges and deletes them) */
+  evidenceSource: (t: string) => `${tenantTag(t)}:evidence-src`,
   /** string: lease of the relay process working on this tenant's outbox (token, PX) */
   outboxRelayLock: (t: string) => `${tenantTag(t)}:outbox:relay-lock`,
   /** hash: derived-signal state of a tenant (src/events/signals/): hysteresis of the rate
@@ -107,6 +111,9 @@ export const keys = {
   tenantIndex: () => 'cycles:tenant-index',
   /** set: tenants whose close cascade has not completed (resumed by re-close / the worker) */
   closePending: () => 'cycles:tenant-close:pending',
+  /** string: one signed CyclesEvidence envelope, its canonical JSON bytes exactly as
+   *  GET /v1/evidence/{evidence_id} serves them (content-addressed; written SET NX) */
+  evidenceEnvelope: (id: string) => `cycles:evidence:${id}`,
 
   // --- events (src/events/relay.ts maintains these; trimmed with CYCLES_EVENT_RETENTION_DAYS) ---
   /** zset: every relayed event_id, score = event ms (listEvents without a tenant) */

@@ -2,6 +2,7 @@
 -- @include ledger_common.lua
 -- @include reservation_common.lua
 -- @include signals_common.lua
+-- @include evidence_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -10,6 +11,9 @@
 -- ARGV[4] idempotency key   ARGV[5] payload hash
 -- ARGV[6] metrics JSON ('' = none)   ARGV[7] metadata JSON ('' = none)
 -- ARGV[8] trace id   ARGV[9] request id   ARGV[10] actor JSON
+-- ARGV[11] evidence source stream ('' = evidence off)   ARGV[12] normalized request JSON
+--          (evidence on: the stored result carries ev_ms / ev_trace and the evidence
+--          source is appended in this step; evidence_common.lua, docs/decisions.md DEV6)
 --
 -- Returns the stored result JSON (fresh commit and replay alike, byte-identical) or an
 -- error JSON {error, message, details?}. Everything is checked before anything is written.
@@ -22,6 +26,7 @@ local unit = ARGV[3]
 local idem_key, payload_hash = ARGV[4], ARGV[5]
 local metrics_json, metadata_json = ARGV[6], ARGV[7]
 local ctx = {trace_id = ARGV[8], request_id = ARGV[9], actor_json = ARGV[10]}
+local ev = (ARGV[11] or '') ~= '' and {key = ARGV[11], request = ARGV[12]} or nil
 
 local r = hgetall(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
@@ -132,6 +137,8 @@ local result = {
   balances = snapshots(budgets),
 }
 if i64_cmp(charged, estimate) < 0 then result.released = i64_sub(estimate, charged) end
+local now_s = string.format('%d', now)
+if ev then result.ev_ms = now_s; result.ev_trace = ctx.trace_id end
 local result_json = cjson.encode(result)
 
 local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'committed_at_ms', string.format('%d', now),
@@ -140,6 +147,7 @@ if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fi
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end
 redis.call(unpack(fields))
 retain_finalized(res_key, schedule_key, r.reservation_id)
+if ev then evidence_source(ev, 'commit', r.tenant or '', now_s, ctx.trace_id, result_json, r.reservation_id) end
 
 -- Outbox: one event per transition, in the same atomic step.
 if over then

@@ -4,6 +4,7 @@
 -- @include reservation_common.lua
 -- @include signals_common.lua
 -- @include quota_common.lua
+-- @include evidence_common.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -12,6 +13,9 @@
 -- ARGV[5] trace id   ARGV[6] request id   ARGV[7] actor JSON
 -- ARGV[8] mode: 'api' | 'cascade' (cascade: the tenant-close cascade itself, which runs
 --         after the CLOSED flip and so must bypass the closed-tenant guard)
+-- ARGV[9] evidence source stream ('' = evidence off; always off for the cascade)
+-- ARGV[10] normalized request JSON (evidence on: the stored result carries ev_ms /
+--          ev_trace and the evidence source is appended in this step; DEV6)
 --
 -- Returns the stored result JSON (fresh and replay alike) or an error JSON.
 -- No outbox event: the EventType enum has none for a plain release (the cascade emits its
@@ -21,6 +25,7 @@ local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[4]
 local budget_prefix = ARGV[1]
 local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
 local cascade = ARGV[8] == 'cascade'
+local ev = (ARGV[9] or '') ~= '' and {key = ARGV[9], request = ARGV[10]} or nil
 
 local r = hgetall(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
@@ -54,18 +59,22 @@ quota_release_run_counters(r)
 -- budget.threshold_crossed (falling) is the only event a plain release can cause.
 util_signal_plans(budgets, plans, r.unit, now, KEYS[3], {trace_id = ARGV[5], request_id = ARGV[6], actor_json = ARGV[7]})
 
-local result_json = cjson.encode({
+local now_s = string.format('%d', now)
+local result = {
   status = 'RELEASED',
   reservation_id = r.reservation_id,
   unit = r.unit,
   released = r.estimate,
   balances = snapshots(budgets),
-})
+}
+if ev then result.ev_ms = now_s; result.ev_trace = ARGV[5] end
+local result_json = cjson.encode(result)
 local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostring(now),
   'release_key', idem_key, 'release_hash', payload_hash, 'release_result', result_json,
   'released_by', ARGV[7]}
 if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
 redis.call(unpack(fields))
 retain_finalized(res_key, schedule_key, r.reservation_id)
+if ev then evidence_source(ev, 'release', r.tenant or '', now_s, ARGV[5], result_json, r.reservation_id) end
 
 return result_json

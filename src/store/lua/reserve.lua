@@ -2,6 +2,7 @@
 -- @include ledger_common.lua
 -- @include signals_common.lua
 -- @include quota_common.lua
+-- @include evidence_common.lua
 --
 -- Order (runtime spec; v0.1.26 RESERVATION EVALUATION ORDER):
 --   0. idempotency replay / mismatch   (replay precedence over everything below)
@@ -33,6 +34,10 @@
 --       v0.1.26 (flag on, p.gov): p.kind, p.run_id, p.observe_request, p.quota_prefix,
 --       p.observe_allow_emit, p.sample_rate; each candidate may carry `gov`
 --       (src/governance/rules.ts ScriptGovernance) and `needs_run_id`
+--       p.ev              evidence on: {key = keys.evidenceSource, request = normalized
+--                         request JSON}; every stored 200 outcome (not OBSERVE) then
+--                         carries ev_ms / ev_trace and appends its evidence source
+--                         (evidence_common.lua, docs/decisions.md DEV6)
 -- Effective ttl / max_extensions / overage are resolved here (docs/decisions.md DR4),
 -- expires_at_ms = Redis TIME + ttl (DR8).
 --
@@ -131,8 +136,16 @@ end
 -- Stores a 200 outcome for replay and returns it.
 local DAY_MS = 86400000
 local function finish(result, idem_ttl_ms)
+  -- evidence (not for OBSERVE outcomes: DEV6): the replay of this result rebuilds the same
+  -- envelope from ev_ms / ev_trace, so it is recorded once, here
+  local ev = p.ev and not observe
+  if ev then
+    result.ev_ms = now_s
+    result.ev_trace = p.trace_id
+  end
   local enc = cjson.encode(result)
   redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', string.format('%d', idem_ttl_ms or DAY_MS))
+  if ev then evidence_source(p.ev, mode == 'decide' and 'decide' or 'reserve', p.tenant, now_s, p.trace_id, enc) end
   return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
 end
 

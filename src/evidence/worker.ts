@@ -1,0 +1,259 @@
+// Evidence signer: turns every tenant's evidence source stream (written by the ledger
+// scripts atomically with each attested operation, evidence_common.lua) into signed,
+// stored envelopes — at least once, in any number of worker processes (docs/decisions.md
+// DEV6, DEV7).
+//
+// Per tenant stream (evidence_claim.lua / evidence_ack.lua, one Cluster slot each):
+//   claim — entries another consumer left unacknowledged for config.evidenceClaimIdleMs
+//           (a crashed or failed worker) first, else new ones (XREADGROUP, group `evidence`,
+//           one consumer name per process);
+//   sign  — rebuild the envelope from the source with the request path's recipe
+//           (src/evidence/source.ts), seal it with config.evidence.signer, SET NX its
+//           canonical bytes at keys.evidenceEnvelope(id) (TTL CYCLES_EVIDENCE_RETENTION_DAYS);
+//   ack   — XACK + XDEL. An entry whose store failed stays pending and is taken over later.
+// Entries that cannot be attested (the request path refused them the same way and answered
+// without cycles_evidence) are acknowledged with a warning; entries of an unknown source
+// layout (a newer server during a rolling deploy) stay pending for a worker that knows it.
+//
+// Which tenants to look at: keyspace notifications for XADD wake the worker for the tenant
+// whose stream grew (the event relay's mechanism, src/events/relay.ts); a sweep over
+// keys.tenants() is the safety net (and finds a crashed worker's pending entries).
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Deps } from '../http/types';
+import { keys } from '../store/keys';
+import { loadScript, runScript } from '../store/scripts';
+import { enableXaddNotifications } from '../events/relay';
+import { canonicalJson, CanonicalizationError } from './canonical';
+import { EvidenceBuildError } from './envelope';
+import { envelopeOfSource, sourceOfFields } from './source';
+
+/** Entries claimed from one stream per round trip. */
+export const EVIDENCE_BATCH = 100;
+/** Tenants claimed in one auto-pipelined round. */
+const TENANT_CHUNK = 100;
+/** Full sweep interval without / with keyspace notifications. */
+const SWEEP_MS = 2_000;
+const NOTIFIED_SWEEP_MS = 15_000;
+const FAIL_BACKOFF_MS = 1_000;
+const DAY_MS = 86_400_000;
+
+export function tenantOfSourceKey(key: string): string | undefined {
+  const m = /^\{t:(.*)\}:evidence-src$/s.exec(key);
+  return m ? m[1] : undefined;
+}
+
+export interface EvidenceWorkerStats {
+  stored: number;
+  skipped: number;
+  failures: number;
+  notifying: boolean;
+}
+
+export interface EvidenceWorker {
+  stop(): Promise<void>;
+  /** marks tenants for an immediate pass */
+  poke(...tenants: string[]): void;
+  /** resolves when no tenant is marked and no pass runs */
+  idle(): Promise<void>;
+  stats: EvidenceWorkerStats;
+}
+
+export interface EvidenceWorkerOptions {
+  sweepMs?: number;
+  notifications?: boolean;
+}
+
+type ClaimReply = [[string, string[]][], number];
+
+function fieldsOf(flat: string[]): Record<string, string> {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]] = flat[i + 1];
+  return f;
+}
+
+/** Starts the signer; a no-op when evidence is off. */
+export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}): EvidenceWorker {
+  const { redis, log, config } = deps;
+  const identity = config.evidence;
+  const stats: EvidenceWorkerStats = { stored: 0, skipped: 0, failures: 0, notifying: false };
+  if (!identity) {
+    return { stats, poke() {}, idle: async () => {}, async stop() {} };
+  }
+  const consumer = `${process.pid}:${randomBytes(6).toString('hex')}`;
+  const claimScript = loadScript('evidence_claim');
+  const ackScript = loadScript('evidence_ack');
+  const ttlMs = config.evidenceRetentionDays * DAY_MS;
+
+  let stopped = false;
+  const dirty = new Set<string>();
+  let running: Promise<void> | undefined;
+  let kickScheduled = false;
+  const timers = new Set<NodeJS.Timeout>();
+  let idleWaiters: (() => void)[] = [];
+  const later = (ms: number, fn: () => void) => {
+    const t = setTimeout(() => { timers.delete(t); fn(); }, ms);
+    timers.add(t);
+  };
+  const kick = () => {
+    if (stopped || kickScheduled) return;
+    kickScheduled = true;
+    setImmediate(() => {
+      kickScheduled = false;
+      if (stopped || running) return;
+      running = pass().catch((err: unknown) => log.error({ err }, 'evidence worker pass failed')).finally(() => {
+        running = undefined;
+        if (dirty.size && !stopped) kick();
+        else if (!dirty.size) { const w = idleWaiters; idleWaiters = []; for (const f of w) f(); }
+      });
+    });
+  };
+  const mark = (t: string) => { dirty.add(t); kick(); };
+
+  /** Signs and stores one batch; returns the ids to acknowledge. */
+  const signBatch = async (tenant: string, entries: [string, string[]][]): Promise<string[]> => {
+    const done: string[] = [];
+    const writes: { streamId: string; key: string; bytes: string }[] = [];
+    for (const [streamId, flat] of entries) {
+      let src;
+      try {
+        src = sourceOfFields(fieldsOf(flat ?? []));
+      } catch (err) {
+        // left pending: a worker that knows this layout (or an operator) takes it
+        stats.failures++;
+        log.error({ err, tenant, stream_id: streamId }, 'evidence worker: unreadable evidence source, left pending');
+        continue;
+      }
+      try {
+        const sealed = identity.signer.seal(envelopeOfSource(src, identity));
+        writes.push({ streamId, key: keys.evidenceEnvelope(sealed.evidence_id), bytes: canonicalJson(sealed) });
+      } catch (err) {
+        if (err instanceof EvidenceBuildError || err instanceof CanonicalizationError) {
+          // deterministic: the request path refused the same source and sent no reference
+          stats.skipped++;
+          log.warn({ err, tenant, stream_id: streamId, artifact: src.artifact }, 'evidence worker: source cannot be attested, skipped');
+          done.push(streamId);
+          continue;
+        }
+        stats.failures++;
+        log.error({ err, tenant, stream_id: streamId }, 'evidence worker: signing failed, left pending');
+      }
+    }
+    if (writes.length) {
+      const p = redis.pipeline();
+      for (const w of writes) {
+        if (ttlMs > 0) p.set(w.key, w.bytes, 'PX', ttlMs, 'NX');
+        else p.set(w.key, w.bytes, 'NX');
+      }
+      const res = (await p.exec()) ?? [];
+      res.forEach(([err], i) => {
+        if (err) {
+          stats.failures++;
+          log.error({ err, tenant, stream_id: writes[i].streamId }, 'evidence worker: store failed, left pending');
+        } else {
+          stats.stored++;
+          done.push(writes[i].streamId);
+        }
+      });
+    }
+    return done;
+  };
+
+  const workTenants = async (tenants: string[]) => {
+    const replies = await Promise.all(tenants.map((t) =>
+      runScript(redis, claimScript, [keys.evidenceSource(t)], [consumer, config.evidenceClaimIdleMs, EVIDENCE_BATCH])
+        .then((r) => ({ t, r: r as ClaimReply }), (err: unknown) => ({ t, err }))));
+    await Promise.all(replies.map(async (x) => {
+      if ('err' in x) {
+        log.error({ err: x.err, tenant: x.t }, 'evidence worker: claim failed');
+        later(FAIL_BACKOFF_MS, () => mark(x.t));
+        return;
+      }
+      const [entries, more] = x.r;
+      if (!entries.length) return;
+      try {
+        const ids = await signBatch(x.t, entries);
+        if (ids.length) await runScript(redis, ackScript, [keys.evidenceSource(x.t)], ids);
+        if (more === 1) dirty.add(x.t);
+      } catch (err) {
+        stats.failures++;
+        log.error({ err, tenant: x.t }, 'evidence worker: batch failed, left pending');
+      }
+    }));
+  };
+
+  const pass = async () => {
+    while (dirty.size && !stopped) {
+      const list = [...dirty].slice(0, TENANT_CHUNK);
+      for (const t of list) dirty.delete(t);
+      await workTenants(list);
+    }
+  };
+
+  const sweep = async () => {
+    let cursor = '0';
+    do {
+      const [next, list] = await redis.sscan(keys.tenants(), cursor, 'COUNT', 500);
+      cursor = next;
+      for (const t of list) dirty.add(t);
+      kick();
+      if (dirty.size > 5000) await idle();
+    } while (cursor !== '0' && !stopped);
+  };
+  let sweeping = false;
+  const sweepNow = () => {
+    if (stopped || sweeping) return;
+    sweeping = true;
+    sweep().catch((err: unknown) => log.error({ err }, 'evidence worker sweep failed')).finally(() => { sweeping = false; });
+  };
+  const sweepLoop = () => {
+    if (stopped) return;
+    sweepNow();
+    const every = opts.sweepMs ?? (stats.notifying ? NOTIFIED_SWEEP_MS : SWEEP_MS);
+    later(every, sweepLoop);
+  };
+
+  let sub: Redis | undefined;
+  if (opts.notifications !== false) {
+    sub = redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
+    const s = sub;
+    s.on('error', (err: Error) => log.debug({ err }, 'evidence worker notification connection error'));
+    s.on('message', (_ch: string, key: string) => { const t = tenantOfSourceKey(key); if (t !== undefined) mark(t); });
+    s.on('ready', () => {
+      enableXaddNotifications(redis).then((on) => { stats.notifying = on; }, () => undefined);
+      sweepNow();
+    });
+    (async () => {
+      stats.notifying = await enableXaddNotifications(redis);
+      if (stopped) return;
+      await s.connect();
+      if (stopped) { s.disconnect(); return; }
+      const db = Number((redis.options as { db?: number }).db ?? 0);
+      await s.subscribe(`__keyevent@${db}__:xadd`);
+    })().catch((err: unknown) => {
+      stats.notifying = false;
+      if (!stopped) log.warn({ err }, 'evidence worker: keyspace notifications unavailable; relying on the sweep');
+    });
+  }
+
+  const idle = () => new Promise<void>((resolve) => {
+    if (!running && !dirty.size && !kickScheduled) resolve();
+    else idleWaiters.push(resolve);
+  });
+
+  later(0, sweepLoop);
+
+  return {
+    stats,
+    poke(...tenants: string[]) { for (const t of tenants) mark(t); },
+    idle,
+    async stop() {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      if (running) await running;
+      const w = idleWaiters; idleWaiters = []; for (const f of w) f();
+      if (sub) sub.disconnect();
+    },
+  };
+}
