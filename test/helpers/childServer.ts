@@ -16,6 +16,8 @@ export interface ChildServerOptions {
   adminKey: string;
   /** extra environment (overrides the defaults below) */
   env?: Record<string, string>;
+  /** extra `cycles serve` arguments, e.g. ['--plane', 'runtime,admin'] */
+  args?: string[];
 }
 
 export interface ChildServer {
@@ -89,7 +91,7 @@ export async function startChildServer(opts: ChildServerOptions): Promise<ChildS
 
   const spawnOnce = () => {
     out = '';
-    child = spawn(process.execPath, [BIN, 'serve'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [BIN, 'serve', ...(opts.args ?? [])], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     track(child);
     const keep = (d: Buffer) => { out = (out + d.toString()).slice(-8000); };
     child.stdout!.on('data', keep);
