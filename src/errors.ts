@@ -57,8 +57,24 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   NOT_IMPLEMENTED: 501,
 };
 
+/** What a ledger script recorded for an attested error (src/evidence/source.ts renders the
+ *  ErrorResponse from it again; docs/decisions.md DEV8). */
+export interface ErrorEvidenceSource {
+  endpoint: 'reserve' | 'commit' | 'release';
+  tenant: string;
+  /** the normalized request JSON the script was given */
+  request: string;
+  /** the script's error result, stamped with ev_ms / ev_trace / ev_rid */
+  result: unknown;
+  reservationId?: string;
+}
+
 export class ApiError extends Error {
   readonly status: number;
+  /** set by the ledger when the script recorded `error` evidence for this error */
+  evidenceSource?: ErrorEvidenceSource;
+  /** CyclesEvidenceRef stamped on the ErrorResponse (src/http/errorBody.ts) */
+  evidence?: { evidence_id: string; cycles_evidence_url: string };
   constructor(
     readonly code: ErrorCode,
     message: string,

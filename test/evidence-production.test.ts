@@ -5,8 +5,8 @@
 // changes nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, call, type TestServer, type ApiResponse } from './helpers/server';
-import { putBudget } from './helpers/fixtures';
-import { commitPath, releasePath } from './helpers/reservations';
+import { putBudget, putTenant, type BudgetSeed } from './helpers/fixtures';
+import { commitPath, releasePath, setExpiry } from './helpers/reservations';
 import { seedOf, SPECS_DIR } from './helpers/evidence';
 import { keys } from '../src/store/keys';
 import { evidenceSchemaCheck } from '../src/evidence/schema';
@@ -33,9 +33,9 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => { await Promise.all([srv?.stop(), off?.stop()]); });
 
-async function tenantOn(s: TestServer, allocated = 1000) {
+async function tenantOn(s: TestServer, allocated = 1000, seed: Partial<BudgetSeed> = {}) {
   const tenant = fresh();
-  await putBudget(s.redis.client, tenant, `tenant:${tenant}`, U, { allocated });
+  await putBudget(s.redis.client, tenant, `tenant:${tenant}`, U, { allocated, ...seed });
   return { tenant, key: await s.tenantKey(tenant) };
 }
 const reqBody = (tenant: string, over: Record<string, unknown> = {}) => ({
@@ -60,8 +60,8 @@ async function stored(s: TestServer, id: string, withinMs = 5000): Promise<strin
 }
 
 /** Checks the reference and its stored envelope; returns the envelope. */
-async function expectEvidence(r: ApiResponse, artifact: string): Promise<Record<string, any>> {
-  expect(r.status, r.text).toBe(200);
+async function expectEvidence(r: ApiResponse, artifact: string, status = 200): Promise<Record<string, any>> {
+  expect(r.status, r.text).toBe(status);
   const ref = r.body.cycles_evidence;
   expect(Object.keys(ref).sort()).toEqual(['cycles_evidence_url', 'evidence_id']);
   expect(ref.evidence_id).toMatch(/^[0-9a-f]{64}$/);
@@ -80,12 +80,17 @@ async function expectEvidence(r: ApiResponse, artifact: string): Promise<Record<
   const wire = { ...r.body };
   delete wire.cycles_evidence;
   delete wire.remaining_ttl_ms;
-  const attested = env.payload[artifact].response;
+  const attested = artifact === 'error' ? env.payload.error.response : env.payload[artifact].response;
   expect(canonicalJson(attested)).toBe(canonicalJson(JSON.parse(JSON.stringify(wire))));
   return env;
 }
 
 const sourceLen = (s: TestServer, tenant: string) => s.redis.client.xlen(keys.evidenceSource(tenant));
+/** The id of the last entry ever appended (entries are deleted once signed). */
+async function lastSourceId(s: TestServer, tenant: string): Promise<unknown> {
+  const info = await s.redis.client.xinfo('STREAM', keys.evidenceSource(tenant)) as unknown[];
+  return info[info.indexOf('last-generated-id') + 1];
+}
 
 describe('evidence on the request path', () => {
   it('decide ALLOW and DENY get decide evidence', async () => {
@@ -144,9 +149,7 @@ describe('evidence on the request path', () => {
     const c1 = await post(srv, key, commitPath(id), cbody);
     const dbody = reqBody(tenant);
     const d1 = await post(srv, key, '/v1/decide', dbody);
-    await srv.server.deps.redis.ping();
-    const before = await srv.redis.client.xinfo('STREAM', keys.evidenceSource(tenant)) as unknown[];
-    const lastId = before[before.indexOf('last-generated-id') + 1];
+    const lastId = await lastSourceId(srv, tenant);
     // a different trace id on the replay changes nothing attested
     const trace = { 'X-Cycles-Trace-Id': 'ab'.repeat(16) };
     const again = await post(srv, key, '/v1/reservations', body, trace);
@@ -155,8 +158,7 @@ describe('evidence on the request path', () => {
     expect(again.body.cycles_evidence).toEqual(first.body.cycles_evidence);
     expect(c2.body.cycles_evidence).toEqual(c1.body.cycles_evidence);
     expect(d2.body.cycles_evidence).toEqual(d1.body.cycles_evidence);
-    const after = await srv.redis.client.xinfo('STREAM', keys.evidenceSource(tenant)) as unknown[];
-    expect(after[after.indexOf('last-generated-id') + 1]).toBe(lastId);
+    expect(await lastSourceId(srv, tenant)).toBe(lastId);
   });
 
   it('every source entry is acknowledged and deleted once stored', async () => {
@@ -183,5 +185,64 @@ describe('evidence on the request path', () => {
     // stored results carry no evidence stamp either (byte-identical to before)
     const res = await off.redis.client.hget(keys.reservation(tenant, r.body.reservation_id), 'commit_result');
     expect(res).not.toContain('ev_ms');
+  });
+});
+
+describe('error evidence (DEV8)', () => {
+  it.each([
+    ['BUDGET_EXCEEDED', { allocated: 50 }],
+    ['BUDGET_FROZEN', { allocated: 1000, status: 'FROZEN' as const }],
+    ['BUDGET_CLOSED', { allocated: 1000, status: 'CLOSED' as const }],
+    ['OVERDRAFT_LIMIT_EXCEEDED', { allocated: 1000, debt: 1, overdraft_limit: 1, is_over_limit: true }],
+    ['DEBT_OUTSTANDING', { allocated: 1000, debt: 1 }],
+  ])('live reserve 409 %s → error evidence for POST /v1/reservations', async (code, seed) => {
+    const { tenant, key } = await tenantOn(srv, seed.allocated, seed);
+    const r = await post(srv, key, '/v1/reservations', reqBody(tenant));
+    expect(r.body.error).toBe(code);
+    const env = await expectEvidence(r, 'error', 409);
+    expect(env.payload.error).toMatchObject({ endpoint: 'POST /v1/reservations', http_status: 409 });
+    expect(env.payload.error.reservation_id).toBeUndefined();
+    expect(env.payload.error.request).toMatchObject({ dry_run: false, grace_period_ms: 5000 });
+    expect(env.payload.error.response.request_id).toBe(r.headers.get('x-request-id'));
+  });
+
+  it('TENANT_CLOSED on a live reserve → error evidence', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    await putTenant(srv.redis.client, tenant, { status: 'CLOSED' });
+    const r = await post(srv, key, '/v1/reservations', reqBody(tenant));
+    expect(r.body.error).toBe('TENANT_CLOSED');
+    await expectEvidence(r, 'error', 409);
+  });
+
+  it('commit on a finalized reservation (409) and release on an expired one (410) → error evidence with the path id', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const id = (await post(srv, key, '/v1/reservations', reqBody(tenant))).body.reservation_id as string;
+    await post(srv, key, commitPath(id), { idempotency_key: fresh('c'), actual: { unit: U, amount: 1 } });
+    const again = await post(srv, key, commitPath(id), { idempotency_key: fresh('c'), actual: { unit: U, amount: 2 } });
+    expect(again.body.error).toBe('RESERVATION_FINALIZED');
+    const env = await expectEvidence(again, 'error', 409);
+    expect(env.payload.error).toMatchObject({ endpoint: 'POST /v1/reservations/{reservation_id}/commit', reservation_id: id });
+
+    const id2 = (await post(srv, key, '/v1/reservations', reqBody(tenant))).body.reservation_id as string;
+    await setExpiry(srv.redis.client, tenant, id2, Date.now() - 60_000, 0);
+    const rel = await post(srv, key, releasePath(id2), { idempotency_key: fresh('r') });
+    expect(rel.body.error).toBe('RESERVATION_EXPIRED');
+    const renv = await expectEvidence(rel, 'error', 410);
+    expect(renv.payload.error).toMatchObject({ endpoint: 'POST /v1/reservations/{reservation_id}/release', reservation_id: id2, http_status: 410 });
+  });
+
+  it('unattested errors (404, IDEMPOTENCY_MISMATCH, 400) carry no reference and record no source', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const body = reqBody(tenant);
+    await post(srv, key, '/v1/reservations', body);
+    const last = await lastSourceId(srv, tenant);
+    const mismatch = await post(srv, key, '/v1/reservations', { ...body, estimate: { unit: U, amount: 7 } });
+    expect(mismatch.body.error).toBe('IDEMPOTENCY_MISMATCH');
+    const missing = await post(srv, key, commitPath(`${tenant}.nope`), { idempotency_key: fresh('c'), actual: { unit: U, amount: 1 } });
+    expect(missing.status).toBeGreaterThanOrEqual(400);
+    const bad = await post(srv, key, '/v1/reservations', { ...reqBody(tenant), estimate: { unit: 'TOKENS', amount: 1 } });
+    expect(bad.status).toBe(400);
+    for (const x of [mismatch, missing, bad]) expect(x.body.cycles_evidence).toBeUndefined();
+    expect(await lastSourceId(srv, tenant)).toBe(last);
   });
 });

@@ -6,12 +6,15 @@
 // the wire body with, so the two ids agree by construction (docs/decisions.md DEV6, DEV7).
 import type { Logger } from 'pino';
 import { parseJsonBody } from '../json';
-import { renderCreateResponse, renderDecisionResponse, type ScriptResult } from '../ledger/reserve';
+import { ApiError } from '../errors';
+import { errorBody } from '../http/errorBody';
+import { renderCreateResponse, renderDecisionResponse, reserveErrorOf, type ScriptErrorReply, type ScriptResult } from '../ledger/reserve';
+import { toApiError, type ScriptError } from '../ledger/reservationOps';
 import { renderCommit, type StoredCommit } from '../ledger/commit';
 import { renderRelease, type StoredRelease } from '../ledger/release';
 import { buildEnvelope, evidenceIdOf, evidenceUrl, type EvidenceSource } from './envelope';
 import type { EvidenceIdentity } from './keys';
-import type { ArtifactType, CyclesEvidence } from './types';
+import type { ArtifactType, CyclesEvidence, ErrorEndpoint } from './types';
 
 /** The layout version the ledger scripts write (`v` field); the worker refuses others. */
 export const SOURCE_VERSION = '1';
@@ -26,8 +29,31 @@ export interface SourceRecord {
   request: string;
   /** the stored result (parsed), exactly what the response is rendered from */
   result: unknown;
-  /** commit / release: the path argument */
+  /** commit / release (and their errors): the path argument */
   reservationId?: string;
+  /** the tenant whose stream holds the source (reserve errors render with it) */
+  tenant?: string;
+  /** error sources: the route the error answered */
+  endpoint?: 'reserve' | 'commit' | 'release';
+}
+
+const ERROR_ENDPOINT: Record<NonNullable<SourceRecord['endpoint']>, ErrorEndpoint> = {
+  reserve: 'POST /v1/reservations',
+  commit: 'POST /v1/reservations/{reservation_id}/commit',
+  release: 'POST /v1/reservations/{reservation_id}/release',
+};
+
+/** The ApiError an attested error source answered with (the ledger's own mapping). */
+function errorOf(src: SourceRecord, request: unknown): ApiError {
+  switch (src.endpoint) {
+    case 'reserve':
+      return reserveErrorOf(src.result as ScriptErrorReply, request as Record<string, unknown>, src.tenant ?? '');
+    case 'commit':
+    case 'release':
+      return toApiError(src.result as ScriptError);
+    default:
+      throw new Error(`error evidence source without a known endpoint (${String(src.endpoint)})`);
+  }
 }
 
 /** CyclesEvidenceRef (runtime spec): stamped on the response after the id was computed. */
@@ -49,20 +75,35 @@ function responseOf(artifact: ArtifactType, result: unknown): unknown {
     case 'release':
       return renderRelease(result as StoredRelease);
     case 'error':
-      throw new Error('error evidence is not produced yet');
+      throw new Error('error sources are rendered by errorSourceOf');
   }
+}
+
+/** An error source as the builder takes it: the ErrorResponse exactly as app.ts renders it
+ *  (errorBody with the original request_id and trace_id), and its HTTP status. */
+function errorSourceOf(src: SourceRecord, request: unknown): EvidenceSource {
+  const err = errorOf(src, request);
+  const stamp = src.result as { ev_rid?: string; ev_trace?: string };
+  const response = errorBody(err, String(stamp.ev_rid), String(stamp.ev_trace));
+  const endpoint = ERROR_ENDPOINT[src.endpoint!];
+  return {
+    artifact: 'error', endpoint, httpStatus: err.status, request, response,
+    ...(src.endpoint === 'reserve' ? {} : { reservationId: src.reservationId ?? '' }),
+  };
 }
 
 /** The unsigned envelope of a source (throws EvidenceBuildError / CanonicalizationError
  *  when the exchange cannot be attested; deterministic, so both sides refuse alike). */
 export function envelopeOfSource(src: SourceRecord, id: Pick<EvidenceIdentity, 'serverId' | 'signerDid'>): CyclesEvidence {
   const request = parseJsonBody(src.request).value;
-  const response = responseOf(src.artifact, src.result);
   let source: EvidenceSource;
-  if (src.artifact === 'commit' || src.artifact === 'release') {
+  if (src.artifact === 'error') {
+    source = errorSourceOf(src, request);
+  } else if (src.artifact === 'commit' || src.artifact === 'release') {
+    const response = responseOf(src.artifact, src.result);
     source = { artifact: src.artifact, reservationId: src.reservationId ?? '', request, response };
   } else if (src.artifact === 'decide' || src.artifact === 'reserve') {
-    source = { artifact: src.artifact, request, response };
+    source = { artifact: src.artifact, request, response: responseOf(src.artifact, src.result) };
   } else {
     throw new Error(`no evidence recipe for artifact ${src.artifact}`);
   }
@@ -97,6 +138,23 @@ export function evidenceRefFor(
   }
 }
 
+/** Stamps cycles_evidence on an ApiError whose ledger script recorded `error` evidence
+ *  (called by the pipeline before the ErrorResponse is rendered, src/http/app.ts). */
+export function attachErrorEvidence(err: ApiError, identity: EvidenceIdentity | undefined, log: Logger): void {
+  const es = err.evidenceSource;
+  if (!identity || !es || err.evidence) return;
+  const stamp = es.result as EvidenceStamp;
+  if (typeof stamp?.ev_ms !== 'string' || typeof stamp.ev_trace !== 'string') return;
+  try {
+    err.evidence = refOfSource({
+      artifact: 'error', issuedMs: Number(stamp.ev_ms), traceId: stamp.ev_trace, request: es.request, result: es.result,
+      tenant: es.tenant, endpoint: es.endpoint, ...(es.reservationId !== undefined ? { reservationId: es.reservationId } : {}),
+    }, identity);
+  } catch (e) {
+    log.warn({ err: e, code: err.code, endpoint: es.endpoint }, 'evidence: this error cannot be attested; answering without cycles_evidence');
+  }
+}
+
 /** A stream entry's fields → SourceRecord (throws on a malformed entry). */
 export function sourceOfFields(f: Record<string, string>): SourceRecord {
   if (f.v !== SOURCE_VERSION) throw new Error(`evidence source layout ${String(f.v)} is not ${SOURCE_VERSION}`);
@@ -112,5 +170,7 @@ export function sourceOfFields(f: Record<string, string>): SourceRecord {
     request: f.request,
     result: JSON.parse(f.result),
     ...(f.reservation_id !== undefined ? { reservationId: f.reservation_id } : {}),
+    ...(f.tenant !== undefined ? { tenant: f.tenant } : {}),
+    ...(f.endpoint !== undefined ? { endpoint: f.endpoint as SourceRecord['endpoint'] } : {}),
   };
 }

@@ -11,6 +11,7 @@ import type { Plane } from '../config';
 import { Authenticator } from '../auth/authenticate';
 import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
+import { attachErrorEvidence } from '../evidence/source';
 import { loadSpec, profileFor } from './spec';
 import { PlaneRouter, type RouteMatch } from './router';
 import { RequestValidator } from './requestValidator';
@@ -156,6 +157,9 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
         sendJson(res, result.status, result.body, out, result.rawJson);
       } catch (e) {
         const err = toApiError(e, deps);
+        // an attested error (the ledger script recorded its evidence source): the ref is
+        // computed from that source before it is stamped on the body (DEV8)
+        if (err.evidenceSource) attachErrorEvidence(err, deps.config.evidence, deps.log);
         status = err.status;
         if (err.headers) Object.assign(out, err.headers);
         let body = errorBody(err, requestId, traceId);

@@ -9,5 +9,7 @@ export function errorBody(err: ApiError, requestId: string, traceId: string): Re
     trace_id: traceId,
   };
   if (err.details && Object.keys(err.details).length > 0) body.details = err.details;
+  // transport-only, stamped after the evidence_id was computed over the body without it
+  if (err.evidence) body.cycles_evidence = err.evidence;
   return body;
 }

@@ -76,7 +76,11 @@ export async function commitReservation(
   const res = parseScriptJson(raw);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
-    throw toApiError(res);
+    const err = toApiError(res);
+    if (evidenceRequest !== undefined && (res as { ev_ms?: string }).ev_ms !== undefined) {
+      err.evidenceSource = { endpoint: 'commit', tenant: tenant, request: evidenceRequest, result: res, reservationId: input.reservationId };
+    }
+    throw err;
   }
   return { tenant, body: renderCommit(res as StoredCommit), result: res as StoredCommit, evidenceRequest };
 }

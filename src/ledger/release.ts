@@ -67,7 +67,11 @@ export async function releaseReservation(
     payloadHash(input.body), input.body.reason ?? '', input, 'api', evidenceRequest);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
-    throw toApiError(res);
+    const err = toApiError(res);
+    if (evidenceRequest !== undefined && (res as { ev_ms?: string }).ev_ms !== undefined) {
+      err.evidenceSource = { endpoint: 'release', tenant: acting.tenant, request: evidenceRequest, result: res, reservationId: input.reservationId };
+    }
+    throw err;
   }
   return { tenant: acting.tenant, body: renderRelease(res as StoredRelease), result: res as StoredRelease, evidenceRequest };
 }

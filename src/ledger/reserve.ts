@@ -201,7 +201,11 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
       throw new ApiError('INTERNAL_ERROR', 'Policies changed during the evaluation; retry the request');
     }
   }
-  if (out.err) throw scriptError(out, { scopePath, unit, estimate, kind: gov?.kind });
+  if (out.err) {
+    const err = scriptError(out, { scopePath, unit, estimate, kind: gov?.kind });
+    if (evRequest !== undefined && out.ev_ms !== undefined) err.evidenceSource = { endpoint: 'reserve', tenant, request: evRequest, result: out };
+    throw err;
+  }
 
   const result = out.result!;
   return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false, evidenceRequest: evRequest };
@@ -239,7 +243,17 @@ function ordered(o: Record<string, unknown>, order: string[]): Record<string, un
   return out;
 }
 
-interface ScriptErrorReply {
+/** The ApiError of a reserve script error, from the request it answered (the evidence
+ *  signer renders attested 409s with it; the same derivation as evaluateReserve's). */
+export function reserveErrorOf(reply: ScriptErrorReply, request: Record<string, unknown>, tenant: string): ApiError {
+  const { scopePath } = deriveScopes(request.subject, tenant);
+  const est = request.estimate as { unit: string; amount: unknown };
+  return scriptError(reply, { scopePath, unit: est.unit, estimate: toBig(est.amount), kind: (request.action as { kind?: string } | undefined)?.kind });
+}
+
+export interface ScriptErrorReply {
+  /** evidence on and the error attested (DEV8) */
+  ev_ms?: string; ev_trace?: string; ev_rid?: string;
   err?: string; scope?: string; remaining?: string; expected_units?: string[];
   policy_id?: string; deny_detail?: Record<string, unknown>;
   replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult;

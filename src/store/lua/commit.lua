@@ -41,7 +41,11 @@ end
 
 local gerr = guard_error(tenant_key)
 if gerr then return gerr end
-if r.status ~= 'ACTIVE' then return state_error(r.status) end
+-- RESERVATION_FINALIZED / RESERVATION_EXPIRED get `error` evidence (DEV8)
+local function ev_error(e_json)
+  return evidence_error(ev, e_json, 'commit', r.tenant or '', ctx.trace_id, ctx.request_id, r.reservation_id)
+end
+if r.status ~= 'ACTIVE' then return ev_error(state_error(r.status)) end
 
 if actual == nil or i64_is_neg(actual) then
   return script_error('INVALID_REQUEST', 'actual.amount must be an int64 >= 0')
@@ -53,7 +57,7 @@ end
 
 local now = now_ms()
 if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
-  return script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)')
+  return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
 local estimate = r.estimate

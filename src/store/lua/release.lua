@@ -41,11 +41,15 @@ if not cascade then
   local gerr = guard_error(tenant_key)
   if gerr then return gerr end
 end
-if r.status ~= 'ACTIVE' then return state_error(r.status) end
+-- RESERVATION_FINALIZED / RESERVATION_EXPIRED get `error` evidence (DEV8)
+local function ev_error(e_json)
+  return evidence_error(ev, e_json, 'release', r.tenant or '', ARGV[5], ARGV[6], r.reservation_id)
+end
+if r.status ~= 'ACTIVE' then return ev_error(state_error(r.status)) end
 
 local now = now_ms()
 if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
-  return script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)')
+  return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
 local budgets = load_budgets(budget_prefix, r)

@@ -264,7 +264,9 @@ local function deny(reason, scope, remaining, balances, event, q)
   if p.gov then dd = deny_detail(reason, scope, remaining, q) end
   if persist then
     if event then emit_denied(reason, scope, remaining, dd) end
-    return cjson.encode({err = reason, scope = scope, remaining = remaining, deny_detail = dd})
+    -- a live denial is a 409: `error` evidence when attested (DEV8)
+    return evidence_error(p.ev, cjson.encode({err = reason, scope = scope, remaining = remaining, deny_detail = dd}),
+      'reserve', p.tenant, p.trace_id, p.request_id)
   end
   if observe then
     emit_observed_denied(dd)
