@@ -246,3 +246,54 @@ describe('error evidence (DEV8)', () => {
     expect(await lastSourceId(srv, tenant)).toBe(last);
   });
 });
+
+describe('edge cases', () => {
+  it('concurrent same-key reserves: one reservation, one source, one reference', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const body = reqBody(tenant);
+    const rs = await Promise.all(Array.from({ length: 8 }, () => post(srv, key, '/v1/reservations', body)));
+    const ids = new Set(rs.map((r) => r.body.cycles_evidence?.evidence_id));
+    expect(ids.size).toBe(1);
+    expect(new Set(rs.map((r) => r.body.reservation_id)).size).toBe(1);
+    await expectEvidence(rs[0], 'reserve');
+    const info = await srv.redis.client.xinfo('STREAM', keys.evidenceSource(tenant)) as unknown[];
+    expect(info[info.indexOf('entries-added') + 1]).toBe(1);
+  });
+
+  it('an amount binary64 cannot carry (DEV1): answered without cycles_evidence, the source is skipped', async () => {
+    const { tenant, key } = await tenantOn(srv, 0, { allocated: 2n ** 62n });
+    const r = await post(srv, key, '/v1/reservations', reqBody(tenant, { estimate: { unit: U, amount: 2n ** 53n + 1n } }));
+    expect(r.status, r.text).toBe(200);
+    expect(r.body.cycles_evidence).toBeUndefined();
+    const until = Date.now() + 5000;
+    while (await sourceLen(srv, tenant) > 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    expect(await sourceLen(srv, tenant)).toBe(0); // acknowledged as unattestable, not left pending
+    expect(await srv.redis.client.xpending(keys.evidenceSource(tenant), 'evidence')).toEqual([0, null, null, null]);
+  });
+
+  it('measures: Redis bytes per stored envelope and the respond → stored lag', async () => {
+    const { tenant, key } = await tenantOn(srv, 10 ** 9);
+    const lags: number[] = [];
+    const bytes: Record<string, number[]> = {};
+    const track = async (r: ApiResponse, kind: string) => {
+      const t0 = performance.now();
+      const id = r.body.cycles_evidence.evidence_id as string;
+      while ((await srv.redis.client.exists(keys.evidenceEnvelope(id))) === 0) await new Promise((res) => setImmediate(res));
+      lags.push(performance.now() - t0);
+      (bytes[kind] ??= []).push(Number(await srv.redis.client.memory('USAGE', keys.evidenceEnvelope(id))));
+    };
+    for (let i = 0; i < 40; i++) {
+      await track(await post(srv, key, '/v1/decide', reqBody(tenant)), 'decide');
+      const r = await post(srv, key, '/v1/reservations', reqBody(tenant));
+      await track(r, 'reserve');
+      await track(await post(srv, key, commitPath(r.body.reservation_id), { idempotency_key: fresh('c'), actual: { unit: U, amount: 50 } }), 'commit');
+    }
+    lags.sort((a, b) => a - b);
+    const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))].toFixed(1);
+    const avg = (a: number[]) => Math.round(a.reduce((x, y) => x + y, 0) / a.length);
+    console.log(`evidence: respond→stored lag p50 ${q(0.5)} ms, p95 ${q(0.95)} ms, max ${q(1)} ms (n=${lags.length}); ` +
+      `MEMORY USAGE per envelope: ${Object.entries(bytes).map(([k, v]) => `${k} ${avg(v)} B`).join(', ')}`);
+    expect(lags[lags.length - 1]).toBeLessThan(5000);
+  });
+});
+
