@@ -2,7 +2,7 @@
 // cycles-evidence-v0.2.yaml): the stored envelope bytes verbatim, and the JWK Set of the
 // configured identity. No API key: the unguessable content hash is the capability, so the
 // fetch is throttled per client like the public action-kind registry (DG4's in-memory
-// windows; decision DEV7).
+// windows; decision DEV9).
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import { ClientThrottle } from '../governance/throttle';
