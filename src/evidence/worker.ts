@@ -24,7 +24,7 @@ import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { enableXaddNotifications } from '../events/relay';
-import { canonicalJson, CanonicalizationError } from './canonical';
+import { CanonicalizationError } from './canonical';
 import { EvidenceBuildError } from './envelope';
 import { envelopeOfSource, sourceOfFields } from './source';
 
@@ -36,6 +36,10 @@ const TENANT_CHUNK = 100;
 const SWEEP_MS = 2_000;
 const NOTIFIED_SWEEP_MS = 15_000;
 const FAIL_BACKOFF_MS = 1_000;
+/** A woken worker waits this long before claiming, so that under load one claim / store /
+ *  acknowledge round covers many sources instead of one each (signing is not on the
+ *  request path; this only adds to the respond → stored lag). */
+const COALESCE_MS = 10;
 const DAY_MS = 86_400_000;
 
 export function tenantOfSourceKey(key: string): string | undefined {
@@ -98,7 +102,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
   const kick = () => {
     if (stopped || kickScheduled) return;
     kickScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       kickScheduled = false;
       if (stopped || running) return;
       running = pass().catch((err: unknown) => log.error({ err }, 'evidence worker pass failed')).finally(() => {
@@ -106,7 +110,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
         if (dirty.size && !stopped) kick();
         else if (!dirty.size) { const w = idleWaiters; idleWaiters = []; for (const f of w) f(); }
       });
-    });
+    }, COALESCE_MS);
   };
   const mark = (t: string) => { dirty.add(t); kick(); };
 
@@ -125,8 +129,8 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
         continue;
       }
       try {
-        const sealed = identity.signer.seal(envelopeOfSource(src, identity));
-        writes.push({ streamId, key: keys.evidenceEnvelope(sealed.evidence_id), bytes: canonicalJson(sealed) });
+        const { evidenceId, text } = identity.signer.sealCanonical(envelopeOfSource(src, identity));
+        writes.push({ streamId, key: keys.evidenceEnvelope(evidenceId), bytes: text });
       } catch (err) {
         if (err instanceof EvidenceBuildError || err instanceof CanonicalizationError) {
           // deterministic: the request path refused the same source and sent no reference
