@@ -67,6 +67,8 @@ async function expectEvidence(r: ApiResponse, artifact: string, status = 200): P
   expect(ref.evidence_id).toMatch(/^[0-9a-f]{64}$/);
   expect(ref.cycles_evidence_url).toBe(`${SERVER_ID}/evidence/${ref.evidence_id}`);
   const text = await stored(srv, ref.evidence_id);
+  // CYCLES_EVIDENCE_RETENTION_DAYS default: 90 days
+  expect(await srv.redis.client.pttl(keys.evidenceEnvelope(ref.evidence_id))).toBeGreaterThan(89 * 86_400_000);
   const env = parseJsonDoubles(text) as Record<string, any>;
   expect(canonicalJson(env)).toBe(text); // stored bytes are JCS
   expect(checkEnvelope(env)).toBeNull();
