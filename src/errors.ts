@@ -60,7 +60,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
 /** What a ledger script recorded for an attested error (src/evidence/source.ts renders the
  *  ErrorResponse from it again; docs/decisions.md DEV8). */
 export interface ErrorEvidenceSource {
-  endpoint: 'reserve' | 'commit' | 'release';
+  endpoint: 'decide' | 'reserve' | 'commit' | 'release';
   tenant: string;
   /** the normalized request JSON the script was given */
   request: string;

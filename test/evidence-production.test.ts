@@ -233,6 +233,33 @@ describe('error evidence (DEV8)', () => {
     expect(renv.payload.error).toMatchObject({ endpoint: 'POST /v1/reservations/{reservation_id}/release', reservation_id: id2, http_status: 410 });
   });
 
+  it('UNIT_MISMATCH (400) on decide, dry_run and commit → error evidence with the literal endpoint', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const tokens = { estimate: { unit: 'TOKENS', amount: 1 } };
+    const d = await post(srv, key, '/v1/decide', reqBody(tenant, tokens));
+    expect(d.body.error).toBe('UNIT_MISMATCH');
+    expect((await expectEvidence(d, 'error', 400)).payload.error).toMatchObject({ endpoint: 'POST /v1/decide', http_status: 400 });
+    const dr = await post(srv, key, '/v1/reservations', reqBody(tenant, { ...tokens, dry_run: true }));
+    expect((await expectEvidence(dr, 'error', 400)).payload.error.request.dry_run).toBe(true);
+    const id = (await post(srv, key, '/v1/reservations', reqBody(tenant))).body.reservation_id as string;
+    const c = await post(srv, key, commitPath(id), { idempotency_key: fresh('c'), actual: { unit: 'TOKENS', amount: 1 } });
+    expect(c.body.error).toBe('UNIT_MISMATCH');
+    expect((await expectEvidence(c, 'error', 400)).payload.error).toMatchObject({ endpoint: 'POST /v1/reservations/{reservation_id}/commit', reservation_id: id });
+  });
+
+  it('commit-time denials (overage REJECT → 409 BUDGET_EXCEEDED) and TENANT_CLOSED on release → error evidence', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const id = (await post(srv, key, '/v1/reservations', reqBody(tenant, { overage_policy: 'REJECT' }))).body.reservation_id as string;
+    const c = await post(srv, key, commitPath(id), { idempotency_key: fresh('c'), actual: { unit: U, amount: 101 } });
+    expect(c.body.error).toBe('BUDGET_EXCEEDED');
+    await expectEvidence(c, 'error', 409);
+    const id2 = (await post(srv, key, '/v1/reservations', reqBody(tenant))).body.reservation_id as string;
+    await putTenant(srv.redis.client, tenant, { status: 'CLOSED' });
+    const rel = await post(srv, key, releasePath(id2), { idempotency_key: fresh('r') });
+    expect(rel.body.error).toBe('TENANT_CLOSED');
+    await expectEvidence(rel, 'error', 409);
+  });
+
   it('unattested errors (404, IDEMPOTENCY_MISMATCH, 400) carry no reference and record no source', async () => {
     const { tenant, key } = await tenantOn(srv);
     const body = reqBody(tenant);
@@ -242,7 +269,7 @@ describe('error evidence (DEV8)', () => {
     expect(mismatch.body.error).toBe('IDEMPOTENCY_MISMATCH');
     const missing = await post(srv, key, commitPath(`${tenant}.nope`), { idempotency_key: fresh('c'), actual: { unit: U, amount: 1 } });
     expect(missing.status).toBeGreaterThanOrEqual(400);
-    const bad = await post(srv, key, '/v1/reservations', { ...reqBody(tenant), estimate: { unit: 'TOKENS', amount: 1 } });
+    const bad = await post(srv, key, '/v1/reservations', { ...reqBody(tenant), ttl_ms: 1 });
     expect(bad.status).toBe(400);
     for (const x of [mismatch, missing, bad]) expect(x.body.cycles_evidence).toBeUndefined();
     expect(await lastSourceId(srv, tenant)).toBe(last);

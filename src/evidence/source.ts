@@ -34,10 +34,11 @@ export interface SourceRecord {
   /** the tenant whose stream holds the source (reserve errors render with it) */
   tenant?: string;
   /** error sources: the route the error answered */
-  endpoint?: 'reserve' | 'commit' | 'release';
+  endpoint?: 'decide' | 'reserve' | 'commit' | 'release';
 }
 
 const ERROR_ENDPOINT: Record<NonNullable<SourceRecord['endpoint']>, ErrorEndpoint> = {
+  decide: 'POST /v1/decide',
   reserve: 'POST /v1/reservations',
   commit: 'POST /v1/reservations/{reservation_id}/commit',
   release: 'POST /v1/reservations/{reservation_id}/release',
@@ -46,6 +47,7 @@ const ERROR_ENDPOINT: Record<NonNullable<SourceRecord['endpoint']>, ErrorEndpoin
 /** The ApiError an attested error source answered with (the ledger's own mapping). */
 function errorOf(src: SourceRecord, request: unknown): ApiError {
   switch (src.endpoint) {
+    case 'decide':
     case 'reserve':
       return reserveErrorOf(src.result as ScriptErrorReply, request as Record<string, unknown>, src.tenant ?? '');
     case 'commit':
@@ -88,7 +90,7 @@ function errorSourceOf(src: SourceRecord, request: unknown): EvidenceSource {
   const endpoint = ERROR_ENDPOINT[src.endpoint!];
   return {
     artifact: 'error', endpoint, httpStatus: err.status, request, response,
-    ...(src.endpoint === 'reserve' ? {} : { reservationId: src.reservationId ?? '' }),
+    ...(src.endpoint === 'reserve' || src.endpoint === 'decide' ? {} : { reservationId: src.reservationId ?? '' }),
   };
 }
 

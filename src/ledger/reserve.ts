@@ -203,7 +203,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   }
   if (out.err) {
     const err = scriptError(out, { scopePath, unit, estimate, kind: gov?.kind });
-    if (evRequest !== undefined && out.ev_ms !== undefined) err.evidenceSource = { endpoint: 'reserve', tenant, request: evRequest, result: out };
+    if (evRequest !== undefined && out.ev_ms !== undefined) err.evidenceSource = { endpoint: mode === 'decide' ? 'decide' : 'reserve', tenant, request: evRequest, result: out };
     throw err;
   }
 

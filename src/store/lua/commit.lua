@@ -30,6 +30,10 @@ local ev = (ARGV[11] or '') ~= '' and {key = ARGV[11], request = ARGV[12]} or ni
 
 local r = hgetall(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
+-- the evaluation's error outcomes get `error` evidence (evidence_common.lua, DEV8)
+local function ev_error(e_json)
+  return evidence_error(ev, e_json, 'commit', r.tenant or '', ctx.trace_id, ctx.request_id, r.reservation_id)
+end
 
 -- Replay first: it outranks the tenant guard and every state check.
 if r.status == 'COMMITTED' and r.commit_key == idem_key then
@@ -40,19 +44,15 @@ if r.status == 'COMMITTED' and r.commit_key == idem_key then
 end
 
 local gerr = guard_error(tenant_key)
-if gerr then return gerr end
--- RESERVATION_FINALIZED / RESERVATION_EXPIRED get `error` evidence (DEV8)
-local function ev_error(e_json)
-  return evidence_error(ev, e_json, 'commit', r.tenant or '', ctx.trace_id, ctx.request_id, r.reservation_id)
-end
+if gerr then return ev_error(gerr) end
 if r.status ~= 'ACTIVE' then return ev_error(state_error(r.status)) end
 
 if actual == nil or i64_is_neg(actual) then
   return script_error('INVALID_REQUEST', 'actual.amount must be an int64 >= 0')
 end
 if unit ~= r.unit then
-  return script_error('UNIT_MISMATCH', 'actual.unit ' .. unit .. ' differs from the reservation unit ' .. tostring(r.unit),
-    {scope = r.scope_path, requested_unit = unit, expected_units = {r.unit}})
+  return ev_error(script_error('UNIT_MISMATCH', 'actual.unit ' .. unit .. ' differs from the reservation unit ' .. tostring(r.unit),
+    {scope = r.scope_path, requested_unit = unit, expected_units = {r.unit}}))
 end
 
 local now = now_ms()
@@ -74,8 +74,8 @@ local capped = delta
 local mark = {}       -- index -> true: scope could not cover the full delta
 if over then
   if policy == 'REJECT' then
-    return script_error('BUDGET_EXCEEDED', 'actual exceeds the reservation estimate and the overage policy is REJECT',
-      {overage_policy = policy, estimate = estimate, actual = actual})
+    return ev_error(script_error('BUDGET_EXCEEDED', 'actual exceeds the reservation estimate and the overage policy is REJECT',
+      {overage_policy = policy, estimate = estimate, actual = actual}))
   elseif policy ~= 'ALLOW_IF_AVAILABLE' and policy ~= 'ALLOW_WITH_OVERDRAFT' then
     return script_error('INTERNAL_ERROR', 'Reservation has an unknown overage policy')
   end
@@ -108,9 +108,9 @@ for i, e in ipairs(budgets) do
     if i64_is_pos(deficit) then
       local new_debt = i64_add(b.debt, deficit)
       if new_debt == nil or i64_cmp(new_debt, b.overdraft_limit) > 0 then
-        return script_error('OVERDRAFT_LIMIT_EXCEEDED',
+        return ev_error(script_error('OVERDRAFT_LIMIT_EXCEEDED',
           'Commit would take the debt of ' .. e.scope .. ' beyond its overdraft_limit',
-          {scope = e.scope, current_debt = b.debt, deficit = deficit, overdraft_limit = b.overdraft_limit})
+          {scope = e.scope, current_debt = b.debt, deficit = deficit, overdraft_limit = b.overdraft_limit}))
       end
       new.debt = new_debt
       deficits[i] = deficit
@@ -123,7 +123,7 @@ for i, e in ipairs(budgets) do
   -- over-limit: capped scopes, and any scope whose debt now exceeds its overdraft_limit
   if mark[i] or (new.debt and i64_cmp(new.debt, b.overdraft_limit) > 0) then new.is_over_limit = '1' end
   local problem = check_plan(b, new)
-  if problem then return plan_error(e.scope, problem) end
+  if problem then return ev_error(plan_error(e.scope, problem)) end
   plans[i] = new
 end
 

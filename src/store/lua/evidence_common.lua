@@ -15,7 +15,7 @@
 --   request     the normalized request JSON the server acted on (passed in by the caller)
 --   result      the stored result JSON the response is rendered from (src/evidence/source.ts)
 --   reservation_id   commit / release / their errors: the path argument
---   endpoint    errors only: reserve | commit | release (the route the error answered)
+--   endpoint    errors only: decide | reserve | commit | release (the route the error answered)
 -- The signer (src/evidence/worker.ts) renders the response from `result` with the same
 -- functions the handlers use, builds, hashes, signs, stores, then XACKs and XDELs.
 
@@ -39,6 +39,7 @@ end
 local EVIDENCE_ERROR_CODES = {
   BUDGET_EXCEEDED = true, BUDGET_FROZEN = true, BUDGET_CLOSED = true, OVERDRAFT_LIMIT_EXCEEDED = true,
   DEBT_OUTSTANDING = true, TENANT_CLOSED = true, RESERVATION_FINALIZED = true, RESERVATION_EXPIRED = true,
+  UNIT_MISMATCH = true,
 }
 
 -- An error result (JSON text with `error` or `err` = code) as the script returns it; when

@@ -29,6 +29,10 @@ local ev = (ARGV[9] or '') ~= '' and {key = ARGV[9], request = ARGV[10]} or nil
 
 local r = hgetall(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
+-- the evaluation's error outcomes get `error` evidence (evidence_common.lua, DEV8)
+local function ev_error(e_json)
+  return evidence_error(ev, e_json, 'release', r.tenant or '', ARGV[5], ARGV[6], r.reservation_id)
+end
 
 if r.status == 'RELEASED' and r.release_key == idem_key then
   if r.release_hash ~= payload_hash then
@@ -39,11 +43,7 @@ end
 
 if not cascade then
   local gerr = guard_error(tenant_key)
-  if gerr then return gerr end
-end
--- RESERVATION_FINALIZED / RESERVATION_EXPIRED get `error` evidence (DEV8)
-local function ev_error(e_json)
-  return evidence_error(ev, e_json, 'release', r.tenant or '', ARGV[5], ARGV[6], r.reservation_id)
+  if gerr then return ev_error(gerr) end
 end
 if r.status ~= 'ACTIVE' then return ev_error(state_error(r.status)) end
 
@@ -55,7 +55,7 @@ end
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end
 local plans, perr = plan_restore(budgets, r.estimate)
-if not plans then return perr end
+if not plans then return ev_error(perr) end
 
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 -- v0.1.26 PER_RUN COUNTER LIFECYCLE: a released call no longer counts against its run.

@@ -358,7 +358,8 @@ if #budgeted == 0 then
       end
     end
     if #units > 0 then
-      return cjson.encode({err = 'UNIT_MISMATCH', scope = p.scopes[i], expected_units = units})
+      return evidence_error(p.ev, cjson.encode({err = 'UNIT_MISMATCH', scope = p.scopes[i], expected_units = units}),
+        mode == 'decide' and 'decide' or 'reserve', p.tenant, p.trace_id, p.request_id)
     end
   end
   if persist then return cjson.encode({err = 'NOT_FOUND'}) end
