@@ -300,6 +300,20 @@ describe('edge cases', () => {
     expect(await srv.redis.client.xpending(keys.evidenceSource(tenant), 'evidence')).toEqual([0, null, null, null]);
   });
 
+  it('a source of an unknown layout version stays pending; the rest of the stream is signed', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const c = srv.redis.client;
+    const stream = keys.evidenceSource(tenant);
+    const foreign = await c.xadd(stream, '*', 'v', '999', 'artifact', 'decide', 'tenant', tenant);
+    const d = await post(srv, key, '/v1/decide', reqBody(tenant));
+    await expectEvidence(d, 'decide');
+    const until = Date.now() + 3000;
+    while (await c.xlen(stream) > 1 && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    expect(await c.xlen(stream)).toBe(1);
+    const pending = await c.xpending(stream, 'evidence', '-', '+', 10) as [string, string, number, number][];
+    expect(pending.map((x) => x[0])).toEqual([foreign]);
+  });
+
   it('measures: Redis bytes per stored envelope and the respond → stored lag', async () => {
     const { tenant, key } = await tenantOn(srv, 10 ** 9);
     const lags: number[] = [];
