@@ -169,3 +169,26 @@ describe('parseJsonDoubles (the verifier parser)', () => {
     expect(() => parseJsonDoubles('{"a":')).toThrow(ApiError);
   });
 });
+
+describe('one-pass writer = the canonicalize package on JSON data', () => {
+  it('agrees on 3000 random documents (seeded)', () => {
+    let seed = 0x2545f491;
+    const rnd = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) / 2 ** 32; };
+    const pick = <T>(a: T[]): T => a[Math.floor(rnd() * a.length)];
+    const chars = ['a', 'Z', '0', ' ', '"', '\\', '\n', '\u0000', '\u001f', '\u007f', 'é', '\u2028', '\ufb33', '😀', '\ud83d\ude00', '€', '/'];
+    const str = () => Array.from({ length: Math.floor(rnd() * 6) }, () => pick(chars)).join('');
+    const nums = [0, -0, 1, -1, 0.1, 1e21, 1e-7, 123.456, -5e-324, 2 ** 53, 2 ** 53 - 1, 1.7976931348623157e308, 4.35, 0.000001];
+    const gen = (d: number): unknown => {
+      const r = rnd();
+      if (d > 4 || r < 0.35) return pick<unknown>([null, true, false, pick(nums), str(), Math.floor(rnd() * 1e6)]);
+      if (r < 0.6) return Array.from({ length: Math.floor(rnd() * 4) }, () => gen(d + 1));
+      const o: Record<string, unknown> = {};
+      for (let i = Math.floor(rnd() * 5); i > 0; i--) o[str()] = gen(d + 1);
+      return o;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const v = gen(0);
+      expect(canonicalJson(v, 'ijson')).toBe(canonicalize(v));
+    }
+  });
+});

@@ -1,11 +1,10 @@
-// RFC 8785 (JCS) bytes for CyclesEvidence. The `canonicalize` package does the value-level
-// rules (UTF-16 member order, ECMAScript number printing, minimal string escapes); this
-// module adds what it lets through: a lone surrogate (RFC 8785 §3.2.2.2: must fail, the
+// RFC 8785 (JCS) bytes for CyclesEvidence: the value-level rules of the `canonicalize`
+// package (UTF-16 member order, ECMAScript number printing, minimal string escapes — the
+// same text, written in one pass here), plus refusals of what that package lets through: a lone surrogate (RFC 8785 §3.2.2.2: must fail, the
 // package escapes it), anything that is not plain JSON data (functions, Dates, Maps, class
 // instances, cycles) and int64 values that a binary64 number would change (docs/decisions.md
 // DEV1): a BigInt, or in producer mode an integer-valued double, is written only when its
 // JCS text is exactly its decimal value; otherwise canonicalization fails, it never rounds.
-import canonicalize from 'canonicalize';
 import { MAX_JSON_DEPTH } from '../json';
 
 export type CanonicalMode =
@@ -32,9 +31,7 @@ const encoder = new TextEncoder();
 /** The JCS text of `value` (a JSON value; object members whose value is `undefined` are
  *  absent, as in JSON.stringify). Throws CanonicalizationError, never returns rounded text. */
 export function canonicalJson(value: unknown, mode: CanonicalMode = 'producer'): string {
-  const text = canonicalize(checked(value, mode, '$', 0));
-  if (text === undefined) throw new CanonicalizationError('not_json', '$', 'no JSON value');
-  return text;
+  return write(value, mode, [], 0);
 }
 
 /** UTF-8 bytes of canonicalJson (what is hashed and signed). */
@@ -49,52 +46,75 @@ function printsExactly(n: number, exact: bigint): boolean {
   return Number.isFinite(n) && String(n) === exact.toString();
 }
 
-/** A copy holding only JSON data (BigInt turned into the double that prints it exactly),
- *  so the package sees nothing it would render differently from RFC 8785. */
-function checked(v: unknown, mode: CanonicalMode, path: string, depth: number): unknown {
+/** `$["a"][0]` — built only when an error is thrown. */
+function pathOf(at: (string | number)[]): string {
+  let out = '$';
+  for (const k of at) out += typeof k === 'number' ? `[${k}]` : `[${JSON.stringify(k.isWellFormed() ? k : k.toWellFormed())}]`;
+  return out;
+}
+
+/**
+ * One pass: the RFC 8785 text, with the checks the `canonicalize` package lacks. The text is
+ * exactly the package's on the values that pass (it, too, writes strings, member names and
+ * numbers with JSON.stringify and orders members by Array.prototype.sort's UTF-16 order —
+ * test/evidence-canonical.test.ts compares both on the RFC vectors); what it would have
+ * written for a lone surrogate, a non-JSON value or an int64 that binary64 changes is refused
+ * instead. `at` is the current path, kept as a stack so that it costs nothing unless thrown.
+ */
+function write(v: unknown, mode: CanonicalMode, at: (string | number)[], depth: number): string {
   switch (typeof v) {
     case 'string':
-      if (!v.isWellFormed()) throw new CanonicalizationError('lone_surrogate', path, 'string holds an unpaired surrogate');
-      return v;
+      if (!v.isWellFormed()) throw new CanonicalizationError('lone_surrogate', pathOf(at), 'string holds an unpaired surrogate');
+      return JSON.stringify(v);
     case 'boolean':
-      return v;
+      return v ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(v)) throw new CanonicalizationError('non_finite', path, `${v} is not a JSON number`);
+      if (!Number.isFinite(v)) throw new CanonicalizationError('non_finite', pathOf(at), `${v} is not a JSON number`);
       if (mode === 'producer' && Number.isInteger(v) && !Number.isSafeInteger(v) && !printsExactly(v, BigInt(v))) {
-        throw new CanonicalizationError('inexact_integer', path, `integer ${BigInt(v)} would be written as ${String(v)}`);
+        throw new CanonicalizationError('inexact_integer', pathOf(at), `integer ${BigInt(v)} would be written as ${String(v)}`);
       }
-      return v;
+      return JSON.stringify(v);
     case 'bigint': {
       const n = Number(v);
       if (!printsExactly(n, v)) {
-        throw new CanonicalizationError('inexact_integer', path, `int64 ${v} has no exact binary64 form (nearest prints as ${String(n)})`);
+        throw new CanonicalizationError('inexact_integer', pathOf(at), `int64 ${v} has no exact binary64 form (nearest prints as ${String(n)})`);
       }
-      return n;
+      return JSON.stringify(n);
     }
     case 'object':
       break;
     default:
-      throw new CanonicalizationError('not_json', path, `${typeof v} is not JSON data`);
+      throw new CanonicalizationError('not_json', pathOf(at), `${typeof v} is not JSON data`);
   }
-  if (v === null) return null;
-  if (depth >= MAX_DEPTH) throw new CanonicalizationError('too_deep', path, `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
+  if (v === null) return 'null';
+  if (depth >= MAX_DEPTH) throw new CanonicalizationError('too_deep', pathOf(at), `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
   if (Array.isArray(v)) {
-    return v.map((x, i) => {
-      if (x === undefined) throw new CanonicalizationError('not_json', `${path}[${i}]`, 'undefined array element');
-      return checked(x, mode, `${path}[${i}]`, depth + 1);
-    });
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      at.push(i);
+      const x: unknown = v[i];
+      if (x === undefined) throw new CanonicalizationError('not_json', pathOf(at), 'undefined array element');
+      out += (i === 0 ? '' : ',') + write(x, mode, at, depth + 1);
+      at.pop();
+    }
+    return out + ']';
   }
   const proto = Object.getPrototypeOf(v);
   if (proto !== Object.prototype && proto !== null) {
-    throw new CanonicalizationError('not_json', path, `${(v as object).constructor?.name ?? 'object'} is not a plain JSON object`);
+    throw new CanonicalizationError('not_json', pathOf(at), `${(v as object).constructor?.name ?? 'object'} is not a plain JSON object`);
   }
-  // null prototype: a member named "__proto__" (legal JSON) stays an ordinary member
-  const out: Record<string, unknown> = Object.create(null);
-  for (const k of Object.keys(v)) {
-    const at = `${path}[${JSON.stringify(k.isWellFormed() ? k : k.toWellFormed())}]`;
-    if (!k.isWellFormed()) throw new CanonicalizationError('lone_surrogate', at, 'member name holds an unpaired surrogate');
+  const names = Object.keys(v).sort();
+  let out = '{';
+  let first = true;
+  for (const k of names) {
+    at.push(k);
+    if (!k.isWellFormed()) throw new CanonicalizationError('lone_surrogate', pathOf(at), 'member name holds an unpaired surrogate');
     const x = (v as Record<string, unknown>)[k];
-    if (x !== undefined) out[k] = checked(x, mode, at, depth + 1);
+    if (x !== undefined) {
+      out += (first ? '' : ',') + JSON.stringify(k) + ':' + write(x, mode, at, depth + 1);
+      first = false;
+    }
+    at.pop();
   }
-  return out;
+  return out + '}';
 }
