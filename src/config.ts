@@ -69,8 +69,6 @@ export interface Config {
   webhookLeaseMs: number;
   /** replayEvents scans at most this many candidate events in the window (more: 400) */
   webhookReplayScanLimit: number;
-  /** the evidence signing identity (EVIDENCE_*; src/evidence/keys.ts); undefined = evidence off */
-  evidence?: EvidenceIdentity;
   /** signed envelopes stay in Redis this many days (CYCLES_EVIDENCE_RETENTION_DAYS); 0 = forever */
   evidenceRetentionDays: number;
   /** an evidence source entry read by a worker that has not acknowledged it within this
@@ -190,7 +188,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookPollMs: int('CYCLES_WEBHOOK_POLL_MS', env.CYCLES_WEBHOOK_POLL_MS, 100, 5, 60_000),
     webhookLeaseMs: int('CYCLES_WEBHOOK_LEASE_MS', env.CYCLES_WEBHOOK_LEASE_MS, 30_000, 500, 600_000),
     webhookReplayScanLimit: int('CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT', env.CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT, 20_000, 10, 1_000_000),
-    evidence: loadEvidenceIdentity(env, { production: env.NODE_ENV === 'production' }),
     evidenceRetentionDays: int('CYCLES_EVIDENCE_RETENTION_DAYS', env.CYCLES_EVIDENCE_RETENTION_DAYS, 90, 0, 36500),
     evidenceClaimIdleMs: int('CYCLES_EVIDENCE_CLAIM_IDLE_MS', env.CYCLES_EVIDENCE_CLAIM_IDLE_MS, 30_000, 100, 3_600_000),
   };

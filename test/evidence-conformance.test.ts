@@ -18,9 +18,13 @@ beforeAll(async () => {
 afterAll(async () => { await srv?.stop(); });
 
 it('conformance passes with evidence on, and every evidence source is signed and drained', async () => {
-  const summary = await runConformance({ runtimeUrl: srv.runtimeUrl, adminUrl: srv.adminUrl, adminKey: srv.adminKey, features: ['v0.1.26'], concurrency: 4 });
+  const summary = await runConformance({ runtimeUrl: srv.runtimeUrl, adminUrl: srv.adminUrl, adminKey: srv.adminKey, features: ['v0.1.26'], evidence: true, concurrency: 4 });
   const failures = summary.results.filter((r) => r.outcome === 'fail').map((r) => `${r.id}: ${r.messages.join(' | ')}`);
   expect(failures).toEqual([]);
+  // the --evidence profile's cases ran (not skipped) and every stored envelope is in the export index
+  const evidenceCases = summary.results.filter((r) => r.id.startsWith('evidence.'));
+  expect(evidenceCases.length).toBeGreaterThan(5);
+  expect(evidenceCases.filter((r) => r.outcome !== 'pass').map((r) => `${r.id}: ${r.outcome} ${r.messages.join(' | ')}`)).toEqual([]);
   const c = srv.redis.client;
   const streams: string[] = [];
   let cursor = '0';
@@ -45,4 +49,5 @@ it('conformance passes with evidence on, and every evidence source is signed and
   console.log(`evidence conformance: ${added} sources from ${streams.length} tenants, ${stored} envelopes stored`);
   expect(stored).toBeGreaterThan(0);
   expect(stored).toBeLessThanOrEqual(added);
+  expect(await c.zcard('cycles:evidence-by-time')).toBe(stored);
 }, 120_000);

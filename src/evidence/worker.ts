@@ -117,7 +117,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
   /** Signs and stores one batch; returns the ids to acknowledge. */
   const signBatch = async (tenant: string, entries: [string, string[]][]): Promise<string[]> => {
     const done: string[] = [];
-    const writes: { streamId: string; key: string; bytes: string }[] = [];
+    const writes: { streamId: string; id: string; issuedMs: number; key: string; bytes: string }[] = [];
     for (const [streamId, flat] of entries) {
       let src;
       try {
@@ -130,7 +130,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
       }
       try {
         const { evidenceId, text } = identity.signer.sealCanonical(envelopeOfSource(src, identity));
-        writes.push({ streamId, key: keys.evidenceEnvelope(evidenceId), bytes: text });
+        writes.push({ streamId, id: evidenceId, issuedMs: src.issuedMs, key: keys.evidenceEnvelope(evidenceId), bytes: text });
       } catch (err) {
         if (err instanceof EvidenceBuildError || err instanceof CanonicalizationError) {
           // deterministic: the request path refused the same source and sent no reference
@@ -145,11 +145,15 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
     }
     if (writes.length) {
       const p = redis.pipeline();
+      // each envelope + its entry in the time index `cycles evidence export` reads (pairs)
       for (const w of writes) {
         if (ttlMs > 0) p.set(w.key, w.bytes, 'PX', ttlMs, 'NX');
         else p.set(w.key, w.bytes, 'NX');
+        p.zadd(keys.evidenceIndex(), w.issuedMs, w.id);
       }
-      const res = (await p.exec()) ?? [];
+      if (ttlMs > 0) p.zremrangebyscore(keys.evidenceIndex(), '-inf', `(${Date.now() - ttlMs}`);
+      const all = (await p.exec()) ?? [];
+      const res = writes.map((_, i) => [all[2 * i]?.[0] ?? all[2 * i + 1]?.[0] ?? null] as const);
       res.forEach(([err], i) => {
         if (err) {
           stats.failures++;

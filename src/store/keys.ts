@@ -111,9 +111,6 @@ export const keys = {
   tenantIndex: () => 'cycles:tenant-index',
   /** set: tenants whose close cascade has not completed (resumed by re-close / the worker) */
   closePending: () => 'cycles:tenant-close:pending',
-  /** string: one signed CyclesEvidence envelope, its canonical JSON bytes exactly as
-   *  GET /v1/evidence/{evidence_id} serves them (content-addressed; written SET NX) */
-  evidenceEnvelope: (id: string) => `cycles:evidence:${id}`,
 
   // --- events (src/events/relay.ts maintains these; trimmed with CYCLES_EVENT_RETENTION_DAYS) ---
   /** zset: every relayed event_id, score = event ms (listEvents without a tenant) */
