@@ -120,6 +120,29 @@ describe('evidence on the request path', () => {
     expect(cenv.payload.commit.request.metrics).toEqual({ tokens_input: 5 });
   });
 
+  it('the reservation shows its references (ReservationEvidence) once the envelopes are stored: GET always, list with include=evidence', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const r = await post(srv, key, '/v1/reservations', reqBody(tenant));
+    const id = r.body.reservation_id as string;
+    const c = await post(srv, key, commitPath(id), { idempotency_key: fresh('c'), actual: { unit: U, amount: 60 } });
+    await stored(srv, r.body.cycles_evidence.evidence_id);
+    await stored(srv, c.body.cycles_evidence.evidence_id);
+    const want = { reserve: r.body.cycles_evidence, commit: c.body.cycles_evidence };
+    let g: ApiResponse | undefined;
+    const until = Date.now() + 5000;
+    do {
+      g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${id}`, { key });
+      if (g.body.evidence?.commit) break;
+      await new Promise((res) => setTimeout(res, 50));
+    } while (Date.now() < until);
+    expect(g!.status).toBe(200);
+    expect(g!.body.evidence).toEqual(want);
+    const plain = await call(srv.runtimeUrl, 'GET', `/v1/reservations?tenant=${tenant}`, { key });
+    expect(plain.body.reservations[0].evidence).toBeUndefined();
+    const withEv = await call(srv.runtimeUrl, 'GET', `/v1/reservations?tenant=${tenant}&include=evidence`, { key });
+    expect(withEv.body.reservations[0].evidence).toEqual(want);
+  });
+
   it('dry_run ALLOW and DENY get reserve evidence without reservation_id', async () => {
     const { tenant, key } = await tenantOn(srv, 150);
     const a = await post(srv, key, '/v1/reservations', reqBody(tenant, { dry_run: true }));

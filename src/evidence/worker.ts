@@ -25,8 +25,8 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { enableXaddNotifications } from '../events/relay';
 import { CanonicalizationError } from './canonical';
-import { EvidenceBuildError } from './envelope';
-import { envelopeOfSource, sourceOfFields } from './source';
+import { EvidenceBuildError, evidenceUrl } from './envelope';
+import { envelopeOfSource, sourceOfFields, type SourceRecord } from './source';
 
 /** Entries claimed from one stream per round trip. */
 export const EVIDENCE_BATCH = 100;
@@ -117,7 +117,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
   /** Signs and stores one batch; returns the ids to acknowledge. */
   const signBatch = async (tenant: string, entries: [string, string[]][]): Promise<string[]> => {
     const done: string[] = [];
-    const writes: { streamId: string; id: string; issuedMs: number; key: string; bytes: string }[] = [];
+    const writes: { streamId: string; id: string; issuedMs: number; key: string; bytes: string; link?: { reservationId: string; field: string } }[] = [];
     for (const [streamId, flat] of entries) {
       let src;
       try {
@@ -130,7 +130,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
       }
       try {
         const { evidenceId, text } = identity.signer.sealCanonical(envelopeOfSource(src, identity));
-        writes.push({ streamId, id: evidenceId, issuedMs: src.issuedMs, key: keys.evidenceEnvelope(evidenceId), bytes: text });
+        writes.push({ streamId, id: evidenceId, issuedMs: src.issuedMs, key: keys.evidenceEnvelope(evidenceId), bytes: text, link: linkOf(src) });
       } catch (err) {
         if (err instanceof EvidenceBuildError || err instanceof CanonicalizationError) {
           // deterministic: the request path refused the same source and sent no reference
@@ -154,6 +154,13 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
       if (ttlMs > 0) p.zremrangebyscore(keys.evidenceIndex(), '-inf', `(${Date.now() - ttlMs}`);
       const all = (await p.exec()) ?? [];
       const res = writes.map((_, i) => [all[2 * i]?.[0] ?? all[2 * i + 1]?.[0] ?? null] as const);
+      // then the reservation's ReservationEvidence entry (only for stored envelopes)
+      const links = writes.filter((w, i) => w.link && !res[i][0]);
+      if (links.length) {
+        await Promise.all(links.map((w) => runScript(redis, linkScript(), [keys.reservation(tenant, w.link!.reservationId)], [
+          w.link!.field, JSON.stringify({ evidence_id: w.id, cycles_evidence_url: evidenceUrl(identity.serverId, w.id) }),
+        ]).catch((err: unknown) => log.warn({ err, tenant, reservation_id: w.link!.reservationId }, 'evidence worker: reservation link failed'))));
+      }
       res.forEach(([err], i) => {
         if (err) {
           stats.failures++;
@@ -265,3 +272,18 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
     },
   };
 }
+
+/** Where a stored envelope is linked from its reservation (ReservationEvidence): a live
+ *  reserve (the result names the new reservation), a commit, a release; nothing else. */
+function linkOf(src: SourceRecord): { reservationId: string; field: string } | undefined {
+  if (src.artifact === 'reserve') {
+    const rid = (src.result as { reservation_id?: unknown } | null)?.reservation_id;
+    return typeof rid === 'string' && rid !== '' ? { reservationId: rid, field: 'ev:reserve' } : undefined;
+  }
+  if ((src.artifact === 'commit' || src.artifact === 'release') && src.reservationId) {
+    return { reservationId: src.reservationId, field: `ev:${src.artifact}` };
+  }
+  return undefined;
+}
+
+const linkScript = () => loadScript('evidence_link');

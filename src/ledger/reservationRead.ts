@@ -85,10 +85,15 @@ export function renderReservation(h: Hash, include: ReadonlySet<string>): Record
     if (m !== undefined) row.committed_metadata = m;
   }
   if (include.has('evidence')) {
-    // Evidence references are recorded on the hash (field `evidence`, ReservationEvidence
-    // JSON) once evidence emission exists; until then rows simply carry none.
-    const e = json(h, 'evidence');
-    if (e !== undefined) row.evidence = e;
+    // ReservationEvidence: the evidence worker records each stored envelope's reference on
+    // the hash (`ev:reserve`, `ev:commit`, `ev:release`; src/evidence/worker.ts), so a row
+    // shows an entry once its envelope is fetchable.
+    const e: Record<string, unknown> = {};
+    for (const a of ['reserve', 'commit', 'release'] as const) {
+      const ref = json(h, `ev:${a}`);
+      if (ref !== undefined) e[a] = ref;
+    }
+    if (Object.keys(e).length > 0) row.evidence = e;
   }
   // Integers are serialised exactly by the pipeline (BigInt beyond 2^53).
   for (const k of ['created_at_ms', 'expires_at_ms', 'finalized_at_ms'] as const) {
