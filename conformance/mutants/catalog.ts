@@ -199,8 +199,8 @@ export const MUTANTS: Mutant[] = [
     area: 'lifecycle',
     description: 'a COMMITTED or RELEASED reservation can be committed again (only EXPIRED is refused)',
     file: COMMIT,
-    find: "if r.status ~= 'ACTIVE' then return state_error(r.status) end",
-    replace: "if r.status == 'EXPIRED' then return state_error(r.status) end",
+    find: "if r.status ~= 'ACTIVE' then return ev_error(state_error(r.status)) end",
+    replace: "if r.status == 'EXPIRED' then return ev_error(state_error(r.status)) end",
     fast: true,
   },
 
