@@ -20,6 +20,7 @@ import { hierarchyCases } from './cases/hierarchy';
 import { lifecycleCases } from './cases/lifecycle';
 import { listCases } from './cases/lists';
 import { isolationCases } from './cases/isolation';
+import { survivorCases } from './cases/survivors';
 
 export type { CaseResult, ConformanceOptions } from './harness';
 
@@ -28,7 +29,7 @@ export function allCases(): Case[] {
     ...operationCases(), ...tracingCases(), ...transportCases(), ...runtimeCases(),
     ...fromBundle('vector', 'upstream test vectors (impl/test-vectors.yaml)', vectorCases),
     ...governanceCases(), ...adminCases(), ...eventCases(), ...webhookCases(), ...deliveryCases(), ...evidenceCases(),
-    ...hierarchyCases(), ...lifecycleCases(), ...listCases(), ...isolationCases(),
+    ...hierarchyCases(), ...lifecycleCases(), ...listCases(), ...isolationCases(), ...survivorCases(),
   ];
 }
 
