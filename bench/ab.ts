@@ -23,12 +23,14 @@ const o = new Command()
   .option('--b-env <json>', 'extra environment of server B', '{}')
   .option('--a-root <dir>', 'checkout server A runs from', REPO_ROOT)
   .option('--b-root <dir>', 'checkout server B runs from', REPO_ROOT)
+  .option('--a-args <args>', 'extra `cycles serve` arguments of server A, space-separated (e.g. "--plane runtime,admin")', '')
+  .option('--b-args <args>', 'extra `cycles serve` arguments of server B', '')
   .option('--mode <m>', 'reserve | pair', 'pair')
   .option('--clients <n>', 'closed-loop clients', '50')
   .option('--window-ms <n>', 'length of one measured window', '3000')
   .option('--rounds <n>', 'windows per side', '8')
   .parse()
-  .opts<{ aEnv: string; bEnv: string; aRoot: string; bRoot: string; mode: string; clients: string; windowMs: string; rounds: string }>();
+  .opts<{ aEnv: string; bEnv: string; aRoot: string; bRoot: string; aArgs: string; bArgs: string; mode: string; clients: string; windowMs: string; rounds: string }>();
 const CLIENTS = Number(o.clients);
 const WINDOW_MS = Number(o.windowMs);
 const ROUNDS = Number(o.rounds);
@@ -59,9 +61,10 @@ async function main() {
   const webhookKey = randomBytes(32).toString('base64');
   const sides: Side[] = [];
   try {
-    for (const [name, root, env] of [['A', o.aRoot, o.aEnv], ['B', o.bRoot, o.bEnv]] as const) {
+    for (const [name, root, env, args] of [['A', o.aRoot, o.aEnv, o.aArgs], ['B', o.bRoot, o.bEnv, o.bArgs]] as const) {
       const [rp, ap] = [await freePort(), await freePort()];
-      const child = spawn(process.execPath, [path.join(root, 'bin', 'cycles.mjs'), 'serve'], {
+      const extra = args.split(' ').filter(Boolean);
+      const child = spawn(process.execPath, [path.join(root, 'bin', 'cycles.mjs'), 'serve', ...extra], {
         cwd: root,
         stdio: ['ignore', 'ignore', 'inherit'],
         env: {
