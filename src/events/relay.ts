@@ -22,6 +22,7 @@
 // and expire with the retention.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
@@ -193,6 +194,48 @@ export async function enableXaddNotifications(redis: Redis): Promise<boolean> {
   }
 }
 
+/**
+ * Subscribes to XADD keyspace notifications on a dedicated connection (the event relay and
+ * the evidence worker both wake per tenant this way). `onKey` gets every XADDed key; on
+ * every (re)connect notifications are re-enabled (a restarted Redis has forgotten CONFIG
+ * SET) and `onReady` runs so the caller sweeps for what was written while it was down;
+ * `onNotifying` reports whether notifications are on. Returns the subscriber (disconnect
+ * it on stop).
+ */
+export function watchXadds(redis: Redis, log: Logger, o: {
+  label: string;
+  onKey: (key: string) => void;
+  onReady: () => void;
+  onNotifying: (on: boolean) => void;
+  stopped: () => boolean;
+  /** warned once when CONFIG cannot enable notifications at start */
+  unavailableWarning?: string;
+}): Redis {
+  const sub = redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
+  sub.on('error', (err: Error) => log.debug({ err }, `${o.label} notification connection error`));
+  sub.on('message', (_ch: string, key: string) => o.onKey(key));
+  sub.on('ready', () => {
+    enableXaddNotifications(redis).then(o.onNotifying, () => undefined);
+    o.onReady();
+  });
+  (async () => {
+    const on = await enableXaddNotifications(redis);
+    o.onNotifying(on);
+    // subscribe anyway when off: an operator may have set notify-keyspace-events where
+    // CONFIG is disabled (managed Redis); the caller's sweep keeps its full rate then
+    if (!on && o.unavailableWarning) log.warn(o.unavailableWarning);
+    if (o.stopped()) return;
+    await sub.connect();
+    if (o.stopped()) { sub.disconnect(); return; }
+    const db = Number((redis.options as { db?: number }).db ?? 0);
+    await sub.subscribe(`__keyevent@${db}__:xadd`);
+  })().catch((err: unknown) => {
+    o.onNotifying(false);
+    if (!o.stopped()) log.warn({ err }, `${o.label}: keyspace notifications unavailable; relying on the sweep`);
+  });
+  return sub;
+}
+
 type ClaimReply = ['locked'] | ['empty'] | ['batch', [string, string[]][], number];
 
 /** Starts the relay. Safe in several processes at once (per-tenant lease). */
@@ -360,36 +403,14 @@ export function startEventRelay(deps: Deps, opts: RelayOptions = {}): EventRelay
   };
 
   // --- keyspace notifications ---
-  let notifySub: Redis | undefined;
-  if (opts.notifications !== false) {
-    notifySub = redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
-    const sub = notifySub;
-    sub.on('error', (err: Error) => log.debug({ err }, 'event relay notification connection error'));
-    sub.on('message', (_ch: string, key: string) => { const t = tenantOfOutboxKey(key); if (t !== undefined) mark(t); });
-    // (re)connected: a restarted Redis has forgotten CONFIG SET, and anything written while
-    // the subscription was down is found by a sweep
-    sub.on('ready', () => {
-      enableXaddNotifications(redis).then((on) => { stats.notifying = on; lastNotifyCheck = Date.now(); }, () => undefined);
-      sweepNow();
-    });
-    (async () => {
-      lastNotifyCheck = Date.now();
-      stats.notifying = await enableXaddNotifications(redis);
-      if (!stats.notifying) {
-        // subscribe anyway: an operator may have set notify-keyspace-events where CONFIG is
-        // disabled (managed Redis); the sweep keeps its full rate in case nothing arrives
-        log.warn('event relay: cannot enable keyspace notifications (CONFIG unavailable); unless notify-keyspace-events includes "Et", new events wait for the sweep (CYCLES_EVENT_RELAY_SWEEP_MS)');
-      }
-      if (stopped) return;
-      await sub.connect();
-      if (stopped) { sub.disconnect(); return; }
-      const db = Number((redis.options as { db?: number }).db ?? 0);
-      await sub.subscribe(`__keyevent@${db}__:xadd`);
-    })().catch((err: unknown) => {
-      stats.notifying = false;
-      if (!stopped) log.warn({ err }, 'event relay: keyspace notifications unavailable; relying on the sweep');
-    });
-  }
+  const notifySub = opts.notifications === false ? undefined : watchXadds(redis, log, {
+    label: 'event relay',
+    onKey: (key) => { const t = tenantOfOutboxKey(key); if (t !== undefined) mark(t); },
+    onReady: sweepNow,
+    onNotifying: (on) => { stats.notifying = on; lastNotifyCheck = Date.now(); },
+    stopped: () => stopped,
+    unavailableWarning: 'event relay: cannot enable keyspace notifications (CONFIG unavailable); unless notify-keyspace-events includes "Et", new events wait for the sweep (CYCLES_EVENT_RELAY_SWEEP_MS)',
+  });
 
   const idle = () => new Promise<void>((resolve) => {
     if (!running && !dirty.size && !kickScheduled) resolve();

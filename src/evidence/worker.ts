@@ -19,11 +19,10 @@
 // whose stream grew (the event relay's mechanism, src/events/relay.ts); a sweep over
 // keys.tenants() is the safety net (and finds a crashed worker's pending entries).
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
-import { enableXaddNotifications } from '../events/relay';
+import { watchXadds } from '../events/relay';
 import { CanonicalizationError } from './canonical';
 import { EvidenceBuildError, evidenceUrl } from './envelope';
 import { envelopeOfSource, sourceOfFields, type SourceRecord } from './source';
@@ -228,28 +227,13 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
     later(every, sweepLoop);
   };
 
-  let sub: Redis | undefined;
-  if (opts.notifications !== false) {
-    sub = redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
-    const s = sub;
-    s.on('error', (err: Error) => log.debug({ err }, 'evidence worker notification connection error'));
-    s.on('message', (_ch: string, key: string) => { const t = tenantOfSourceKey(key); if (t !== undefined) mark(t); });
-    s.on('ready', () => {
-      enableXaddNotifications(redis).then((on) => { stats.notifying = on; }, () => undefined);
-      sweepNow();
-    });
-    (async () => {
-      stats.notifying = await enableXaddNotifications(redis);
-      if (stopped) return;
-      await s.connect();
-      if (stopped) { s.disconnect(); return; }
-      const db = Number((redis.options as { db?: number }).db ?? 0);
-      await s.subscribe(`__keyevent@${db}__:xadd`);
-    })().catch((err: unknown) => {
-      stats.notifying = false;
-      if (!stopped) log.warn({ err }, 'evidence worker: keyspace notifications unavailable; relying on the sweep');
-    });
-  }
+  const sub = opts.notifications === false ? undefined : watchXadds(redis, log, {
+    label: 'evidence worker',
+    onKey: (key) => { const t = tenantOfSourceKey(key); if (t !== undefined) mark(t); },
+    onReady: sweepNow,
+    onNotifying: (on) => { stats.notifying = on; },
+    stopped: () => stopped,
+  });
 
   const idle = () => new Promise<void>((resolve) => {
     if (!running && !dirty.size && !kickScheduled) resolve();
