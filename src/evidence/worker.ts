@@ -68,6 +68,8 @@ export interface EvidenceWorkerOptions {
 }
 
 type ClaimReply = [[string, string[]][], number];
+/** A stored envelope's reference to record on its reservation (ReservationEvidence). */
+interface Link { key: string; field: string; ref: string }
 
 function fieldsOf(flat: string[]): Record<string, string> {
   const f: Record<string, string> = {};
@@ -113,9 +115,11 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
   };
   const mark = (t: string) => { dirty.add(t); kick(); };
 
-  /** Signs and stores one batch; returns the ids to acknowledge. */
-  const signBatch = async (tenant: string, entries: [string, string[]][]): Promise<string[]> => {
+  /** Signs and stores one batch; returns the ids to acknowledge and the reservation links
+   *  of the stored envelopes (both written by one evidence_ack.lua call). */
+  const signBatch = async (tenant: string, entries: [string, string[]][]): Promise<{ done: string[]; links: Link[] }> => {
     const done: string[] = [];
+    const links: Link[] = [];
     const writes: { streamId: string; id: string; issuedMs: number; key: string; bytes: string; link?: { reservationId: string; field: string } }[] = [];
     for (const [streamId, flat] of entries) {
       let src;
@@ -153,13 +157,6 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
       if (ttlMs > 0) p.zremrangebyscore(keys.evidenceIndex(), '-inf', `(${Date.now() - ttlMs}`);
       const all = (await p.exec()) ?? [];
       const res = writes.map((_, i) => [all[2 * i]?.[0] ?? all[2 * i + 1]?.[0] ?? null] as const);
-      // then the reservation's ReservationEvidence entry (only for stored envelopes)
-      const links = writes.filter((w, i) => w.link && !res[i][0]);
-      if (links.length) {
-        await Promise.all(links.map((w) => runScript(redis, linkScript(), [keys.reservation(tenant, w.link!.reservationId)], [
-          w.link!.field, JSON.stringify({ evidence_id: w.id, cycles_evidence_url: evidenceUrl(identity.serverId, w.id) }),
-        ]).catch((err: unknown) => log.warn({ err, tenant, reservation_id: w.link!.reservationId }, 'evidence worker: reservation link failed'))));
-      }
       res.forEach(([err], i) => {
         if (err) {
           stats.failures++;
@@ -167,10 +164,13 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
         } else {
           stats.stored++;
           done.push(writes[i].streamId);
+          // the reservation's ReservationEvidence entry, written by the ack script
+          const l = writes[i].link;
+          if (l) links.push({ key: keys.reservation(tenant, l.reservationId), field: l.field, ref: JSON.stringify({ evidence_id: writes[i].id, cycles_evidence_url: evidenceUrl(identity.serverId, writes[i].id) }) });
         }
       });
     }
-    return done;
+    return { done, links };
   };
 
   const workTenants = async (tenants: string[]) => {
@@ -186,8 +186,11 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
       const [entries, more] = x.r;
       if (!entries.length) return;
       try {
-        const ids = await signBatch(x.t, entries);
-        if (ids.length) await runScript(redis, ackScript, [keys.evidenceSource(x.t)], ids);
+        const { done, links } = await signBatch(x.t, entries);
+        if (done.length) {
+          await runScript(redis, ackScript, [keys.evidenceSource(x.t), ...links.map((l) => l.key)],
+            [done.length, ...done, ...links.flatMap((l) => [l.field, l.ref])]);
+        }
         if (more === 1) dirty.add(x.t);
       } catch (err) {
         stats.failures++;
@@ -269,5 +272,3 @@ function linkOf(src: SourceRecord): { reservationId: string; field: string } | u
   }
   return undefined;
 }
-
-const linkScript = () => loadScript('evidence_link');
