@@ -81,18 +81,27 @@ export class EvidenceSigner {
    */
   sealCanonical(unsigned: CyclesEvidence): { evidenceId: string; text: string } {
     const t0 = canonicalJson({ ...unsigned, evidence_id: '', signature: '' });
-    const head = `{"artifact_type":${JSON.stringify(unsigned.artifact_type)},"evidence_id":""`;
-    const tail = `,"signature":"","signer_did":${JSON.stringify(unsigned.signer_did)}` +
-      `${unsigned.trace_id === undefined ? '' : `,"trace_id":${JSON.stringify(unsigned.trace_id)}`}}`;
-    if (!t0.startsWith(head) || !t0.endsWith(tail)) {
+    return this.sealIdInput(t0, unsigned) ?? (() => {
       const sealed = this.seal(unsigned);
       return { evidenceId: sealed.evidence_id, text: canonicalJson(sealed) };
-    }
+    })();
+  }
+
+  /**
+   * sealCanonical from the id input's JCS text `t0` (evidence_id = signature = ""), e.g.
+   * the text the request path already hashed for the in-band id; `head` names the members
+   * that frame it. Undefined when `t0` is not laid out as the spec's member order implies.
+   */
+  sealIdInput(t0: string, head: Pick<CyclesEvidence, 'artifact_type' | 'signer_did' | 'trace_id'>): { evidenceId: string; text: string } | undefined {
+    const open = `{"artifact_type":${JSON.stringify(head.artifact_type)},"evidence_id":""`;
+    const tail = `,"signature":"","signer_did":${JSON.stringify(head.signer_did)}` +
+      `${head.trace_id === undefined ? '' : `,"trace_id":${JSON.stringify(head.trace_id)}`}}`;
+    if (!t0.startsWith(open) || !t0.endsWith(tail)) return undefined;
     const evidenceId = createHash('sha256').update(t0, 'utf8').digest('hex');
-    const mid = t0.slice(head.length, t0.length - tail.length);
-    const headId = `{"artifact_type":${JSON.stringify(unsigned.artifact_type)},"evidence_id":"${evidenceId}"`;
+    const mid = t0.slice(open.length, t0.length - tail.length);
+    const headId = `{"artifact_type":${JSON.stringify(head.artifact_type)},"evidence_id":"${evidenceId}"`;
     const t1 = headId + mid + tail;
-    const signature = hex(this.sign(new TextEncoder().encode(t1)));
+    const signature = hex(this.sign(Buffer.from(t1, 'utf8')));
     const tailSig = `,"signature":"${signature}"${tail.slice(',"signature":""'.length)}`;
     return { evidenceId, text: headId + mid + tailSig };
   }

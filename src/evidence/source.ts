@@ -12,7 +12,10 @@ import { renderCreateResponse, renderDecisionResponse, reserveErrorOf, type Scri
 import { toApiError, type ScriptError } from '../ledger/reservationOps';
 import { renderCommit, type StoredCommit } from '../ledger/commit';
 import { renderRelease, type StoredRelease } from '../ledger/release';
-import { buildEnvelope, evidenceIdOf, evidenceUrl, type EvidenceSource } from './envelope';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical';
+import { buildEnvelope, evidenceUrl, type EvidenceSource } from './envelope';
+import { presealKey, presealWanted, putPresealed } from './preseal';
 import type { EvidenceIdentity } from './keys';
 import type { ArtifactType, CyclesEvidence, ErrorEndpoint } from './types';
 
@@ -112,9 +115,17 @@ export function envelopeOfSource(src: SourceRecord, id: Pick<EvidenceIdentity, '
   return buildEnvelope(source, { serverId: id.serverId, signerDid: id.signerDid, issuedAtMs: src.issuedMs, traceId: src.traceId });
 }
 
-/** The in-band reference for a source, computed before anything is stamped on the response. */
+/** The in-band reference for a source, computed before anything is stamped on the response.
+ *  The id input's canonical text is handed to this process's signer when it runs one. */
 export function refOfSource(src: SourceRecord, id: Pick<EvidenceIdentity, 'serverId' | 'signerDid'>): EvidenceRef {
-  const evidenceId = evidenceIdOf(envelopeOfSource(src, id));
+  const env = envelopeOfSource(src, id);
+  const t0 = canonicalJson({ ...env, evidence_id: '', signature: '' });
+  const evidenceId = createHash('sha256').update(t0, 'utf8').digest('hex');
+  if (presealWanted()) {
+    const rid = src.artifact === 'error' ? (src.result as { ev_rid?: unknown })?.ev_rid : undefined;
+    putPresealed(presealKey(src.artifact, src.issuedMs, src.traceId, src.reservationId, typeof rid === 'string' ? rid : undefined, src.request),
+      { t0, head: { artifact_type: env.artifact_type, signer_did: env.signer_did, ...(env.trace_id === undefined ? {} : { trace_id: env.trace_id }) } });
+  }
   return { evidence_id: evidenceId, cycles_evidence_url: evidenceUrl(id.serverId, evidenceId) };
 }
 
