@@ -49,6 +49,13 @@ export function parseJsonBody(text: string): ParsedBody {
   return lossless ? { value, view: toView(value) } : { value, view: value };
 }
 
+/** JSON text this server wrote itself (e.g. the normalized request an evidence source
+ *  holds): the same values as parseJsonBody — integers past 2^53 exact — without the checks
+ *  that only untrusted input needs. */
+export function parseOwnJson(text: string): unknown {
+  return LONG_DIGITS.test(text) ? losslessParse(text, null, parseNumberExact) : JSON.parse(text);
+}
+
 /** The same checks as parseJsonBody (depth, duplicate names, well-formed Unicode) but with
  *  numbers as the doubles of the I-JSON data model, as JCS re-canonicalization wants them:
  *  for verifying documents someone else produced (src/evidence/verify.ts), never for requests. */

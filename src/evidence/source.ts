@@ -5,7 +5,7 @@
 // response is rendered from the stored result with the very functions the handlers render
 // the wire body with, so the two ids agree by construction (docs/decisions.md DEV6, DEV7).
 import type { Logger } from 'pino';
-import { parseJsonBody } from '../json';
+import { parseOwnJson } from '../json';
 import { ApiError } from '../errors';
 import { errorBody } from '../http/errorBody';
 import { renderCreateResponse, renderDecisionResponse, reserveErrorOf, type ScriptErrorReply, type ScriptResult } from '../ledger/reserve';
@@ -100,7 +100,7 @@ function errorSourceOf(src: SourceRecord, request: unknown): EvidenceSource {
 /** The unsigned envelope of a source (throws EvidenceBuildError / CanonicalizationError
  *  when the exchange cannot be attested; deterministic, so both sides refuse alike). */
 export function envelopeOfSource(src: SourceRecord, id: Pick<EvidenceIdentity, 'serverId' | 'signerDid'>): CyclesEvidence {
-  const request = parseJsonBody(src.request).value;
+  const request = parseOwnJson(src.request);
   let source: EvidenceSource;
   if (src.artifact === 'error') {
     source = errorSourceOf(src, request);
