@@ -13,6 +13,7 @@ import { traceIdFrom, newRequestId } from './tracing';
 import { errorBody } from './errorBody';
 import { attachErrorEvidence } from '../evidence/source';
 import { loadSpec, profileFor } from './spec';
+import { mountDocs } from './docs';
 import { PlaneRouter, type RouteMatch } from './router';
 import { RequestValidator } from './requestValidator';
 import querystring from 'node:querystring';
@@ -28,6 +29,9 @@ export interface PlaneAppOptions {
   /** Called exactly once per API request (not /healthz, /readyz), after the response was
    *  handed to the socket. Must not throw or block: errors are logged and swallowed. */
   onResponse?: (info: ResponseInfo) => void;
+  /** Routes outside the spec (e.g. /metrics on the admin plane), mounted before the
+   *  pipeline like the health probes: no auth, no audit, no onResponse. */
+  mount?: (app: express.Express) => void;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -73,6 +77,10 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
     const ok = await opts.isReady().catch(() => false);
     sendJson(res, ok ? 200 : 503, { status: ok ? 'UP' : 'DOWN' });
   });
+
+  // The plane's spec and its rendered reference (no API key; src/http/docs.ts).
+  mountDocs(app, plane, spec);
+  opts.mount?.(app);
 
   const bodyLimit = deps.config.bodyLimitBytes;
   const validator = new RequestValidator(api);
