@@ -12,7 +12,8 @@
 // would loop forever).
 import cluster, { type Worker } from 'node:cluster';
 import { loadConfig } from './config';
-import { resolveAdminKey, startEmbeddedRedis, type Role } from './server';
+import { resolveAdminKey, startEmbeddedRedis, EMBEDDED_REDIS_ENV, type Role } from './server';
+import { serveClusterMetrics } from './metrics';
 
 /** Env var telling a worker its index (0 runs the background jobs). */
 export const PROCESS_INDEX_ENV = 'CYCLES_PROCESS_INDEX';
@@ -28,7 +29,10 @@ export async function runPrimary(processes: number, announce: (line: string) => 
   const config = loadConfig(process.env);
   const adminApiKey = resolveAdminKey(config, announce, warn);
   const embedded = config.redisUrl ? undefined : await startEmbeddedRedis(config, announce);
-  const env = { ADMIN_API_KEY: adminApiKey, REDIS_URL: config.redisUrl ?? embedded!.url };
+  const env: Record<string, string> = { ADMIN_API_KEY: adminApiKey, REDIS_URL: config.redisUrl ?? embedded!.url };
+  if (embedded) env[EMBEDDED_REDIS_ENV] = '1';
+  // a scrape reaches one process; the primary sums every process's counters for it
+  if (config.metrics) serveClusterMetrics();
 
   let stopping = false;
   const listening = new Set<Worker>();

@@ -71,6 +71,8 @@ export interface Config {
   webhookReplayScanLimit: number;
   /** signed envelopes stay in Redis this many days (CYCLES_EVIDENCE_RETENTION_DAYS); 0 = forever */
   evidenceRetentionDays: number;
+  /** Prometheus metrics: counted, and served at GET /metrics on the admin plane (CYCLES_METRICS, default on) */
+  metrics: boolean;
   /** an evidence source entry read by a worker that has not acknowledged it within this
    *  long is taken over by another (a crashed worker's entries; src/evidence/worker.ts) */
   evidenceClaimIdleMs: number;
@@ -108,6 +110,14 @@ function int(name: string, raw: string | undefined, def: number, min: number, ma
   const n = Number(raw);
   if (n < min || n > max) throw new Error(`${name} must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+function onOff(name: string, raw: string | undefined, def: boolean): boolean {
+  const v = (raw ?? '').trim().toLowerCase();
+  if (v === '') return def;
+  if (v === '1' || v === 'true') return true;
+  if (v === '0' || v === 'false') return false;
+  throw new Error(`${name} must be 1 or 0 (true or false), got "${raw}"`);
 }
 
 /** CYCLES_WEBHOOK_SECRET_KEY: base64 (or base64url) of exactly 32 bytes. Production needs
@@ -189,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookLeaseMs: int('CYCLES_WEBHOOK_LEASE_MS', env.CYCLES_WEBHOOK_LEASE_MS, 30_000, 500, 600_000),
     webhookReplayScanLimit: int('CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT', env.CYCLES_WEBHOOK_REPLAY_SCAN_LIMIT, 20_000, 10, 1_000_000),
     evidenceRetentionDays: int('CYCLES_EVIDENCE_RETENTION_DAYS', env.CYCLES_EVIDENCE_RETENTION_DAYS, 90, 0, 36500),
+    metrics: onOff('CYCLES_METRICS', env.CYCLES_METRICS, true),
     evidenceClaimIdleMs: int('CYCLES_EVIDENCE_CLAIM_IDLE_MS', env.CYCLES_EVIDENCE_CLAIM_IDLE_MS, 30_000, 100, 3_600_000),
   };
 }

@@ -18,6 +18,10 @@ import { startWorkers, type Workers } from './workers';
 import { configureSignals, createSignalObserver, watchStoreConnection } from './events/signals';
 import type { Deps, ResponseInfo } from './http/types';
 import { createAuditRecorder } from './admin/audit';
+import { configureMetrics, createMetricsEndpoint, observeResponse } from './metrics';
+
+/** Set by the cluster primary for its workers when it started the embedded redis-server. */
+export const EMBEDDED_REDIS_ENV = 'CYCLES_EMBEDDED_REDIS';
 
 export type Role = Plane | 'worker';
 
@@ -36,12 +40,16 @@ export interface StartOptions {
   announce?: (line: string) => void;
   /** one-line start-up warnings (short ADMIN_API_KEY); default: announce */
   warn?: (line: string) => void;
+  /** where the JSON log lines go (default stdout; tests capture them) */
+  logDestination?: { write(line: string): void };
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
   const config = loadConfig(opts.env ?? process.env);
   configureSignals(config.signals);
-  const log = createLogger(config.logLevel);
+  configureMetrics(config.metrics);
+  const env = opts.env ?? process.env;
+  const log = createLogger(config.logLevel, opts.logDestination);
   const announce = opts.announce ?? (() => {});
   const roles = new Set<Role>(opts.roles ?? ['runtime', 'admin', 'worker']);
 
@@ -54,6 +62,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const cleanups: (() => Promise<void>)[] = [];
   try {
     let redisUrl = config.redisUrl;
+    const embeddedRedis = !redisUrl || env[EMBEDDED_REDIS_ENV] === '1';
     if (!redisUrl) {
       const embedded = await startEmbeddedRedis(config, announce);
       cleanups.unshift(() => embedded.stop());
@@ -89,8 +98,17 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       if (!roles.has(plane)) continue;
       // Audit: every admin-plane request; on the runtime only admin-key releaseReservation.
       const audit = createAuditRecorder({ redis, config, log, adminKey: adminApiKey });
-      const onResponse = signals ? (info: ResponseInfo) => { try { audit(info); } finally { signals.onResponse(info); } } : audit;
-      const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse });
+      const hooks = [audit, ...(signals ? [signals.onResponse] : []), ...(config.metrics ? [observeResponse] : [])];
+      const onResponse = (info: ResponseInfo) => {
+        for (const h of hooks) {
+          try { h(info); } catch (e) { log.error({ err: e, request_id: info.requestId }, 'onResponse hook failed'); }
+        }
+      };
+      // GET /metrics on the admin port only (docs/decisions.md DO3)
+      const mount = plane === 'admin' && config.metrics
+        ? createMetricsEndpoint(redis, config, log, { embeddedRedis }).mount
+        : undefined;
+      const app = await createPlaneApp({ plane, deps, handlers: await loadHandlers(plane), authenticator, isReady, onResponse, mount });
       const server = createExpressServer(app);
       installClientErrorHandler(server, log, plane);
       server.keepAliveTimeout = 65_000;

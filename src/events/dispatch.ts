@@ -33,6 +33,7 @@ import { fieldsOf, parseEventId, renderEvent, type Event } from './model';
 import { checkWebhookUrl, loadWebhookSecurityConfig, type EffectiveSecurityConfig } from './urlCheck';
 import { loadDispatchSubscription, ownerOf, type DispatchSubscription } from './subscriptions';
 import { configureFanout, deliveryIdOfMember, onEnqueued, subscriptionTable } from './fanout';
+import { countWebhookDelivery } from '../metrics';
 
 /** Deliveries taken from one queue per claim (then the queue is let go and rescheduled). */
 export const QUEUE_BATCH = 50;
@@ -256,6 +257,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
         keys.webhookReplayLeft(''), keys.webhookReplayLock(''),
         JSON.stringify({ trace_id: ev.trace_id ?? '', request_id: ev.request_id ?? '' }), sub.id, sub.owner]);
     const reply = JSON.parse(String(raw)) as FinishReply;
+    countWebhookDelivery(outcome, reply.state);
     if (outcome === 'skip') stats.skipped++;
     else if (reply.state === 'SUCCESS') stats.succeeded++;
     else if (reply.state === 'RETRYING' || reply.state === 'FAILED') stats.failed++;

@@ -91,6 +91,14 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
   return script;
 }
 
+/** Told the duration of every runScript (src/metrics.ts; unset with CYCLES_METRICS=0). */
+export type ScriptObserver = (name: string, seconds: number) => void;
+let observer: ScriptObserver | undefined;
+
+export function setScriptObserver(o: ScriptObserver | undefined): void {
+  observer = o;
+}
+
 /**
  * EVALSHA the script; if Redis does not know it (NOSCRIPT: server restarted,
  * SCRIPT FLUSH, failover), SCRIPT LOAD it and retry exactly once.
@@ -101,6 +109,17 @@ export async function runScript(
   keys: string[],
   args: (string | number)[],
 ): Promise<unknown> {
+  if (!observer) return evalScript(redis, script, keys, args);
+  const o = observer;
+  const started = performance.now();
+  try {
+    return await evalScript(redis, script, keys, args);
+  } finally {
+    o(script.name, (performance.now() - started) / 1000);
+  }
+}
+
+async function evalScript(redis: Redis, script: LoadedScript, keys: string[], args: (string | number)[]): Promise<unknown> {
   try {
     return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
   } catch (err) {
