@@ -187,9 +187,11 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
       } finally {
         const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
         if (logRequests) {
+          // never headers, query or bodies: key material lives there (test/request-logs.test.ts)
           deps.log.info({
-            plane, method, path, operationId, status, request_id: requestId, trace_id: traceId,
-            duration_ms: durationMs,
+            plane, method, route: opRef?.path, path, operationId, status,
+            tenant: tenantOf(seen.principal, audit, query, requestBody),
+            request_id: requestId, trace_id: traceId, duration_ms: durationMs,
           }, 'request');
         }
         if (opts.onResponse) {
@@ -224,6 +226,16 @@ export async function createPlaneApp(opts: PlaneAppOptions): Promise<express.Exp
   });
 
   return app;
+}
+
+/** The tenant a request acted for, for its log line: the key's tenant, else (admin key)
+ *  the one the handler named or the request targets (as the audit row attributes it). */
+function tenantOf(p: Principal | undefined, audit: AuditInfo, query: Record<string, string | string[]>, body: unknown): string | undefined {
+  if (p?.kind === 'tenant') return p.tenantId;
+  if (audit.tenantId) return audit.tenantId;
+  if (p?.kind !== 'admin') return undefined;
+  const t = query.tenant_id ?? query.tenant ?? (body as { tenant_id?: unknown } | undefined)?.tenant_id;
+  return typeof t === 'string' && t !== '' ? t.slice(0, 128) : undefined;
 }
 
 /** Reads the whole body, refusing more than `limit` bytes (413) as soon as it is exceeded:
