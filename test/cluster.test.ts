@@ -4,6 +4,7 @@
 // whether it is stopped or killed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { Agent, request } from 'undici';
 import { startTestRedis, type TestRedis } from './helpers/redis';
 import { startChildServer, stopAllChildServers, type ChildServer } from './helpers/childServer';
@@ -70,6 +71,26 @@ describe('several server processes (CYCLES_HTTP_PROCESSES=2)', () => {
     const after = workers.map(cpuTicks);
     expect(after[0]).toBeGreaterThan(before[0]);
     expect(after[1]).toBeGreaterThan(before[1]);
+  }, 60_000);
+
+  it('/metrics sums every process: each scrape, whichever process takes it, counts all 200 reserves', async () => {
+    const scrape = () => new Promise<string>((resolve, reject) => {
+      // a fresh connection each time: the primary hands them to the processes in turn
+      http.get(`${server.adminUrl}/metrics`, { agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { text += c; });
+        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${res.statusCode}`))));
+      }).on('error', reject);
+    });
+    const count = (text: string, status: string) => {
+      const line = text.split('\n').find((l) => l.startsWith('cycles_http_requests_total{') && l.includes('operation="createReservation"') && l.includes(`status="${status}"`));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+    for (let i = 0; i < 4; i++) {
+      const text = await scrape();
+      expect([count(text, '200'), count(text, '409')]).toEqual([100, 100]);
+    }
   }, 60_000);
 
   it('a killed server process is replaced and the ports keep answering', async () => {
