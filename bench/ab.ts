@@ -29,8 +29,9 @@ const o = new Command()
   .option('--clients <n>', 'closed-loop clients', '50')
   .option('--window-ms <n>', 'length of one measured window', '3000')
   .option('--rounds <n>', 'windows per side', '8')
+  .option('--no-floor', 'skip the bare node:http floor (a fixed JSON answer, measured in the same rounds)')
   .parse()
-  .opts<{ aEnv: string; bEnv: string; aRoot: string; bRoot: string; aArgs: string; bArgs: string; mode: string; clients: string; windowMs: string; rounds: string }>();
+  .opts<{ aEnv: string; bEnv: string; aRoot: string; bRoot: string; aArgs: string; bArgs: string; mode: string; clients: string; windowMs: string; rounds: string; floor: boolean }>();
 const CLIENTS = Number(o.clients);
 const WINDOW_MS = Number(o.windowMs);
 const ROUNDS = Number(o.rounds);
@@ -51,6 +52,31 @@ function cpuSeconds(pid: number): number {
 }
 
 interface Side { name: string; child: ChildProcess; runtimeUrl: string; adminUrl: string }
+
+/** The floor: a bare node:http server answering every request with a fixed reserve-shaped
+ *  JSON body (bench/run.ts's baseline), driven by the same client in the same rounds. */
+const FLOOR_SRC = `
+const http = require('node:http');
+const body = JSON.stringify({ decision: 'ALLOW', reservation_id: 'res_baseline', reserved: { unit: 'USD_MICROCENTS', amount: 2 }, affected_scopes: ['tenant:bench'], expires_at_ms: 1 });
+const s = http.createServer((req, res) => {
+  req.on('data', () => {});
+  req.on('end', () => { res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }); res.end(body); });
+});
+s.keepAliveTimeout = 65000;
+s.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+async function startFloor(): Promise<Side> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['-e', FLOOR_SRC], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: String(port) } });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+    child.once('exit', () => reject(new Error('floor server exited')));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return { name: 'bare node:http (floor)', child, runtimeUrl: url, adminUrl: url };
+}
 interface Window { throughput: number; serverUs: number; redisUs: number; p99: number }
 
 async function main() {
@@ -128,6 +154,8 @@ async function main() {
       return { throughput: ok / (WINDOW_MS / 1000), serverUs: ((c1 - c0) / ok) * 1e6, redisUs: ((r1 - r0) / ok) * 1e6, p99: lat[Math.floor(lat.length * 0.99)] };
     };
 
+    const floor = o.floor ? await startFloor() : undefined;
+    if (floor) sides.push(floor);
     for (const s of sides) await run(s); // warm-up
     const results = new Map<string, Window[]>(sides.map((s) => [s.name, []]));
     for (let i = 0; i < ROUNDS; i++) {
@@ -138,6 +166,8 @@ async function main() {
     for (const [name, ws] of results) {
       console.log(`${name}: ${median(ws.map((w) => w.throughput)).toFixed(0)}/s  server ${median(ws.map((w) => w.serverUs)).toFixed(0)} µs/op  redis ${median(ws.map((w) => w.redisUs)).toFixed(0)} µs/op  p99 ${median(ws.map((w) => w.p99)).toFixed(1)} ms`);
     }
+    const tput = (n: string) => median(results.get(n)!.map((w) => w.throughput));
+    console.log(`B / A: ${((tput('B') / tput('A')) * 100).toFixed(1)} % of A's throughput`);
   } finally {
     for (const s of sides) s.child.kill('SIGTERM');
     await Promise.all(sides.map((s) => new Promise((r) => (s.child.exitCode !== null ? r(null) : s.child.once('exit', r)))));
