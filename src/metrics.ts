@@ -266,6 +266,12 @@ const CLUSTER_TIMEOUT_MS = 5_000;
 
 interface Msg { type?: string; id?: number; text?: string; error?: string; metrics?: MetricObjectWithValues<MetricValue<string>>[] }
 
+/** IPC send whose failure (the other side gone, e.g. during shutdown) is dropped instead
+ *  of becoming an 'error' event or a throw: the asker times out on its own. */
+function sendQuietly(to: { send?: (m: Msg, cb: (e: Error | null) => void) => unknown }, m: Msg): void {
+  try { to.send?.(m, () => {}); } catch { /* channel closed */ }
+}
+
 let nextId = 0;
 const waiting = new Map<number, (m: Msg) => void>();
 let workerListening = false;
@@ -277,8 +283,8 @@ function listenInWorker(): void {
     if (m?.type === RES && m.id !== undefined) waiting.get(m.id)?.(m);
     else if (m?.type === COLLECT && m.id !== undefined) {
       void processRegistry.getMetricsAsJSON().then(
-        (metrics) => process.send?.({ type: COLLECTED, id: m.id, metrics }),
-        (err: unknown) => process.send?.({ type: COLLECTED, id: m.id, metrics: [], error: String(err) }),
+        (metrics) => sendQuietly(process, { type: COLLECTED, id: m.id, metrics }),
+        (err: unknown) => sendQuietly(process, { type: COLLECTED, id: m.id, metrics: [], error: String(err) }),
       );
     }
   });
@@ -295,7 +301,7 @@ async function clusterMetrics(): Promise<string> {
       waiting.delete(id);
       if (m.error) reject(new Error(m.error)); else resolve(m.text ?? '');
     });
-    process.send!({ type: REQ, id });
+    sendQuietly(process as { send?: (m: Msg, cb: (e: Error | null) => void) => unknown }, { type: REQ, id });
   });
 }
 
@@ -321,11 +327,11 @@ export function serveClusterMetrics(): void {
       clearTimeout(timer);
       pending.delete(id);
       AggregatorRegistry.aggregate(entry.parts).metrics().then(
-        (text) => worker.send({ type: RES, id: replyId, text }),
-        (err: unknown) => worker.send({ type: RES, id: replyId, error: String(err) }),
+        (text) => sendQuietly(worker, { type: RES, id: replyId, text }),
+        (err: unknown) => sendQuietly(worker, { type: RES, id: replyId, error: String(err) }),
       );
     };
     pending.set(id, entry);
-    for (const w of workers) w!.send({ type: COLLECT, id });
+    for (const w of workers) sendQuietly(w!, { type: COLLECT, id });
   });
 }
