@@ -7,7 +7,9 @@
 // `cryptography`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../src/config';
@@ -477,6 +479,28 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
   let py: Record<string, any>[] = [];
   beforeAll(async () => { py = await pyBatch(files.map((x) => ({ op: 'verify', ...x }))); }, 120_000);
 
+  it('--resolve fetches {server_id}/.well-known/cycles-jwks.json (404 ⇒ signer_resolution_failed)', { timeout: 60_000 }, async () => {
+    const http = createServer((req, res) => {
+      if (req.url === '/v1/.well-known/cycles-jwks.json') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(set(fixtureJwk())));
+      else res.writeHead(404).end('{}');
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    try {
+      const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+      const good = tmpFile(sealText({ ...f01.envelope, server_id: `${base}/v1` }), 'resolve');
+      const gone = tmpFile(sealText({ ...f01.envelope, server_id: `${base}/gone` }), 'resolve');
+      const r = await python(['--resolve', good, gone]);
+      const out = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as PyResult);
+      expect(out.map((x) => x.disposition)).toEqual(['authentic', 'signer_resolution_failed']);
+      expect(r.code).toBe(1);
+      for (const [i, file] of [good, gone].entries()) {
+        expect((await verifyEnvelope(readFileSync(file), { schema, jwks: { fromServerId: true } })).disposition).toBe(out[i].disposition);
+      }
+    } finally {
+      await new Promise((r) => http.close(r));
+    }
+  });
+
   it.each(cases.map((c, i) => [c.name, c, i] as const))('%s', async (_n, c, i) => {
     expect(py[i].disposition, py[i].reason).toBe(c.py);
     const jwksFileOf = files[i].jwks;
@@ -485,5 +509,126 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
     expect(ts.disposition, ts.reason).toBe(c.ts ?? c.py);
     const tsLib = await verifyEnvelope(c.text, opts);
     expect(tsLib.disposition, tsLib.reason).toBe(c.tsNoSchema ?? c.ts ?? c.py);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// A did:cycles identity with a rotation history, and seeded random attested data
+// ---------------------------------------------------------------------------------------
+
+suite('independent (Python) verifier: did:cycles signer, retired key, random metadata', () => {
+  let srv: TestServer;
+  const retired = new EvidenceSigner(seedOf('pyverify-retired'));
+  const ROTATED_AT = Date.now() - 60_000;
+  const RETIRED_FROM = ROTATED_AT - 86_400_000;
+  const DID = didCycles(SERVER_ID, 'active-2');
+  let jwksFile = '';
+  let jwksSet: unknown;
+  let key = '';
+  let tenant = '';
+
+  beforeAll(async () => {
+    srv = await startTestServer({
+      EVIDENCE_SERVER_ID: SERVER_ID,
+      EVIDENCE_SIGNING_PRIVATE_KEY_HEX: Buffer.from(seedOf('pyverify-active')).toString('hex'),
+      EVIDENCE_SIGNING_SIGNER_DID: DID,
+      EVIDENCE_SIGNING_KID: 'active-2',
+      EVIDENCE_SIGNING_RETIRED_KEYS: JSON.stringify([{ signer_did: retired.publicKeyHex, kid: 'retired-1', nbf_ms: RETIRED_FROM, exp_ms: ROTATED_AT }]),
+      CYCLES_EVIDENCE_RATE_LIMIT_PER_MINUTE: '0',
+      // v0.1.26 responses carry members the v0.1.25 mirrors lack (deny_detail …): the envelope
+      // must attest their projection (DEV2), which the recipe's closed mirrors check
+      CYCLES_FEATURES: 'v0.1.26',
+    });
+    tenant = `pyd-${Math.random().toString(36).slice(2, 8)}`;
+    await putBudget(srv.redis.client, tenant, `tenant:${tenant}`, U, { allocated: 1_000_000 });
+    key = await srv.tenantKey(tenant);
+    const j = await fetch(`${srv.runtimeUrl}/v1/.well-known/cycles-jwks.json`);
+    expect(j.status).toBe(200);
+    const text = await j.text();
+    jwksSet = JSON.parse(text);
+    jwksFile = tmpFile(text, 'did-jwks');
+  }, 120_000);
+  afterAll(async () => { await srv?.stop(); });
+
+  async function served(id: string): Promise<string> {
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const r = await fetch(`${srv.runtimeUrl}/v1/evidence/${id}`);
+      if (r.status === 200) return r.text();
+      if (Date.now() > until) throw new Error(`envelope ${id} not served`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  }
+
+  it('did:cycles envelopes from the server are authentic under the active kid; one signed in the retired window under the retired kid', { timeout: 60_000 }, async () => {
+    const body = { idempotency_key: 'dd1', subject: { tenant }, action: { kind: 'llm.completion', name: 'gpt' }, estimate: { unit: U, amount: 10 } };
+    const r = await call(srv.runtimeUrl, 'POST', '/v1/reservations', { key, body });
+    expect(r.status, r.text).toBe(200);
+    const text = await served(r.body.cycles_evidence.evidence_id);
+    expect(JSON.parse(text).signer_did).toBe(DID);
+    // an envelope the retired key signed while it was valid (as before a rotation)
+    const old = sealText({ ...JSON.parse(text), signer_did: didCycles(SERVER_ID, 'retired-1'), issued_at_ms: ROTATED_AT - 1 }, retired);
+    // ... and the same one dated at the rotation instant (the retired window is exclusive)
+    const late = sealText({ ...JSON.parse(text), signer_did: didCycles(SERVER_ID, 'retired-1'), issued_at_ms: ROTATED_AT }, retired);
+    // v0.1.26 denials: a decide DENY (deny_detail on the wire) and a live 409
+    const deny = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key, body: { ...body, idempotency_key: 'dd2', estimate: { unit: U, amount: 5_000_000 } } });
+    expect(deny.body.decision, deny.text).toBe('DENY');
+    expect(deny.body.deny_detail, deny.text).toBeDefined(); // on the wire, not attested (DEV2)
+    const over = await call(srv.runtimeUrl, 'POST', '/v1/reservations', { key, body: { ...body, idempotency_key: 'dd3', estimate: { unit: U, amount: 5_000_000 } } });
+    expect(over.status, over.text).toBe(409);
+    const denyText = await served(deny.body.cycles_evidence.evidence_id);
+    const overText = await served(over.body.cycles_evidence.evidence_id);
+    const all = [text, old, late, denyText, overText];
+    const py = await pyVerify(all.map((t) => tmpFile(t, 'did')), { jwks: jwksFile });
+    expect(py.results.map((x) => [x.disposition, x.kid])).toEqual([['authentic', 'active-2'], ['authentic', 'retired-1'], ['signer_authority_failed', undefined], ['authentic', 'active-2'], ['authentic', 'active-2']]);
+    for (const [i, t] of all.entries()) {
+      expect((await verifyEnvelope(t, { schema, jwks: { set: jwksSet } })).disposition).toBe(py.results[i].disposition);
+    }
+  });
+
+  it('40 decide requests with seeded random metadata: every served envelope verifies in Python, byte-equal to its JCS', { timeout: 120_000 }, async () => {
+    let seed = 0xC0FFEE;
+    const rnd = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+    const CHARS = ['a', 'Z', '0', ' ', '"', '\\', '/', '\u0000', '\u0001', '\u001f', '\u007f', '\u0080', '\u00e9', 'e\u0301', '\u2028', '\u2029',
+      '\u20ac', '\ufb33', '\uffff', '\ud83d\ude00', '\ud834\udd1e', '\ud800\udc00', '\udbff\udfff', '\t', '\n', '<', '&', '\'', '\u200b'];
+    const str = () => Array.from({ length: rnd(6) }, () => CHARS[rnd(CHARS.length)]).join('');
+    const dv = new DataView(new ArrayBuffer(8));
+    const num = (): number => {
+      switch (rnd(5)) {
+        case 0: return rnd(2 ** 30) - 2 ** 29;
+        case 1: return (rnd(2 ** 30) / (rnd(1000) + 1)) * (rnd(2) ? 1 : -1);
+        case 2: return Number(`${rnd(10)}.${rnd(1e6)}e${rnd(40) - 20}`);
+        case 3: { // a random finite double that is not an integer beyond 2^53 (the server refuses those)
+          for (;;) {
+            dv.setUint32(0, rnd(2 ** 32)); dv.setUint32(4, rnd(2 ** 32));
+            const n = dv.getFloat64(0);
+            if (Number.isFinite(n) && !(Number.isInteger(n) && !Number.isSafeInteger(n))) return n;
+          }
+        }
+        default: return [0, -0, 1e-7, 0.000001, 1e20, 5e-324, 0.1, 2 ** 53 - 1][rnd(8)];
+      }
+    };
+    const value = (depth: number): unknown => {
+      const k = rnd(depth > 2 ? 4 : 6);
+      if (k === 0) return str();
+      if (k === 1) return num();
+      if (k === 2) return [true, false, null][rnd(3)];
+      if (k === 3) return str();
+      if (k === 4) return Array.from({ length: rnd(4) }, () => value(depth + 1));
+      return Object.fromEntries(Array.from({ length: rnd(5) }, () => [str(), value(depth + 1)]));
+    };
+    const texts: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const metadata = Object.fromEntries(Array.from({ length: 1 + rnd(6) }, () => [str(), value(0)]));
+      const body = { idempotency_key: `rnd-${i}`, subject: { tenant }, action: { kind: 'llm.completion', name: 'gpt' }, estimate: { unit: U, amount: 10 }, metadata };
+      const r = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key, body });
+      expect(r.status, r.text).toBe(200);
+      texts.push(await served(r.body.cycles_evidence.evidence_id));
+    }
+    const files = texts.map((t) => tmpFile(t, 'random'));
+    const [py, canon] = await Promise.all([pyVerify(files, { jwks: jwksFile }), pyCanonical(files)]);
+    expect(py.results.filter((x) => x.disposition !== 'authentic')).toEqual([]);
+    expect(py.code).toBe(0);
+    for (const [i, t] of texts.entries()) expect(canon[i]).toBe(t);
   });
 });
