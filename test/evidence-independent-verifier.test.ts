@@ -403,6 +403,21 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
   const withResponse = (f: typeof f01, art: string, patch: Record<string, unknown>) =>
     ({ ...f.envelope, payload: { [art]: { ...f.envelope.payload[art], response: { ...f.envelope.payload[art].response, ...patch } } } });
 
+  // the last base64url character of a 32-byte key carries 4 key bits and 2 unused bits
+  const ALPHA = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const xs = b64(FIXTURE_PUBLIC_KEY);
+  const nonCanonicalX = xs.slice(0, -1) + ALPHA[ALPHA.indexOf(xs[42]) ^ 1];
+  const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+  const le = (hex: string) => BigInt(`0x${Buffer.from(hex, 'hex').reverse().toString('hex')}`);
+  const leHex = (n: bigint) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse().toString('hex');
+  const sPlusL = (sig: string) => sig.slice(0, 64) + leHex(le(sig.slice(64)) + L);
+  const withSignature = (text: string, sig: string) => text.replace(/"signature":"[0-9a-f]{128}"/, `"signature":"${sig}"`);
+  function weakKeyEnvelope(): string {
+    const identity = `01${'00'.repeat(31)}`;
+    const env = { ...f01.envelope, signer_did: identity, evidence_id: '', signature: '' } as unknown as CyclesEvidence;
+    return canonicalJson({ ...env, evidence_id: evidenceIdOf(env, 'ijson'), signature: identity + '00'.repeat(32) }, 'ijson');
+  }
+
   const cases: Case[] = [
     // raw hex
     { name: 'raw hex, covering key', text: f01.text, jwks: set(fixtureJwk()), py: 'authentic' },
@@ -467,6 +482,20 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
     { name: 'reserve DENY on a live request (re-signed)', text: sealText({ ...f03.envelope, payload: { reserve: { ...f03.envelope.payload.reserve, request: { ...f03.envelope.payload.reserve.request, dry_run: false } } } }), py: 'signature_invalid', tsNoSchema: 'binding_only' },
     { name: 'caps on an ALLOW (re-signed)', text: sealText(withResponse(f01, 'decide', { caps: { max_tokens: 1 } })), py: 'signature_invalid', tsNoSchema: 'binding_only' },
     { name: 'error on commit without reservation_id (re-signed)', text: sealText({ ...f11.envelope, payload: { error: { ...f11.envelope.payload.error, endpoint: 'POST /v1/reservations/{reservation_id}/commit', request: { idempotency_key: 'k', actual: { unit: U, amount: 1 } } } } }), py: 'signature_invalid', tsNoSchema: 'binding_only' },
+    // JWK validity corners
+    { name: 'JWK without kid, raw hex', text: f01.text, jwks: set(fixtureJwk({ kid: undefined })), py: 'signer_authority_failed' },
+    { name: 'JWK with a numeric kid, raw hex', text: f01.text, jwks: set(fixtureJwk({ kid: 5 })), py: 'signer_authority_failed' },
+    { name: 'null and non-object entries are skipped', text: f01.text, jwks: set(null, 'x', 7, fixtureJwk()), py: 'authentic' },
+    { name: 'x with non-zero unused bits (same bytes to a lenient decoder)', text: f01.text, jwks: set(fixtureJwk({ x: nonCanonicalX })), py: 'signer_authority_failed' },
+    { name: 'x as standard base64 (+/ alphabet)', text: f01.text, jwks: set(fixtureJwk({ x: Buffer.from(FIXTURE_PUBLIC_KEY, 'hex').toString('base64').replace(/=+$/, '') })), py: Buffer.from(FIXTURE_PUBLIC_KEY, 'hex').toString('base64').match(/[+/]/) ? 'signer_authority_failed' : 'authentic' },
+    // Ed25519 corners
+    { name: 'signature S + L (non-canonical S)', text: withSignature(f01.text, sPlusL(f01.envelope.signature)), py: 'signature_invalid' },
+    // DIFFERENCE D (DEV11): a small-order public key (the identity point) with R = identity,
+    // S = 0 satisfies the RFC 8032 equation for ANY message. OpenSSL (via `cryptography`)
+    // accepts it, so the recipe run with common tools says binding_only; @noble/ed25519
+    // (zip215: false) refuses it. Only the binding_only posture is exposed: no legitimate
+    // JWK Set contains such a key.
+    { name: 'small-order signer_did with the universal signature', text: weakKeyEnvelope(), py: 'binding_only', ts: 'signature_invalid' },
     // DIFFERENCE C (DEV11): issued_at_ms above 2^53 (an exact double, within int64): the
     // schema allows it; our verifier's shape check requires a safe integer.
     { name: 'issued_at_ms 2^53 + 2 (re-signed)', text: sealText({ ...f01.envelope, issued_at_ms: 2 ** 53 + 2 }), py: 'binding_only', ts: 'signature_invalid' },
