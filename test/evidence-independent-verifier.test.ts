@@ -346,6 +346,26 @@ suite('independent (Python) verifier: envelopes produced by our server', () => {
     expect(commit.payload.commit.request.metrics.custom.small).toBe(1e-7);
   });
 
+  it('every one-byte change of the served commit envelope (metadata with every JCS hazard) gets the same non-valid verdict from both', { timeout: 120_000 }, async () => {
+    const text = served.find((s) => s.label === 'commit')!.text;
+    const bytes = Buffer.from(text);
+    const inputs: { file: string; bytes: Buffer }[] = [];
+    for (let i = 0; i < bytes.length; i++) {
+      const t = Buffer.from(bytes);
+      t[i] ^= 0x01;
+      inputs.push({ file: tmpFile(t, `commit-${i}`), bytes: t });
+    }
+    const py = await pyBatch(inputs.map((x) => ({ op: 'verify', file: x.file, jwks: jwksFile })));
+    const disagreements: string[] = [];
+    for (const [i, x] of inputs.entries()) {
+      expect(['authentic', 'binding_only'], `byte ${i}`).not.toContain(py[i].disposition);
+      const ts = await verifyEnvelope(x.bytes, { schema, jwks: { set: jwksSet } });
+      if (ts.disposition !== py[i].disposition) disagreements.push(`byte ${i}: py ${py[i].disposition} (${py[i].reason}) / ts ${ts.disposition} (${ts.reason})`);
+    }
+    expect(disagreements).toEqual([]);
+    expect(inputs.length).toBeGreaterThan(1000);
+  });
+
   it('a one-byte change in any member, or in the signature, is rejected by both, with the same disposition', { timeout: 60_000 }, async () => {
     const tampered: { label: string; text: string }[] = [];
     for (const s of served) {
@@ -424,6 +444,8 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
     { name: 'raw hex, no set', text: f01.text, py: 'binding_only' },
     { name: 'raw hex, key absent from the set', text: f01.text, jwks: set(otherJwk), py: 'signer_authority_failed' },
     { name: 'raw hex, set unparseable', text: f01.text, jwks: '{"keys": [', py: 'signer_resolution_failed' },
+    { name: 'raw hex, set with a duplicate member name', text: f01.text, jwks: `{"keys":${JSON.stringify([fixtureJwk()])},"keys":[]}`, py: 'signer_resolution_failed' },
+    { name: 'raw hex, set with a number beyond binary64', text: f01.text, jwks: `{"keys":[${JSON.stringify(fixtureJwk()).replace('"cycles_nbf_ms":0', '"cycles_nbf_ms":1e400')}]}`, py: 'signer_resolution_failed' },
     { name: 'raw hex, set without keys', text: f01.text, jwks: { kid: 'x' }, py: 'signer_resolution_failed' },
     { name: 'raw hex, duplicate kid', text: f01.text, jwks: set(fixtureJwk(), { ...otherJwk, kid: 'fx' }), py: 'signer_authority_failed' },
     { name: 'nbf = issued_at (inclusive)', text: f01.text, jwks: set(fixtureJwk({ cycles_nbf_ms: at })), py: 'authentic' },
@@ -518,11 +540,13 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
       const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
       const good = tmpFile(sealText({ ...f01.envelope, server_id: `${base}/v1` }), 'resolve');
       const gone = tmpFile(sealText({ ...f01.envelope, server_id: `${base}/gone` }), 'resolve');
-      const r = await python(['--resolve', good, gone]);
+      // a trailing '/' on server_id: only the doubled '/' at the join collapses
+      const slash = tmpFile(sealText({ ...f01.envelope, server_id: `${base}/v1/` }), 'resolve');
+      const r = await python(['--resolve', good, gone, slash]);
       const out = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as PyResult);
-      expect(out.map((x) => x.disposition)).toEqual(['authentic', 'signer_resolution_failed']);
+      expect(out.map((x) => x.disposition)).toEqual(['authentic', 'signer_resolution_failed', 'authentic']);
       expect(r.code).toBe(1);
-      for (const [i, file] of [good, gone].entries()) {
+      for (const [i, file] of [good, gone, slash].entries()) {
         expect((await verifyEnvelope(readFileSync(file), { schema, jwks: { fromServerId: true } })).disposition).toBe(out[i].disposition);
       }
     } finally {
