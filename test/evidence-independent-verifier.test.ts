@@ -20,6 +20,7 @@ import { EvidenceSigner } from '../src/evidence/signer';
 import type { CyclesEvidence } from '../src/evidence/types';
 import { parseEnvelope, verifyEnvelope, type VerifyOptions } from '../src/evidence/verify';
 import { parseJsonDoubles } from '../src/json';
+import { keys } from '../src/store/keys';
 import { FIXTURE_PUBLIC_KEY, FIXTURES_DIR, fixtureSeed, loadFixtures, seedOf, SPECS_DIR } from './helpers/evidence';
 import { putBudget } from './helpers/fixtures';
 import { commitPath, releasePath } from './helpers/reservations';
@@ -637,6 +638,33 @@ suite('independent (Python) verifier: did:cycles signer, retired key, random met
     for (const [i, t] of all.entries()) {
       expect((await verifyEnvelope(t, { schema, jwks: { set: jwksSet } })).disposition).toBe(py.results[i].disposition);
     }
+  });
+
+  it('metadata nested as deep as the request parser allows: the served envelope verifies in Python (F2: ours says signature_invalid)', { timeout: 60_000 }, async () => {
+    // the request document may nest 64 levels (MAX_JSON_DEPTH); the envelope wraps the
+    // request 4 levels deeper (root → payload → decide → request)
+    let metadata: unknown = 'leaf';
+    for (let i = 0; i < 62; i++) metadata = { n: metadata };
+    const body = { idempotency_key: 'deep-1', subject: { tenant }, action: { kind: 'llm.completion', name: 'gpt' }, estimate: { unit: U, amount: 10 }, metadata };
+    const r = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key, body });
+    expect(r.status, r.text).toBe(200);
+    // read from the store: with CYCLES_VALIDATE_RESPONSES=1 (tests) GET /v1/evidence/{id}
+    // answers this envelope 400 "JSON nesting deeper than 64 levels" (the response check
+    // parses the stored bytes with the request parser; production serves it: DEV11 F2)
+    const id = r.body.cycles_evidence.evidence_id as string;
+    let text: string | null = null;
+    for (const until = Date.now() + 10_000; text === null && Date.now() < until;) {
+      text = await srv.redis.client.get(keys.evidenceEnvelope(id));
+      if (text === null) await new Promise((res) => setTimeout(res, 25));
+    }
+    if (text === null) throw new Error(`envelope ${id} not stored`);
+    const py = await pyVerify([tmpFile(text, 'deep')], { jwks: jwksFile });
+    expect(py.results[0].disposition, py.results[0].reason).toBe('authentic');
+    // FINDING F2 (DEV11): our verifier refuses an envelope our own server signed, because
+    // parseJsonDoubles applies the request-body depth bound to the whole envelope
+    const ts = await verifyEnvelope(text, { schema, jwks: { set: jwksSet } });
+    expect(ts.disposition, ts.reason).toBe('signature_invalid');
+    expect(ts.reason).toMatch(/nesting deeper than 64/);
   });
 
   it('40 decide requests with seeded random metadata: every served envelope verifies in Python, byte-equal to its JCS', { timeout: 120_000 }, async () => {
