@@ -9,6 +9,10 @@ import { ApiError } from './errors';
 export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
 export const MAX_JSON_DEPTH = 64;
+/** An evidence envelope wraps an attested request body (itself up to MAX_JSON_DEPTH deep)
+ *  3 levels down (root → payload → <artifact> → request): documents someone else produced
+ *  (parseJsonDoubles) get this bound, the same as src/evidence/canonical.ts allows. */
+export const MAX_ENVELOPE_DEPTH = MAX_JSON_DEPTH + 8;
 
 /** Result of parsing a request body: `value` is exact (unsafe integers are BigInt);
  *  `view` is the same document with BigInt turned into Number, for ajv (which only
@@ -60,7 +64,7 @@ export function parseOwnJson(text: string): unknown {
  *  numbers as the doubles of the I-JSON data model, as JCS re-canonicalization wants them:
  *  for verifying documents someone else produced (src/evidence/verify.ts), never for requests. */
 export function parseJsonDoubles(text: string): unknown {
-  const scan = scanText(text);
+  const scan = scanText(text, MAX_ENVELOPE_DEPTH);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -184,7 +188,7 @@ function duplicateKey(text: string): ApiError {
 
 /** One pass over the text outside strings: bounds bracket depth (recursion in any parser
  *  is bounded by this), counts ':' (one per object member) and notes \u escapes. */
-function scanText(text: string): { colons: number; escapes: boolean } {
+function scanText(text: string, maxDepth = MAX_JSON_DEPTH): { colons: number; escapes: boolean } {
   let depth = 0;
   let colons = 0;
   let escapes = false;
@@ -199,8 +203,8 @@ function scanText(text: string): { colons: number; escapes: boolean } {
     } else if (c === 34) inString = true;
     else if (c === 58 /* : */) colons++;
     else if (c === 123 || c === 91) {
-      if (++depth > MAX_JSON_DEPTH) {
-        throw new ApiError('INVALID_REQUEST', `JSON nesting deeper than ${MAX_JSON_DEPTH} levels`);
+      if (++depth > maxDepth) {
+        throw new ApiError('INVALID_REQUEST', `JSON nesting deeper than ${maxDepth} levels`);
       }
     } else if (c === 125 || c === 93) depth--;
   }
