@@ -666,6 +666,23 @@ suite('independent (Python) verifier: did:cycles signer, retired key, random met
     expect(ts.disposition, ts.reason).toBe('authentic');
   });
 
+  it('int64 amounts above 2^53 that a double carries exactly (DEV1) verify in Python, byte-equal', { timeout: 60_000 }, async () => {
+    const big = `pyb-${Math.random().toString(36).slice(2, 8)}`;
+    await putBudget(srv.redis.client, big, `tenant:${big}`, U, { allocated: 2n ** 54n });
+    const bigKey = await srv.tenantKey(big);
+    const amount = 2n ** 53n + 2n; // exact as a double; 2^54 − it = 2^53 − 2 is safe
+    const rawBody = (idem: string) => `{"idempotency_key":"${idem}","subject":{"tenant":"${big}"},"action":{"kind":"llm.completion","name":"gpt"},"estimate":{"unit":"${U}","amount":${amount}}}`;
+    const d = await call(srv.runtimeUrl, 'POST', '/v1/decide', { key: bigKey, rawBody: rawBody('b1') });
+    const r = await call(srv.runtimeUrl, 'POST', '/v1/reservations', { key: bigKey, rawBody: rawBody('b2') });
+    expect(r.status, r.text).toBe(200);
+    const texts = [await served(d.body.cycles_evidence.evidence_id), await served(r.body.cycles_evidence.evidence_id)];
+    expect(texts[1]).toContain(`"amount":${amount}`);
+    const files = texts.map((t) => tmpFile(t, 'int64'));
+    const [py, canon] = await Promise.all([pyVerify(files, { jwks: jwksFile }), pyCanonical(files)]);
+    expect(py.results.map((x) => x.disposition)).toEqual(['authentic', 'authentic']);
+    expect(canon).toEqual(texts);
+  });
+
   it('40 decide requests with seeded random metadata: every served envelope verifies in Python, byte-equal to its JCS', { timeout: 120_000 }, async () => {
     let seed = 0xC0FFEE;
     const rnd = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
