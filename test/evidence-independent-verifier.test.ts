@@ -23,7 +23,7 @@ import { parseJsonDoubles } from '../src/json';
 import { keys } from '../src/store/keys';
 import { FIXTURE_PUBLIC_KEY, FIXTURES_DIR, fixtureSeed, loadFixtures, seedOf, SPECS_DIR } from './helpers/evidence';
 import { putBudget } from './helpers/fixtures';
-import { commitPath, releasePath } from './helpers/reservations';
+import { commitPath, releasePath, setExpiry } from './helpers/reservations';
 import { call, startTestServer, type ApiResponse, type TestServer } from './helpers/server';
 
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -300,6 +300,11 @@ suite('independent (Python) verifier: envelopes produced by our server', () => {
     exchanges.push(['reserve live 2', r3]);
     exchanges.push(['release', await post(key, releasePath(r3.body.reservation_id), '{"idempotency_key":"l1","reason":"user cancelled \\u2014 \\ud83d\\ude00"}')]);
     exchanges.push(['error 409 BUDGET_EXCEEDED (reserve)', await post(key, '/v1/reservations', req(tenant, 'r4').replace('"amount":100', '"amount":999999'))]);
+    exchanges.push(['error 400 UNIT_MISMATCH (decide)', await post(key, '/v1/decide', req(tenant, 'd3').replace(`"unit":"${U}"`, '"unit":"TOKENS"'))]);
+    const r5 = await post(key, '/v1/reservations', req(tenant, 'r5'));
+    exchanges.push(['reserve live 3', r5]);
+    await setExpiry(srv.redis.client, tenant, r5.body.reservation_id, Date.now() - 60_000, 0);
+    exchanges.push(['error 410 RESERVATION_EXPIRED (release)', await post(key, releasePath(r5.body.reservation_id), '{"idempotency_key":"l2"}')]);
     exchanges.push(['error 409 RESERVATION_FINALIZED (commit)', await post(key, commitPath(r3.body.reservation_id), `{"idempotency_key":"c2","actual":{"unit":"${U}","amount":1}}`)]);
     for (const [label, r] of exchanges) {
       const id = r.body?.cycles_evidence?.evidence_id;
@@ -318,6 +323,11 @@ suite('independent (Python) verifier: envelopes produced by our server', () => {
   it('every artifact type (decide, reserve, commit, release, error) verifies authentic with the served JWK Set', { timeout: 60_000 }, async () => {
     const types = served.map((s) => (JSON.parse(s.text) as { artifact_type: string }).artifact_type);
     expect(new Set(types)).toEqual(new Set(['decide', 'reserve', 'commit', 'release', 'error']));
+    const errors = served.map((s) => JSON.parse(s.text).payload.error).filter(Boolean).map((e) => `${e.http_status} ${e.response.error} ${e.endpoint}${e.reservation_id ? ' +id' : ''}`);
+    expect(errors).toEqual([
+      '409 BUDGET_EXCEEDED POST /v1/reservations', '400 UNIT_MISMATCH POST /v1/decide',
+      '410 RESERVATION_EXPIRED POST /v1/reservations/{reservation_id}/release +id', '409 RESERVATION_FINALIZED POST /v1/reservations/{reservation_id}/commit +id',
+    ]);
     const py = await pyVerify(served.map((s) => s.file), { jwks: jwksFile });
     for (const [i, s] of served.entries()) {
       expect(py.results[i], `${s.label}: ${py.results[i].reason}`).toMatchObject({ disposition: 'authentic', kid: 'pyverify-1', evidence_id: JSON.parse(s.text).evidence_id });
