@@ -15,6 +15,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../src/config';
 import { canonicalJson } from '../src/evidence/canonical';
 import { didCycles, evidenceIdOf, signingInputOf } from '../src/evidence/envelope';
+import { exportEnvelopes } from '../src/evidence/export';
 import { evidenceSchemaCheck } from '../src/evidence/schema';
 import { EvidenceSigner } from '../src/evidence/signer';
 import type { CyclesEvidence } from '../src/evidence/types';
@@ -338,6 +339,15 @@ suite('independent (Python) verifier: envelopes produced by our server', () => {
     const unresolved = await pyVerify(served.map((s) => s.file));
     expect(unresolved.results.map((r) => r.disposition)).toEqual(served.map(() => 'binding_only'));
     expect(unresolved.code).toBe(0);
+  });
+
+  it('every line of `cycles evidence export` verifies on its own in Python (the archival promise)', { timeout: 60_000 }, async () => {
+    const lines: string[] = [];
+    const { written } = await exportEnvelopes(srv.redis.client, 0, Date.now() + 60_000, (l) => { lines.push(l); });
+    expect(written).toBe(served.length);
+    const py = await pyVerify(lines.map((l) => tmpFile(l, 'export-line')), { jwks: jwksFile });
+    expect(py.results.map((x) => x.disposition)).toEqual(lines.map(() => 'authentic'));
+    expect(new Set(py.results.map((x) => x.evidence_id))).toEqual(new Set(served.map((x) => JSON.parse(x.text).evidence_id)));
   });
 
   it('the served bytes are exactly the RFC 8785 text Python computes', { timeout: 60_000 }, async () => {
