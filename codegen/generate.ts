@@ -1,5 +1,7 @@
 // Orchestrates one generator run: load + verify the bundle, merge, normalise, check with
 // openapi-backend, render every output file in memory.
+import { EVIDENCE_SCHEMA_FILE } from '../src/evidence/schemaFile';
+import { jsonFile } from './emit-common';
 import { loadBundle, type Bundle } from './bundle';
 import { emitDocuments, emitMergeReport, emitMeta, emitSpecHashes, generatedFrom, BASE_DOCUMENT_FILES, DOCUMENT_FILES } from './emit-meta';
 import { emitOpenApi } from './emit-openapi';
@@ -74,6 +76,8 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   files.set('meta.ts', emitMeta(manifest, from));
   files.set('documents.ts', emitDocuments(manifest));
   files.set('action-kinds.ts', emitRegistry(bundle));
+  // the CyclesEvidence document, so verifiers always have its JSON Schema (fail closed, DEV11)
+  files.set(EVIDENCE_SCHEMA_FILE, jsonFile(manifest, bundle.get('evidence').data as Record<string, unknown>));
   files.set('merge-report.json', emitMergeReport(manifest, merged.notes, changes, baseChanges));
   return { files, documents, baseDocuments, operations, notes: merged.notes };
 }

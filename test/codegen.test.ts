@@ -156,7 +156,7 @@ describe('generated output', () => {
     }
     expect([...result.files.keys()].sort()).toEqual(
       [
-        'action-kinds.ts', 'admin.base.openapi.json', 'admin.openapi.json', 'admin.types.ts', 'documents.ts', 'merge-report.json', 'meta.ts',
+        'action-kinds.ts', 'admin.base.openapi.json', 'admin.openapi.json', 'admin.types.ts', 'documents.ts', 'evidence.schema.json', 'merge-report.json', 'meta.ts',
         'operations.ts', 'runtime.base.openapi.json', 'runtime.openapi.json', 'runtime.types.ts', 'schemas.ts', 'spec-hashes.json',
       ].sort(),
     );

@@ -21,7 +21,7 @@ interface Run { code: number; stdout: string; stderr: string }
 
 function cycles(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, timeout: 30_000, env: { ...process.env, CYCLES_LOG_LEVEL: 'silent' } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, timeout: 120_000, env: { ...process.env, CYCLES_LOG_LEVEL: 'silent' } }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -44,7 +44,7 @@ afterAll(async () => {
 });
 
 describe('cycles evidence verify', () => {
-  it('exit codes and dispositions', { timeout: 120_000 }, async () => {
+  it('exit codes and dispositions', { timeout: 400_000 }, async () => {
     const tampered = path.join(tmp, 'tampered.json');
     writeFileSync(tampered, fixtures[0].text.replace('"amount":2000000', '"amount":2000001'));
     const jwks = path.join(tmp, 'jwks.json');
@@ -96,7 +96,7 @@ describe('cycles evidence verify', () => {
 });
 
 describe('cycles evidence keygen', () => {
-  it('prints env lines an operator can paste (and that load)', { timeout: 120_000 }, async () => {
+  it('prints env lines an operator can paste (and that load)', { timeout: 400_000 }, async () => {
     const [plain, withServer, bad] = await Promise.all([
       cycles('evidence', 'keygen'),
       cycles('evidence', 'keygen', '--server-id', 'https://cycles.example.com/v1', '--kid', '2026-06'),

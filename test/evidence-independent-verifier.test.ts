@@ -519,12 +519,12 @@ suite('independent (Python) verifier vs ours: resolution, selection and shape ed
     { name: 'pretty-printed, members reordered', text: JSON.stringify(Object.fromEntries(Object.entries(f01.envelope).reverse()), null, 2), py: 'binding_only' },
     { name: 'metadata 1e21, 1E-7, -0 (re-signed as doubles)', text: sealText({ ...f02.envelope, payload: { reserve: { ...f02.envelope.payload.reserve, request: { ...f02.envelope.payload.reserve.request, metadata: { big: 1e21, small: 1e-7, neg: -0 } } } } }), py: 'binding_only' },
     // mirror rules (the schema): Python and our CLI reject; our library without `schema` accepts
-    { name: 'decide response carries cycles_evidence (re-signed)', text: sealText(withResponse(f01, 'decide', { cycles_evidence: { evidence_id: '0'.repeat(64), cycles_evidence_url: 'https://x/v1/evidence/0' } })), py: 'signature_invalid', tsNoSchema: 'binding_only' },
-    { name: 'reserve response carries remaining_ttl_ms (re-signed)', text: sealText(withResponse(f02, 'reserve', { remaining_ttl_ms: 1000 })), py: 'signature_invalid', tsNoSchema: 'binding_only' },
-    { name: 'error code outside the mirror enum (re-signed)', text: sealText(withResponse(f11, 'error', { error: 'ACTION_QUOTA_EXCEEDED' })), py: 'signature_invalid', tsNoSchema: 'binding_only' },
-    { name: 'reserve DENY on a live request (re-signed)', text: sealText({ ...f03.envelope, payload: { reserve: { ...f03.envelope.payload.reserve, request: { ...f03.envelope.payload.reserve.request, dry_run: false } } } }), py: 'signature_invalid', tsNoSchema: 'binding_only' },
-    { name: 'caps on an ALLOW (re-signed)', text: sealText(withResponse(f01, 'decide', { caps: { max_tokens: 1 } })), py: 'signature_invalid', tsNoSchema: 'binding_only' },
-    { name: 'error on commit without reservation_id (re-signed)', text: sealText({ ...f11.envelope, payload: { error: { ...f11.envelope.payload.error, endpoint: 'POST /v1/reservations/{reservation_id}/commit', request: { idempotency_key: 'k', actual: { unit: U, amount: 1 } } } } }), py: 'signature_invalid', tsNoSchema: 'binding_only' },
+    { name: 'decide response carries cycles_evidence (re-signed)', text: sealText(withResponse(f01, 'decide', { cycles_evidence: { evidence_id: '0'.repeat(64), cycles_evidence_url: 'https://x/v1/evidence/0' } })), py: 'signature_invalid' },
+    { name: 'reserve response carries remaining_ttl_ms (re-signed)', text: sealText(withResponse(f02, 'reserve', { remaining_ttl_ms: 1000 })), py: 'signature_invalid' },
+    { name: 'error code outside the mirror enum (re-signed)', text: sealText(withResponse(f11, 'error', { error: 'ACTION_QUOTA_EXCEEDED' })), py: 'signature_invalid' },
+    { name: 'reserve DENY on a live request (re-signed)', text: sealText({ ...f03.envelope, payload: { reserve: { ...f03.envelope.payload.reserve, request: { ...f03.envelope.payload.reserve.request, dry_run: false } } } }), py: 'signature_invalid' },
+    { name: 'caps on an ALLOW (re-signed)', text: sealText(withResponse(f01, 'decide', { caps: { max_tokens: 1 } })), py: 'signature_invalid' },
+    { name: 'error on commit without reservation_id (re-signed)', text: sealText({ ...f11.envelope, payload: { error: { ...f11.envelope.payload.error, endpoint: 'POST /v1/reservations/{reservation_id}/commit', request: { idempotency_key: 'k', actual: { unit: U, amount: 1 } } } } }), py: 'signature_invalid' },
     // JWK validity corners
     { name: 'JWK without kid, raw hex', text: f01.text, jwks: set(fixtureJwk({ kid: undefined })), py: 'signer_authority_failed' },
     { name: 'JWK with a numeric kid, raw hex', text: f01.text, jwks: set(fixtureJwk({ kid: 5 })), py: 'signer_authority_failed' },

@@ -152,14 +152,15 @@ describe('malformed envelopes (decision DEV5)', () => {
     }
   });
 
-  it('a correctly signed envelope that breaks a schema rule passes only without the schema check', async () => {
+  it('a correctly signed envelope that breaks a schema rule fails, by default too (the generated schema, DEV11)', async () => {
     const signer = signerOf('schema');
     // decide with caps on an ALLOW: the builder refuses it, so assemble it by hand
     const env = signer.seal({
       ...f.envelope, signer_did: signer.publicKeyHex, evidence_id: '', signature: '',
       payload: { decide: { ...f.envelope.payload.decide, response: { decision: 'ALLOW', caps: { max_tokens: 1 } } } },
     } as any);
-    expect(await disposition(env)).toBe('binding_only');
+    expect(await verifyEnvelope(env, { schema: () => null })).toMatchObject({ disposition: 'binding_only' });
+    expect(await verifyEnvelope(env)).toMatchObject({ disposition: 'signature_invalid', reason: expect.stringMatching(/malformed envelope/) });
     expect(await verifyEnvelope(env, { schema })).toMatchObject({ disposition: 'signature_invalid', reason: expect.stringMatching(/malformed envelope/) });
   });
 });

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { EvidenceConfigError, generateIdentity } from './keys';
-import { EVIDENCE_SPEC_FILE, evidenceSchemaCheck, type SchemaCheck } from './schema';
+import { EVIDENCE_SPEC_FILE, defaultEvidenceSchemaCheck, evidenceSchemaCheck, type SchemaCheck } from './schema';
 import { loadDocument, verifyEnvelope, type JwksInput, type VerifyResult } from './verify';
 
 export interface VerifyCliOptions {
@@ -42,9 +42,8 @@ export async function runVerify(location: string, o: VerifyCliOptions, specsDir:
     console.error(`cycles evidence verify: cannot read ${location}: ${(e as Error).message}`);
     return 2;
   }
-  let schema: SchemaCheck | undefined;
-  if (existsSync(path.join(specsDir, EVIDENCE_SPEC_FILE))) schema = evidenceSchemaCheck(specsDir);
-  else console.error(`cycles evidence verify: ${EVIDENCE_SPEC_FILE} not found in ${specsDir} (CYCLES_SPECS_DIR); skipping the schema check`);
+  // the bundle's document when it is at hand, else the copy codegen derived from the pinned one
+  const schema: SchemaCheck = existsSync(path.join(specsDir, EVIDENCE_SPEC_FILE)) ? evidenceSchemaCheck(specsDir) : defaultEvidenceSchemaCheck();
   const jwks: JwksInput | undefined = o.jwks !== undefined ? { location: o.jwks } : o.resolve ? { fromServerId: true } : undefined;
   const r = await verifyEnvelope(bytes, { jwks, expectedSigner: o.expectedSigner, schema });
   if (o.json) {

@@ -4,6 +4,7 @@
 // recomputed, the signature checked with @noble/ed25519 against the key the signer_did
 // names or the JWK Set selects. How the spec's five outcomes cover malformed input, and the
 // order of the checks: docs/decisions.md DEV5.
+import { defaultEvidenceSchemaCheck } from './schema';
 import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
@@ -23,7 +24,8 @@ export interface VerifyOptions {
   jwks?: JwksInput;
   /** the signer_did this verifier expects (raw hex or did:cycles); reported as signer_pin_matched */
   expectedSigner?: string;
-  /** a full schema check (src/evidence/schema.ts); returns a problem or null */
+  /** the full schema check (src/evidence/schema.ts); returns a problem or null. Default: the
+   *  generated CyclesEvidence schema — a verdict never skips the mirrors (DEV11). */
   schema?: (envelope: unknown) => string | null;
   /** bound on fetching a JWK Set (connect + body) */
   fetchTimeoutMs?: number;
@@ -133,7 +135,7 @@ export async function verifyEnvelope(input: string | Uint8Array | object, opts: 
     if (!parsed.ok) return invalid(parsed.reason);
     value = parsed.value;
   }
-  const problem = shapeProblem(value) ?? opts.schema?.(value) ?? null;
+  const problem = shapeProblem(value) ?? (opts.schema ?? defaultEvidenceSchemaCheck())(value) ?? null;
   if (problem) return invalid(`malformed envelope: ${problem}`);
   const env = value as CyclesEvidence;
   const signerDid = env.signer_did;
