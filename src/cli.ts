@@ -49,7 +49,13 @@ program
     const shutdown = async (sig: string) => {
       if (stopping) return;
       stopping = true;
-      console.log(`${sig} received, shutting down`);
+      const ms = server.config.shutdownTimeoutMs;
+      console.log(`${sig} received, shutting down (requests in flight get up to ${ms} ms)`);
+      // a backstop past the drain deadline: a worker or Redis that never lets go
+      setTimeout(() => {
+        console.error('cycles: shutdown did not finish in time; exiting');
+        process.exit(1);
+      }, ms + 10_000).unref();
       await server.stop();
       process.exit(0);
     };

@@ -17,7 +17,8 @@ import { serveClusterMetrics } from './metrics';
 
 /** Env var telling a worker its index (0 runs the background jobs). */
 export const PROCESS_INDEX_ENV = 'CYCLES_PROCESS_INDEX';
-const STOP_TIMEOUT_MS = 15_000;
+/** a worker gets the drain deadline plus this long to exit before SIGKILL */
+const STOP_GRACE_MS = 15_000;
 
 /** The roles a cluster worker takes: HTTP planes everywhere, background jobs in worker 0. */
 export function workerRoles(roles: Role[], index: string | undefined): Role[] {
@@ -48,7 +49,7 @@ export async function runPrimary(processes: number, announce: (line: string) => 
     stopping = true;
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead());
     await Promise.all(alive.map((w) => new Promise<void>((resolve) => {
-      const hard = setTimeout(() => w.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      const hard = setTimeout(() => w.process.kill('SIGKILL'), config.shutdownTimeoutMs + STOP_GRACE_MS);
       w.once('exit', () => { clearTimeout(hard); resolve(); });
       w.process.kill('SIGTERM');
     })));

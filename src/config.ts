@@ -76,6 +76,9 @@ export interface Config {
   /** an evidence source entry read by a worker that has not acknowledged it within this
    *  long is taken over by another (a crashed worker's entries; src/evidence/worker.ts) */
   evidenceClaimIdleMs: number;
+  /** on SIGTERM/SIGINT: in-flight requests get this long to finish before their connections
+   *  are cut (CYCLES_SHUTDOWN_TIMEOUT_MS; src/server.ts, decision DB1) */
+  shutdownTimeoutMs: number;
 }
 
 const RISK_CLASSES = ['read_only', 'local_mutation', 'side_effect', 'external_side_effect', 'high_risk'];
@@ -201,5 +204,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     evidenceRetentionDays: int('CYCLES_EVIDENCE_RETENTION_DAYS', env.CYCLES_EVIDENCE_RETENTION_DAYS, 90, 0, 36500),
     metrics: onOff('CYCLES_METRICS', env.CYCLES_METRICS, true),
     evidenceClaimIdleMs: int('CYCLES_EVIDENCE_CLAIM_IDLE_MS', env.CYCLES_EVIDENCE_CLAIM_IDLE_MS, 30_000, 100, 3_600_000),
+    shutdownTimeoutMs: int('CYCLES_SHUTDOWN_TIMEOUT_MS', env.CYCLES_SHUTDOWN_TIMEOUT_MS, 10_000, 0, 600_000),
   };
 }

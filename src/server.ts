@@ -4,6 +4,7 @@ import { createExpressServer } from './http/expressServer';
 import { installClientErrorHandler } from './http/clientError';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { readOrCreateKeyFile } from './store/keyFile';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -60,6 +61,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
 
   const cleanups: (() => Promise<void>)[] = [];
+  /** graceful close of each plane's HTTP server (stop()); cleanups hold the abrupt close */
+  const drains: (() => Promise<void>)[] = [];
   try {
     let redisUrl = config.redisUrl;
     const embeddedRedis = !redisUrl || env[EMBEDDED_REDIS_ENV] === '1';
@@ -120,17 +123,17 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       const addr = server.address();
       const actualPort = typeof addr === 'object' && addr ? addr.port : port;
       urls[plane] = `http://${config.host}:${actualPort}`;
-      cleanups.unshift(() => new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+      const drain = trackInFlight(server);
+      drains.push(() => drain(config.shutdownTimeoutMs).then((cut) => {
+        if (cut) log.warn({ plane, cut, timeout_ms: config.shutdownTimeoutMs }, 'shutdown: requests still in flight at the deadline; connections closed (CYCLES_SHUTDOWN_TIMEOUT_MS)');
       }));
+      // a failed start after this point: close at once
+      cleanups.unshift(() => drain(0).then(() => {}));
       announce(`${plane} plane listening on ${urls[plane]}`);
     }
 
-    if (roles.has('worker')) {
-      const workers: Workers = startWorkers(deps);
-      cleanups.unshift(() => workers.stop());
-    }
+    let workers: Workers | undefined;
+    if (roles.has('worker')) workers = startWorkers(deps);
 
     let stopped = false;
     return {
@@ -138,13 +141,57 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       async stop() {
         if (stopped) return;
         stopped = true;
-        for (const c of cleanups) await c().catch((e) => log.warn({ err: e }, 'shutdown step failed'));
+        // Graceful (decision DB1): both planes stop accepting at once and their in-flight
+        // requests finish (bounded by CYCLES_SHUTDOWN_TIMEOUT_MS) while the workers finish
+        // their current unit of work; Redis and an embedded redis-server go last, since
+        // both still serve the requests being drained.
+        const step = (p: Promise<void>) => p.catch((e) => log.warn({ err: e }, 'shutdown step failed'));
+        await Promise.all([...drains.map((d) => step(d())), ...(workers ? [step(workers.stop())] : [])]);
+        for (const c of cleanups) await step(c());
       },
     };
   } catch (e) {
     for (const c of cleanups) await c().catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Tracks the server's requests in flight and returns its graceful close: stop listening (new
+ * connections are refused), close idle keep-alive connections, answer the requests in flight
+ * with `Connection: close` (and any that arrive on an open connection meanwhile), and once
+ * `timeoutMs` passes cut whatever is left. Resolves with how many requests were cut.
+ */
+export function trackInFlight(server: Server): (timeoutMs: number) => Promise<number> {
+  const inFlight = new Set<ServerResponse>();
+  let draining = false;
+  // listeners run in order: this one was added after the app's, so it sees the request
+  // after express did; only headers not yet sent can still be changed
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (draining && !res.headersSent) res.setHeader('Connection', 'close');
+    if (res.writableFinished) return;
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      // the socket is idle now; closeIdleConnections would not see it while draining otherwise
+      if (draining) server.closeIdleConnections();
+    });
+  });
+  let done: Promise<number> | undefined;
+  return (timeoutMs) => (done ??= new Promise<number>((resolve) => {
+    draining = true;
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    const timer = setTimeout(() => {
+      const cut = inFlight.size;
+      server.closeAllConnections();
+      resolve(cut);
+    }, timeoutMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve(0);
+    });
+    server.closeIdleConnections();
+  }));
 }
 
 /** File under CYCLES_DATA_DIR holding the development admin key between starts. */
