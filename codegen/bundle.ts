@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { checkoutRoot } from '../src/buildInfo';
 
 export const SPEC_ROLES = [
   'runtime_base',
@@ -111,7 +112,8 @@ export function repoRoot(): string {
  */
 export function specsDir(env: NodeJS.ProcessEnv = process.env): string {
   const raw = env.CYCLES_SPECS_DIR?.trim() || '../shared/specs/cycles-protocol';
-  return isAbsolute(raw) ? resolve(raw) : resolve(repoRoot(), raw);
+  // a build (dist/) resolves relative paths against the checkout it was built from
+  return isAbsolute(raw) ? resolve(raw) : resolve(checkoutRoot(repoRoot()), raw);
 }
 
 export function manifestPath(): string {

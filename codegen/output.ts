@@ -9,7 +9,13 @@ export const generatedDir = (): string => join(repoRoot(), 'src', 'generated');
 export function writeGenerated(dir: string, files: Map<string, string>): void {
   mkdirSync(dir, { recursive: true });
   for (const name of readdirSync(dir)) if (!files.has(name)) rmSync(join(dir, name), { recursive: true, force: true });
-  for (const [name, content] of files) writeFileSync(join(dir, name), content);
+  // an unchanged file is not rewritten: its mtime says when the spec output last changed
+  // (bin/cycles.mjs compares source mtimes with a build's)
+  for (const [name, content] of files) {
+    const file = join(dir, name);
+    if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
+    writeFileSync(file, content);
+  }
 }
 
 export interface DirDiff {

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSignalConfig, type SignalConfig } from './events/signals/config';
 import { loadEvidenceIdentity, type EvidenceIdentity } from './evidence/keys';
+import { checkoutRoot } from './buildInfo';
 
+/** The root of the running code: the checkout, or a build of it (dist/, src/buildInfo.ts). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export type Plane = 'runtime' | 'admin';
@@ -152,9 +154,10 @@ function adminApiKey(env: NodeJS.ProcessEnv): string | undefined {
   return key;
 }
 
-/** CYCLES_SPECS_DIR, default ../shared/specs/cycles-protocol beside the repository. */
+/** CYCLES_SPECS_DIR, default ../shared/specs/cycles-protocol beside the repository (beside
+ *  the checkout a build was made from, when running a build). */
 export function specsDirFrom(env: NodeJS.ProcessEnv): string {
-  return env.CYCLES_SPECS_DIR || path.resolve(REPO_ROOT, '..', 'shared', 'specs', 'cycles-protocol');
+  return env.CYCLES_SPECS_DIR || path.resolve(checkoutRoot(REPO_ROOT), '..', 'shared', 'specs', 'cycles-protocol');
 }
 
 const KNOWN_FEATURES = new Set(['v0.1.26']);
