@@ -67,8 +67,13 @@ program
   .command('ops')
   .description('list every spec operation and whether this server implements it')
   .option('--json', 'machine-readable output')
-  .action(async (o: { json?: boolean }) => {
-    const { coverageReport } = await import('./ops');
+  .option('--markdown', "the README's operations table")
+  .action(async (o: { json?: boolean; markdown?: boolean }) => {
+    const { coverageMarkdown, coverageReport } = await import('./ops');
+    if (o.markdown) {
+      process.stdout.write(coverageMarkdown());
+      return;
+    }
     const report = coverageReport();
     if (o.json) {
       console.log(JSON.stringify(report, null, 2));
@@ -77,7 +82,7 @@ program
     for (const r of report.rows) {
       console.log(`${r.status.padEnd(12)} ${r.plane.padEnd(8)} ${r.feature.padEnd(8)} ${r.method.toUpperCase().padEnd(6)} ${r.path}  (${r.operationId})`);
     }
-    console.log(`\n${report.implemented} implemented, ${report.notYet} not yet, ${report.rows.length} operations`);
+    console.log(`\n${report.implemented} implemented, ${report.scaffold} skeletons (501), ${report.notYet} not yet, ${report.rows.length} operations`);
   });
 
 program
