@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import cluster from 'node:cluster';
 import { loadConfig, specsDirFrom } from './config';
 import type { Role } from './server';
+import { applyUsageExitCode, registerOperatorCommands } from './cli/index';
 
 const program = new Command();
 // options after a subcommand belong to it (`cycles conformance --help` is the kit's help)
@@ -150,6 +151,10 @@ evidence
       redis.disconnect();
     }
   });
+
+// demo, doctor, tenants|keys|budgets|policies|webhooks, reservations, events (src/cli/)
+registerOperatorCommands(program);
+applyUsageExitCode(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(e);
