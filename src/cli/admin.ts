@@ -211,10 +211,11 @@ function registerBudgets(program: Command): void {
     .action(action(async (o: Opts) => {
       const u = unit(str(o.unit))!;
       const spent = int64('--spent', str(o.spent));
+      const amount = int64('--amount', required('--amount', str(o.amount)));
       const idem = str(o.idempotencyKey) ?? `cli-${randomUUID()}`;
       if (!o.idempotencyKey && !o.json) console.error(`idempotency_key: ${idem}`);
       const body = assign({}, {
-        operation: str(o.operation)?.toUpperCase(), amount: { unit: u, amount: int64('--amount', required('--amount', str(o.amount))) },
+        operation: str(o.operation)?.toUpperCase(), amount: { unit: u, amount },
         spent: spent === undefined ? undefined : { unit: u, amount: spent }, reason: str(o.reason), idempotency_key: idem,
       });
       printOne(o, (await request(adminTarget(o), 'POST', '/v1/admin/budgets/fund', { query: { scope: str(o.scope), unit: u, tenant_id: str(o.tenant) }, body })).body);
@@ -273,7 +274,9 @@ function registerWebhooks(program: Command): void {
     .option('--body <json>', BODY_HELP)
     .action(action(async (o: Opts) => {
       const body = assign(bodyFrom(str(o.body)), { url: str(o.url), event_types: csv(str(o.eventTypes)), name: str(o.name) });
-      printOne(o, (await request(adminTarget(o), 'POST', '/v1/admin/webhooks', { query: { tenant_id: str(o.tenant) }, body })).body);
+      const created = (await request(adminTarget(o), 'POST', '/v1/admin/webhooks', { query: { tenant_id: str(o.tenant) }, body })).body as { subscription?: Record<string, unknown>; signing_secret?: string };
+      // the subscription's fields, then the secret (shown only this once)
+      printOne(o, o.json ? created : { ...created.subscription, signing_secret: created.signing_secret });
     }));
   connOptions(listOptions(g.command('list').description('list subscriptions (listWebhookSubscriptions)')))
     .option('--tenant <tenant_id>', 'only this tenant\'s (or __system__)')

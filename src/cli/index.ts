@@ -10,6 +10,12 @@ import { registerRuntimeCommands } from './runtime';
 import { EXIT } from './client';
 
 export function registerOperatorCommands(program: Command): void {
+  program.addHelpText('after', `
+Exit codes: 0 ok; 1 the API answered an error (its ErrorResponse is printed on stderr as
+received) or a doctor check failed; 2 usage error (bad or missing option or argument);
+3 the server could not be reached. \`evidence verify\` documents its own (see its --help).
+Connection: --admin-url / CYCLES_ADMIN_URL (default http://127.0.0.1:7979), --runtime-url /
+CYCLES_RUNTIME_URL (default http://127.0.0.1:7878), --admin-key / ADMIN_API_KEY.`);
   registerDemo(program);
   registerDoctor(program);
   registerAdminCommands(program);

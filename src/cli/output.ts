@@ -19,6 +19,7 @@ export function amountText(v: unknown): string {
 
 function cellText(v: unknown): string {
   if (v === undefined || v === null || v === '') return '-';
+  if (Array.isArray(v) && v.length && v.every(isBalance)) return v.map((b) => `${b.scope}: ${amountText(b.remaining)} left`).join('; ');
   if (Array.isArray(v)) return v.length ? v.map(cellText).join(',') : '-';
   if (typeof v === 'object') return stringify(v);
   return String(v);
@@ -32,9 +33,10 @@ export function col(header: string, field: string, fmt: (v: unknown) => string =
   };
 }
 
-/** Fixed-width table, columns separated by two spaces; cells past 60 characters are cut. */
+/** Fixed-width table, columns separated by two spaces; cells past 60 characters are cut,
+ *  except in the last column (nothing to misalign after it). */
 export function table(rows: Record<string, unknown>[], columns: Column[]): string {
-  const cells = rows.map((r) => columns.map((c) => clip(cellText(c.get(r)))));
+  const cells = rows.map((r) => columns.map((c, i) => (i === columns.length - 1 ? cellText(c.get(r)) : clip(cellText(c.get(r))))));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i].length)));
   const line = (parts: string[]) => parts.map((p, i) => (i === parts.length - 1 ? p : p.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(columns.map((c) => c.header.toUpperCase())), ...cells.map(line)].join('\n');
@@ -49,6 +51,10 @@ export function record(obj: Record<string, unknown>): string {
   const keys = Object.keys(obj);
   const w = Math.max(0, ...keys.map((k) => k.length));
   return keys.map((k) => `${k.padEnd(w)}  ${k.endsWith('allocated') || isAmount(obj[k]) ? amountText(obj[k]) : cellText(obj[k])}`).join('\n');
+}
+
+function isBalance(v: unknown): v is { scope: string; remaining: unknown } {
+  return !!v && typeof v === 'object' && typeof (v as { scope?: unknown }).scope === 'string' && 'remaining' in v;
 }
 
 function isAmount(v: unknown): boolean {

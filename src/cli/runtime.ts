@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { stringify } from '../json';
 import { request, usageError } from './client';
-import { amountText, col, table, type Column } from './output';
+import { amountText, col, type Column } from './output';
 import { action, adminTarget, connOptions, positiveInt, printList, printOne, runtimeTarget, type ConnOptions } from './common';
 
 type Opts = ConnOptions & Record<string, string | boolean | undefined>;
@@ -60,6 +60,11 @@ const OVERLAP_MS = 5_000;
 /** Pages read per poll (100 events each); the rest waits for the next poll. */
 const PAGES_PER_POLL = 20;
 
+const TAIL_FIELDS = ['timestamp', 'event_type', 'tenant_id', 'scope', 'event_id'] as const;
+const TAIL_HEADER = TAIL_FIELDS.map((f) => f.toUpperCase());
+const TAIL_WIDTHS = [24, 34, 20, 40];
+const tailLine = (cells: string[]): string => cells.map((c, i) => (i < TAIL_WIDTHS.length ? c.padEnd(TAIL_WIDTHS[i]) : c)).join('  ');
+
 interface EventRow { event_id: string; timestamp: string; [k: string]: unknown }
 
 async function tail(o: Opts): Promise<void> {
@@ -77,7 +82,6 @@ async function tail(o: Opts): Promise<void> {
   }
   const seen = new Map<string, number>();
   let printed = 0;
-  const columns: Column[] = [col('timestamp', 'timestamp'), col('event_type', 'event_type'), col('tenant_id', 'tenant_id'), col('scope', 'scope'), col('event_id', 'event_id')];
   let header = false;
   const emit = (ev: EventRow): boolean => {
     const ts = Date.parse(ev.timestamp);
@@ -86,10 +90,9 @@ async function tail(o: Opts): Promise<void> {
     watermark = Math.max(watermark ?? ts, ts);
     if (o.json) console.log(stringify(ev));
     else {
-      // one line per event, aligned like a table row (widths fixed by the first header)
-      const lines = table([ev], columns).split('\n');
-      if (!header) { console.log(lines[0]); header = true; }
-      console.log(lines[1]);
+      // one line per event as it comes: fixed widths (a table would need every row first)
+      if (!header) { console.log(tailLine(TAIL_HEADER)); header = true; }
+      console.log(tailLine(TAIL_FIELDS.map((f) => String(ev[f] ?? '-'))));
     }
     printed++;
     return count !== undefined && printed >= count;
@@ -106,6 +109,7 @@ async function tail(o: Opts): Promise<void> {
 
   let stop = false;
   process.once('SIGINT', () => { stop = true; });
+  console.error(`following new events every ${intervalMs} ms (Ctrl-C stops)`);
   while (!stop) {
     let cursor: string | undefined;
     const from = new Date(Math.max(0, watermark! - OVERLAP_MS)).toISOString();
