@@ -21,7 +21,7 @@ beforeAll(async () => {
 afterAll(async () => srv?.stop());
 
 describe('cycles --help', () => {
-  it('lists every subcommand, and every group lists its own', { timeout: 240_000 }, async () => {
+  it('lists every subcommand, and every group lists its own', { timeout: 400_000 }, async () => {
     const groups: Record<string, string[]> = {
       tenants: ['create', 'list', 'get', 'update'],
       keys: ['create', 'list', 'get', 'update', 'revoke'],
@@ -52,7 +52,7 @@ describe('cycles --help', () => {
 });
 
 describe('tenants', () => {
-  it('create, list, get, update; API errors exit 1 with the ErrorResponse; usage errors exit 2', { timeout: 240_000 }, async () => {
+  it('create, list, get, update; API errors exit 1 with the ErrorResponse; usage errors exit 2', { timeout: 400_000 }, async () => {
     const created = await cycles('tenants', 'create', T, '--name', 'CLI test');
     expect(created.code, created.stderr).toBe(0);
     expect(created.stdout).toMatch(new RegExp(`^tenant_id +${T}$`, 'm'));
@@ -90,14 +90,20 @@ describe('tenants', () => {
     expect(unreachable.code).toBe(3);
     expect(unreachable.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:1/);
 
-    const upd = await cycles('tenants', 'update', T, '--name', 'Renamed', '--json');
+    // --body carries fields without a flag; flags win over it
+    const [upd, badBody] = await Promise.all([
+      cycles('tenants', 'update', T, '--name', 'Renamed', '--body', '{"name":"ignored","metadata":{"team":"x"}}', '--json'),
+      cycles('tenants', 'update', T, '--body', '{bad'),
+    ]);
     expect(upd.code, upd.stderr).toBe(0);
-    expect(json(upd.stdout)).toMatchObject({ tenant_id: T, name: 'Renamed' });
+    expect(json(upd.stdout)).toMatchObject({ tenant_id: T, name: 'Renamed', metadata: { team: 'x' } });
+    expect(badBody.code).toBe(2);
+    expect(badBody.stderr).toMatch(/--body: not valid JSON/);
   });
 });
 
 describe('keys, budgets, policies, webhooks', () => {
-  it('keys: create (secret once), list, get, update, revoke', { timeout: 240_000 }, async () => {
+  it('keys: create (secret once), list, get, update, revoke', { timeout: 400_000 }, async () => {
     const t = `${T}-k`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     const created = await cycles('keys', 'create', '--tenant', t, '--name', 'agent', '--permissions', 'reservations:create,balances:read', '--json');
@@ -133,7 +139,7 @@ describe('keys, budgets, policies, webhooks', () => {
     expect(rev.stdout).toMatch(/^status +REVOKED$/m);
   });
 
-  it('budgets: create, list, get, update, fund (int64 exact)', { timeout: 240_000 }, async () => {
+  it('budgets: create, list, get, update, fund (int64 exact)', { timeout: 400_000 }, async () => {
     const t = `${T}-b`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     const [root, agent] = await Promise.all([
@@ -172,7 +178,7 @@ describe('keys, budgets, policies, webhooks', () => {
     expect(missing.stderr).toMatch(/HTTP 404 BUDGET_NOT_FOUND/);
   });
 
-  it('policies: create, list, get, update', { timeout: 240_000 }, async () => {
+  it('policies: create, list, get, update', { timeout: 400_000 }, async () => {
     const t = `${T}-p`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     const created = await cycles('policies', 'create', '--tenant', t, '--name', 'bots', '--scope-pattern', `tenant:${t}/agent:*`, '--priority', '5', '--json');
@@ -196,7 +202,7 @@ describe('keys, budgets, policies, webhooks', () => {
     expect(missing.code).toBe(1);
   });
 
-  it('webhooks: create (secret once), list, get, update, delete', { timeout: 240_000 }, async () => {
+  it('webhooks: create (secret once), list, get, update, delete', { timeout: 400_000 }, async () => {
     const t = `${T}-w`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     const created = await cycles('webhooks', 'create', '--tenant', t, '--url', HOOK, '--event-types', 'budget.exhausted,reservation.denied', '--name', 'ops');
@@ -227,7 +233,7 @@ describe('keys, budgets, policies, webhooks', () => {
 });
 
 describe('reservations and events', () => {
-  it('reservations list and release (admin key on the tenant\'s behalf)', { timeout: 240_000 }, async () => {
+  it('reservations list and release (admin key on the tenant\'s behalf)', { timeout: 400_000 }, async () => {
     const t = `${T}-r`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     expect((await cycles('budgets', 'create', '--tenant', t, '--scope', `tenant:${t}`, '--unit', 'TOKENS', '--allocated', '1000')).code).toBe(0);
@@ -256,7 +262,7 @@ describe('reservations and events', () => {
     expect(noTenant.code).toBe(2);
   });
 
-  it('events tail: the newest existing events, then new ones as they happen', { timeout: 240_000 }, async () => {
+  it('events tail: the newest existing events, then new ones as they happen', { timeout: 400_000 }, async () => {
     const t = `${T}-e`;
     expect((await cycles('tenants', 'create', t)).code).toBe(0);
     // history of one tenant, oldest first, as JSON lines
@@ -266,7 +272,7 @@ describe('reservations and events', () => {
 
     const tail = startCycles(env, 'events', 'tail', '--tenant', t, '--count', '2', '--interval', '200');
     try {
-      await waitFor(() => tail.out.stderr.includes('following new events'), 60_000, 'events tail to start following');
+      await waitFor(() => tail.out.stderr.includes('following new events'), 150_000, 'events tail to start following');
       expect((await cycles('tenants', 'update', t, '--name', 'one')).code).toBe(0);
       expect((await cycles('budgets', 'create', '--tenant', t, '--scope', `tenant:${t}`, '--unit', 'CREDITS', '--allocated', '10')).code).toBe(0);
       expect(await tail.done).toBe(0);

@@ -37,7 +37,7 @@ function checkLoop(stdout: string): void {
 }
 
 describe('cycles demo', () => {
-  it('embedded: starts its own server, runs the loop, cleans up', { timeout: 180_000 }, async () => {
+  it('embedded: starts its own server, runs the loop, cleans up', { timeout: 400_000 }, async () => {
     const r = await cycles({ REDIS_URL: '', CYCLES_RUNTIME_URL: '', CYCLES_ADMIN_URL: '' }, 'demo', '--act-ms', '10');
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Starting an embedded Cycles server .*ready: runtime http:\/\/127\.0\.0\.1:\d+/);
@@ -45,7 +45,7 @@ describe('cycles demo', () => {
     expect(r.stdout).not.toMatch(/KEY=/);
   });
 
-  it('against a running server (env URLs + admin key); usage errors exit 2', { timeout: 180_000 }, async () => {
+  it('against a running server (env URLs + admin key); usage errors exit 2', { timeout: 400_000 }, async () => {
     const env = { ADMIN_API_KEY: srv.adminKey, CYCLES_RUNTIME_URL: srv.runtimeUrl, CYCLES_ADMIN_URL: srv.adminUrl };
     const [r, half, again] = await Promise.all([
       cycles(env, 'demo', '--tenant', 'demo-cli-test', '--act-ms', '10'),

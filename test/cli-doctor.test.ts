@@ -32,7 +32,7 @@ const base = () => ({
 });
 
 describe('cycles doctor', () => {
-  it('healthy: every check ok, exit 0; --json carries the same checks', { timeout: 180_000 }, async () => {
+  it('healthy: every check ok, exit 0; --json carries the same checks', { timeout: 400_000 }, async () => {
     const [table, asJson] = await Promise.all([cycles(base(), 'doctor'), cycles(base(), 'doctor', '--json')]);
     expect(table.code, table.stdout + table.stderr).toBe(0);
     for (const re of [
@@ -49,7 +49,7 @@ describe('cycles doctor', () => {
     expect(doc.checks.map((c: { check: string }) => c.check)).toEqual(expect.arrayContaining(['config', 'redis', 'redis version', 'clock skew', 'lua scripts', 'admin key', 'webhook secret key', 'evidence identity']));
   });
 
-  it('failures exit 1: Redis unreachable, invalid config, a webhook key other than the one that sealed stored secrets', { timeout: 180_000 }, async () => {
+  it('failures exit 1: Redis unreachable, invalid config, a webhook key other than the one that sealed stored secrets', { timeout: 400_000 }, async () => {
     const [down, badConfig, otherKey] = await Promise.all([
       cycles({ ...base(), REDIS_URL: 'redis://127.0.0.1:1' }, 'doctor'),
       cycles({ ...base(), CYCLES_FEATURES: 'bogus' }, 'doctor', '--json'),

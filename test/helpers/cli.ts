@@ -8,11 +8,11 @@ export const BIN = path.join(REPO_ROOT, 'bin', 'cycles.mjs');
 
 export interface Run { code: number; stdout: string; stderr: string }
 
-/** One CLI run to completion (bounded: 90 s; the machine may be loaded). */
+/** One CLI run to completion (bounded: 180 s; a CI machine may be loaded: each run is a Node start with tsx). */
 export function cycles(env: Record<string, string>, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], {
-      cwd: REPO_ROOT, timeout: 90_000, maxBuffer: 16 * 1024 * 1024,
+      cwd: REPO_ROOT, timeout: 180_000, maxBuffer: 16 * 1024 * 1024,
       env: { ...process.env, CYCLES_LOG_LEVEL: 'silent', ...env },
     }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
