@@ -1,5 +1,6 @@
 // `cycles` command line: serve (both planes + workers by default), ops (coverage), evidence
-// (offline envelope verification, signing-key generation) and conformance (the black-box kit).
+// (offline envelope verification, signing-key generation), conformance (the black-box kit)
+// and export (the cold archive, src/export/).
 import { Command } from 'commander';
 import cluster from 'node:cluster';
 import { loadConfig, specsDirFrom } from './config';
@@ -155,6 +156,63 @@ evidence
 // demo, doctor, tenants|keys|budgets|policies|webhooks, reservations, events (src/cli/)
 registerOperatorCommands(program);
 applyUsageExitCode(program);
+const exportCmd = program
+  .command('export')
+  .description('cold export: write the records of the closed UTC days [--from, --to] as gzip\'d JSON Lines, one file per class per day (DIR/<class>/<day>.jsonl.gz: reservations, create_events, events, audit, evidence) plus DIR/manifest.json (rows, bytes, sha256); resumable and idempotent; needs REDIS_URL. `cycles export verify DIR` re-checks a directory')
+  .option('--from <day>', 'first UTC day, YYYY-MM-DD')
+  .option('--to <day>', 'last UTC day, YYYY-MM-DD (days not closed yet are skipped)')
+  .option('--dir <dir>', 'output directory (a local path or a mounted bucket)')
+  .option('--release', 'after each exported day, apply hot retention to its records (what the export job does; for records held while CYCLES_EXPORT_DIR was set)')
+  .action(async (o: { from?: string; to?: string; dir?: string; release?: boolean }) => {
+    if (!o.from || !o.to || !o.dir) {
+      console.error('cycles export: --from, --to and --dir are required (or: cycles export verify DIR)');
+      process.exitCode = 2;
+      return;
+    }
+    const url = process.env.REDIS_URL;
+    if (!url) {
+      console.error('cycles export: set REDIS_URL to the server\'s Redis');
+      process.exitCode = 2;
+      return;
+    }
+    const { runExport } = await import('./export/run');
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+    try {
+      const config = loadConfig(process.env);
+      const [s, us] = await redis.time();
+      const testNow = process.env.NODE_ENV === 'test' ? process.env.CYCLES_TEST_NOW_MS : undefined;
+      const nowMs = testNow ? Number(testNow) : Number(s) * 1000 + Math.floor(Number(us) / 1000);
+      const r = await runExport({ redis, config, dir: o.dir, from: o.from, to: o.to, nowMs, release: o.release });
+      console.log(`cycles export: ${r.written.length} written, ${r.present.length} already present${o.release ? `, ${r.released} records released` : ''}`);
+      for (const f of r.open) console.log(`not final (a reservation is still ACTIVE), skipped: ${f}`);
+      if (r.notClosed.length) console.log(`not closed yet, skipped: ${r.notClosed.join(', ')}`);
+    } catch (e) {
+      console.error(`cycles export: ${(e as Error).message}`);
+      process.exitCode = 1;
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+exportCmd
+  .command('verify <dir>')
+  .description('re-check every file the manifest lists (size, sha256, rows); exit 1 naming each file that differs')
+  .action(async (dir: string) => {
+    const { verifyExport } = await import('./export/run');
+    try {
+      const { files, problems } = await verifyExport(dir);
+      for (const p of problems) console.error(`MISMATCH ${p.file}: ${p.problem}`);
+      if (problems.length) {
+        process.exitCode = 1;
+        return;
+      }
+      console.log(`cycles export verify: ${files} files match the manifest`);
+    } catch (e) {
+      console.error(`cycles export verify: ${(e as Error).message}`);
+      process.exitCode = 1;
+    }
+  });
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(e);

@@ -81,6 +81,20 @@ export interface Config {
   /** on SIGTERM/SIGINT: in-flight requests get this long to finish before their connections
    *  are cut (CYCLES_SHUTDOWN_TIMEOUT_MS; src/server.ts, decision DB1) */
   shutdownTimeoutMs: number;
+  /** finished reservations (with their commit/release replay) and their created-at index
+   *  entries stay this long, counted from created_at (CYCLES_RESERVATION_RETENTION_DAYS;
+   *  decision DX1) */
+  reservationRetentionMs: number;
+  /** createEvent records and their created-at index entries stay this long
+   *  (CYCLES_CREATE_EVENT_RETENTION_DAYS) */
+  createEventRetentionMs: number;
+  /** cold export directory (CYCLES_EXPORT_DIR): set ⇒ the export job runs in the worker role
+   *  and every writer HOLDS its records (no TTL, no index trim past the exported days) until
+   *  the job has exported their day (src/export/, decision DX3); every process of a
+   *  deployment needs the same setting */
+  exportDir: string | undefined;
+  /** how often the export job looks for closed days to export (CYCLES_EXPORT_INTERVAL_MS) */
+  exportIntervalMs: number;
 }
 
 const RISK_CLASSES = ['read_only', 'local_mutation', 'side_effect', 'external_side_effect', 'high_risk'];
@@ -160,6 +174,17 @@ export function specsDirFrom(env: NodeJS.ProcessEnv): string {
   return env.CYCLES_SPECS_DIR || path.resolve(checkoutRoot(REPO_ROOT), '..', 'shared', 'specs', 'cycles-protocol');
 }
 
+const DAY_MS = 86_400_000;
+
+/** CYCLES_TEST_RETENTION_MS: test-only override of the reservation and createEvent
+ *  retention in milliseconds (retention tests cannot wait 90 days); refused in production. */
+function testRetentionMs(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.CYCLES_TEST_RETENTION_MS;
+  if (raw === undefined || raw === '') return undefined;
+  if (env.NODE_ENV === 'production') throw new Error('CYCLES_TEST_RETENTION_MS is for tests only; refusing to start with NODE_ENV=production');
+  return int('CYCLES_TEST_RETENTION_MS', raw, 0, 1, 365 * DAY_MS);
+}
+
 const KNOWN_FEATURES = new Set(['v0.1.26']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -208,5 +233,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics: onOff('CYCLES_METRICS', env.CYCLES_METRICS, true),
     evidenceClaimIdleMs: int('CYCLES_EVIDENCE_CLAIM_IDLE_MS', env.CYCLES_EVIDENCE_CLAIM_IDLE_MS, 30_000, 100, 3_600_000),
     shutdownTimeoutMs: int('CYCLES_SHUTDOWN_TIMEOUT_MS', env.CYCLES_SHUTDOWN_TIMEOUT_MS, 10_000, 0, 600_000),
+    reservationRetentionMs: testRetentionMs(env) ?? int('CYCLES_RESERVATION_RETENTION_DAYS', env.CYCLES_RESERVATION_RETENTION_DAYS, 90, 1, 36500) * DAY_MS,
+    createEventRetentionMs: testRetentionMs(env) ?? int('CYCLES_CREATE_EVENT_RETENTION_DAYS', env.CYCLES_CREATE_EVENT_RETENTION_DAYS, 90, 1, 36500) * DAY_MS,
+    exportDir: env.CYCLES_EXPORT_DIR ? path.resolve(env.CYCLES_EXPORT_DIR) : undefined,
+    exportIntervalMs: int('CYCLES_EXPORT_INTERVAL_MS', env.CYCLES_EXPORT_INTERVAL_MS, 600_000, 50, 86_400_000),
   };
 }

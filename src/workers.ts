@@ -6,6 +6,8 @@ import { startEventRelay } from './events/relay';
 import { startSignalWorkers } from './events/signals';
 import { startWebhookDispatcher } from './events/dispatch';
 import { startEvidenceWorker } from './evidence/worker';
+import { startRetentionTrim } from './export/retention';
+import { startExportJob } from './export/job';
 
 export interface Workers { stop(): Promise<void> }
 
@@ -32,3 +34,5 @@ registerWorker((deps) => startEventRelay(deps));
 registerWorker(startSignalWorkers);
 registerWorker(startWebhookDispatcher);
 registerWorker((deps) => startEvidenceWorker(deps));
+registerWorker(startRetentionTrim);
+registerWorker(startExportJob);

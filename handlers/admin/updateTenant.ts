@@ -1,3 +1,4 @@
+import { reservationRetainArg } from '../../src/ledger/retention';
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { ApiError } from '../../src/errors';
 import { keys } from '../../src/store/keys';
@@ -21,7 +22,7 @@ export default async function (ctx: HandlerContext): Promise<HandlerResult> {
   }
   if (closing) {
     // Runs on the first close and on every re-close (completes an interrupted cascade).
-    const report = await runCloseCascade(redis, tenant, ev);
+    const report = await runCloseCascade(redis, tenant, ev, reservationRetainArg(ctx.deps.config));
     if (report.failed_resources.length > 0) {
       throw new ApiError('INTERNAL_ERROR', 'Tenant is CLOSED but the close cascade is incomplete; re-issue the close to resume',
         { failed_resources: report.failed_resources });

@@ -1,4 +1,5 @@
 // POST /v1/reservations/{reservation_id}/commit — charge actual spend (src/ledger/commit.ts).
+import { reservationRetainArg } from '../../src/ledger/retention';
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { commitReservation } from '../../src/ledger/commit';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
@@ -14,6 +15,7 @@ export default async function commitReservationHandler(ctx: HandlerContext): Pro
     traceId: ctx.traceId,
     requestId: ctx.requestId,
     evidence: evidence !== undefined,
+    retain: reservationRetainArg(ctx.deps.config),
   });
   const ref = evidenceRefFor(evidence, ctx.deps.log, 'commit', evidenceRequest, result, result.reservation_id);
   if (ref) body.cycles_evidence = ref;

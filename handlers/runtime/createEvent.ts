@@ -2,6 +2,7 @@
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { ApiError } from '../../src/errors';
 import { createEvent } from '../../src/ledger/event';
+import { createEventRetainArg } from '../../src/ledger/retention';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
 import { requireDeclaredKind, kindHeaders } from '../../src/governance/registry';
 
@@ -17,6 +18,7 @@ export default async function createEventHandler(ctx: HandlerContext): Promise<H
     traceId: ctx.traceId,
     requestId: ctx.requestId,
     actorJson: JSON.stringify({ type: 'api_key', key_id: p.keyId }),
+    retain: createEventRetainArg(ctx.deps.config),
   });
   return { status: 201, body, headers: { 'X-Cycles-Tenant': p.tenantId, ...kindHeaders(ctx.deps.config, ctx.body?.action?.kind) } };
 }

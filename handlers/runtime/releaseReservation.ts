@@ -1,5 +1,6 @@
 // POST /v1/reservations/{reservation_id}/release — give the estimate back (tenant key, or
 // admin key acting on the owning tenant's behalf; src/ledger/release.ts).
+import { reservationRetainArg } from '../../src/ledger/retention';
 import type { HandlerContext, HandlerResult } from '../../src/http/types';
 import { releaseReservation } from '../../src/ledger/release';
 import { idempotencyKeyFrom } from '../../src/ledger/idempotency';
@@ -15,6 +16,7 @@ export default async function releaseReservationHandler(ctx: HandlerContext): Pr
     traceId: ctx.traceId,
     requestId: ctx.requestId,
     evidence: evidence !== undefined,
+    retain: reservationRetainArg(ctx.deps.config),
   });
   const ref = evidenceRefFor(evidence, ctx.deps.log, 'release', evidenceRequest, result, result.reservation_id);
   if (ref) body.cycles_evidence = ref;

@@ -194,6 +194,7 @@ export function createAuditRecorder(opts: AuditWriterOptions): (info: ResponseIn
   const scrub = makeScrubber(opts.adminKey);
   const authRetMs = opts.config.auditRetentionDays * DAY_MS;
   const unauthRetMs = opts.config.auditUnauthRetentionDays * DAY_MS;
+  const hold = opts.config.exportDir !== undefined;
   return (info) => {
     if (!isAudited(info)) return;
     const now = Date.now();
@@ -203,13 +204,16 @@ export function createAuditRecorder(opts: AuditWriterOptions): (info: ResponseIn
     // stringify: a BigInt copied from a request body (int64 beyond 2^53) is written exactly
     // instead of making JSON.stringify throw and the row go missing.
     const json = stringify(entry);
-    if (retMs > 0) p.set(keys.auditEntry(entry.log_id), json, 'PX', retMs);
+    // While the export job holds records (CYCLES_EXPORT_DIR, decision DX3) the entry gets no
+    // TTL and the all-index (the export's enumeration) is not trimmed here: the job sets
+    // the TTL once the entry's day is exported, the retention worker trims the index.
+    if (retMs > 0 && !hold) p.set(keys.auditEntry(entry.log_id), json, 'PX', retMs);
     else p.set(keys.auditEntry(entry.log_id), json);
     p.zadd(keys.auditAll(), now, entry.log_id);
     // Trim by time: the all-index keeps the longest tier; the others hold one tier each
     // (an __unauth__ row has no other tenant and no key) and are trimmed to it.
     const longest = Math.max(authRetMs, unauthRetMs);
-    if (longest > 0 && !(authRetMs === 0 || unauthRetMs === 0)) p.zremrangebyscore(keys.auditAll(), '-inf', `(${now - longest}`);
+    if (longest > 0 && !(authRetMs === 0 || unauthRetMs === 0) && !hold) p.zremrangebyscore(keys.auditAll(), '-inf', `(${now - longest}`);
     // Each index below expires one retention after its newest row, so an index nobody
     // writes to any more (a deleted tenant, a revoked key, a finished trace) goes away by
     // itself; 0 = keep forever, also for a key that got a TTL under an earlier setting.

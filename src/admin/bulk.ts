@@ -105,7 +105,7 @@ export function tenantMatches(h: Record<string, string>, f: Record<string, any>,
 /** `v126` off: filter.observe_mode is accepted and ignored, as TenantBulkFilter says servers
  *  without the v0.1.26 extension MUST; a filter left with nothing else is refused like an empty
  *  one, so an ignored property never turns into an all-tenants action (decision DG1). */
-export async function bulkTenants(redis: Redis, body: Record<string, any>, ev: EventCtx, v126: boolean) {
+export async function bulkTenants(redis: Redis, body: Record<string, any>, ev: EventCtx, v126: boolean, retain?: string) {
   const named: Record<string, any> = body.filter ?? {};
   const f = v126 ? named : Object.fromEntries(Object.entries(named).filter(([k]) => k !== 'observe_mode'));
   if (Object.keys(f).length === 0) {
@@ -139,7 +139,7 @@ export async function bulkTenants(redis: Redis, body: Record<string, any>, ev: E
           if (target === 'CLOSED') {
             await markClosePending(redis, id);
             await updateTenant(redis, id, { status: 'CLOSED' }, rowEv);
-            const report = await runCloseCascade(redis, id, ev);
+            const report = await runCloseCascade(redis, id, ev, retain);
             if (report.failed_resources.length > 0) {
               env.failed.push({ id, error_code: 'INTERNAL_ERROR', message: 'Tenant is CLOSED but its close cascade is incomplete; re-issue the close to resume' });
               continue;

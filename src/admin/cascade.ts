@@ -73,7 +73,7 @@ export async function markClosePending(redis: Redis, tenant: string): Promise<vo
   await redis.sadd(keys.closePending(), tenant);
 }
 
-export async function runCloseCascade(redis: Redis, tenant: string, fallback: EventCtx): Promise<CascadeReport> {
+export async function runCloseCascade(redis: Redis, tenant: string, fallback: EventCtx, retain?: string): Promise<CascadeReport> {
   const status = await redis.hget(keys.tenant(tenant), 'status');
   if (status !== 'CLOSED') {
     // A close that has not flipped (yet, or never will: the updateTenant handler removes
@@ -102,7 +102,7 @@ export async function runCloseCascade(redis: Redis, tenant: string, fallback: Ev
   for (const resId of await redis.zrange(keys.reservationIndex(tenant), 0, -1)) {
     if ((await redis.hget(keys.reservation(tenant, resId), 'status')) !== 'ACTIVE') continue;
     await attempt('reservation', resId, async () => {
-      const r = await releaseForCascade(redis, tenant, resId, { traceId: ev.trace_id, requestId: ev.request_id });
+      const r = await releaseForCascade(redis, tenant, resId, { traceId: ev.trace_id, requestId: ev.request_id, retain });
       if (r.outcome === 'released') { report.reservations_released += 1; step(); }
     });
   }
@@ -129,12 +129,12 @@ export async function runCloseCascade(redis: Redis, tenant: string, fallback: Ev
 }
 
 /** Resumes every pending cascade (start of a process, then periodically). */
-export async function resumePendingCascades(redis: Redis, log?: { warn: (o: object, m: string) => void }): Promise<number> {
+export async function resumePendingCascades(redis: Redis, log?: { warn: (o: object, m: string) => void }, retain?: string): Promise<number> {
   let done = 0;
   for (const tenant of await redis.smembers(keys.closePending())) {
     const system: EventCtx = { trace_id: '', request_id: '', actor_json: JSON.stringify({ type: 'system' }) };
     try {
-      const r = await runCloseCascade(redis, tenant, system);
+      const r = await runCloseCascade(redis, tenant, system, retain);
       if (r.failed_resources.length === 0) done += 1;
       else log?.warn({ tenant, failed: r.failed_resources }, 'tenant close cascade still incomplete');
     } catch (err) {

@@ -27,6 +27,7 @@ import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { fieldsOf, renderEvent, SYSTEM_TENANT, type Event } from './model';
+import { trimCutoff } from '../export/hold';
 
 export interface RelayedEvent { tenant: string; streamId: string; event: Event }
 export type EventHook = (redis: Redis, batch: RelayedEvent[]) => Promise<void>;
@@ -145,9 +146,10 @@ export async function indexBatch(redis: Redis, batch: RelayedEvent[], retentionD
   for (const [err] of res) if (err) throw err;
 }
 
-/** One bounded retention pass (any process; the caller holds the trim lease or is a test). */
-export async function trimOnce(redis: Redis, retentionDays: number, nowMs = Date.now()): Promise<{ tenants: number; indexRemoved: number }> {
-  const cutoff = nowMs - retentionDays * DAY_MS;
+/** One bounded retention pass (any process; the caller holds the trim lease or is a test).
+ *  `cutoffMs` overrides now − retention (the export job's hold, src/export/hold.ts). */
+export async function trimOnce(redis: Redis, retentionDays: number, nowMs = Date.now(), cutoffMs?: number): Promise<{ tenants: number; indexRemoved: number }> {
+  const cutoff = cutoffMs ?? nowMs - retentionDays * DAY_MS;
   let tenants = 0;
   const trimTenants = async (list: string[]) => {
     await Promise.all(list.map((t) => redis.xtrim(keys.outbox(t), 'MINID', '~', String(cutoff), 'LIMIT', TRIM_XTRIM_LIMIT)));
@@ -396,7 +398,11 @@ export function startEventRelay(deps: Deps, opts: RelayOptions = {}): EventRelay
     (async () => {
       const got = await redis.set(keys.eventTrimLock(), token, 'PX', TRIM_INTERVAL_MS - 1000, 'NX');
       if (got !== 'OK') return;
-      const r = await trimOnce(redis, config.eventRetentionDays);
+      // while the export job holds records (CYCLES_EXPORT_DIR), never past its watermark
+      const now = Date.now();
+      const cutoff = await trimCutoff(redis, config, 'events', now - config.eventRetentionDays * DAY_MS);
+      if (cutoff === undefined) return;
+      const r = await trimOnce(redis, config.eventRetentionDays, now, cutoff);
       if (r.indexRemoved) log.info(r, 'event retention trim');
     })().catch((err: unknown) => log.error({ err }, 'event retention trim failed'))
       .finally(() => later(TRIM_INTERVAL_MS, trimLoop));

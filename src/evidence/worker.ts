@@ -96,7 +96,9 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
   const consumer = `${process.pid}:${randomBytes(6).toString('hex')}`;
   const claimScript = loadScript('evidence_claim');
   const ackScript = loadScript('evidence_ack');
-  const ttlMs = config.evidenceRetentionDays * DAY_MS;
+  // While the export job holds records (CYCLES_EXPORT_DIR, DX3): no TTL and no index trim
+  // here; the job sets the TTL once an envelope's day is exported.
+  const ttlMs = config.exportDir ? 0 : config.evidenceRetentionDays * DAY_MS;
   // the request path of this process hands its canonical text over (src/evidence/preseal.ts)
   const disablePreseal = enablePreseal();
 

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
 import { stringify, toBig } from '../json';
 import { keys } from '../store/keys';
+import { DEFAULT_RETAIN_ARG } from './retention';
 import { loadScript, runScript } from '../store/scripts';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
@@ -22,6 +23,8 @@ export interface CommitInput {
   requestId: string;
   /** evidence on: record the evidence source with the commit (DEV6) */
   evidence?: boolean;
+  /** retention argument of the finished reservation (src/ledger/retention.ts) */
+  retain?: string;
 }
 
 export interface StoredCommit {
@@ -72,6 +75,7 @@ export async function commitReservation(
       ...eventContext(input, acting),
       evidenceRequest === undefined ? '' : keys.evidenceSource(tenant),
       evidenceRequest ?? '',
+      input.retain ?? DEFAULT_RETAIN_ARG,
     ]);
   const res = parseScriptJson(raw);
   if (isScriptError(res)) {

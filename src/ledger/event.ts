@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError, type ErrorCode } from '../errors';
-import { stringify, toBig } from '../json';
+import { parseJsonBody, stringify, toBig, toJsonInt } from '../json';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { amount, renderBalance, UNITS } from './model';
@@ -15,7 +15,7 @@ import { payloadHash } from './idempotency';
 
 /** How long a replay returns the original 201 (reference: 7 days). */
 export const EVENT_IDEM_TTL_MS = 7 * 24 * 3600 * 1000;
-/** How long the event record is kept for audit/debugging. */
+/** How long the event record is kept for audit (default of CYCLES_CREATE_EVENT_RETENTION_DAYS). */
 export const EVENT_RECORD_TTL_MS = 90 * 24 * 3600 * 1000;
 
 export const DEFAULT_EVENT_OVERAGE_POLICY = 'ALLOW_IF_AVAILABLE';
@@ -30,6 +30,8 @@ export interface EventInput {
   traceId: string;
   requestId: string;
   actorJson: string;
+  /** record TTL argument (src/ledger/retention.ts createEventRetainArg) */
+  retain?: string;
 }
 
 const SCRIPT_ERRORS: ReadonlySet<string> = new Set([
@@ -56,6 +58,7 @@ export async function createEvent(redis: Redis, input: EventInput): Promise<Reco
     keys.tenant(tenant),
     keys.outbox(tenant),
     keys.eventRecord(tenant, eventId),
+    keys.eventRecordIndex(tenant),
   ], [
     keys.budget(tenant, '', '').slice(0, -1), // "{t:<tenant>}:budget:" (scope and unit follow)
     JSON.stringify(scopes),
@@ -76,7 +79,7 @@ export async function createEvent(redis: Redis, input: EventInput): Promise<Reco
     input.requestId,
     input.actorJson,
     EVENT_IDEM_TTL_MS,
-    EVENT_RECORD_TTL_MS,
+    input.retain ?? String(EVENT_RECORD_TTL_MS),
     JSON.stringify(UNITS),
   ]);
   const res = JSON.parse(String(raw)) as Record<string, any>;
@@ -93,5 +96,37 @@ export function renderEventResult(res: Record<string, any>): Record<string, unkn
   const out: Record<string, unknown> = { status: 'APPLIED', event_id: res.event_id };
   if (res.capped) out.charged = amount(res.unit, String(res.charged));
   out.balances = (res.balances as Record<string, string>[]).map((b) => renderBalance(b));
+  return out;
+}
+
+/**
+ * The audit-trail record of one createEvent (src/store/lua/event.lua writes the hash; the
+ * cold export and operators read it through this): everything the request carried —
+ * subject, action, actual, metrics, metadata, client_time_ms, exactly as sent — plus what
+ * the server decided (charged, effective overage policy, scopes) and when.
+ */
+export function eventRecordOf(h: Record<string, string>): Record<string, unknown> {
+  const j = (f: string): unknown => (h[f] === undefined || h[f] === '' ? undefined : parseJsonBody(h[f]).value);
+  const n = (v: string | undefined) => (v === undefined || v === '' ? undefined : toJsonInt(BigInt(v)));
+  const out: Record<string, unknown> = {
+    event_id: h.event_id,
+    tenant: h.tenant,
+    subject: j('subject'),
+    action: j('action'),
+    actual: amount(h.unit, h.actual ?? '0'),
+    charged: amount(h.unit, h.charged ?? '0'),
+    overage_policy: h.overage_policy,
+    scope_path: h.scope_path,
+    affected_scopes: j('affected_scopes') ?? [],
+    budgeted: j('budgeted') ?? [],
+    created_at_ms: n(h.created_at_ms),
+    idempotency_key: h.idempotency_key,
+  };
+  const put = (k: string, v: unknown) => { if (v !== undefined && v !== '') out[k] = v; };
+  put('metrics', j('metrics'));
+  put('metadata', j('metadata'));
+  put('client_time_ms', n(h.client_time_ms));
+  put('trace_id', h.trace_id);
+  put('request_id', h.request_id);
   return out;
 }

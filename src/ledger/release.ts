@@ -4,6 +4,7 @@
 import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
 import { keys } from '../store/keys';
+import { DEFAULT_RETAIN_ARG } from './retention';
 import { loadScript, runScript } from '../store/scripts';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
@@ -43,17 +44,20 @@ export interface ReleaseInput {
   requestId: string;
   /** evidence on: record the evidence source with the release (DEV6) */
   evidence?: boolean;
+  /** retention argument of the finished reservation (src/ledger/retention.ts) */
+  retain?: string;
 }
 
 async function runRelease(
   redis: Redis, acting: Acting, reservationId: string, idemKey: string, hash: string,
   reason: string, ctx: { traceId: string; requestId: string }, mode: 'api' | 'cascade', evidenceRequest?: string,
+  retain = DEFAULT_RETAIN_ARG,
 ): Promise<unknown> {
   const { tenant } = acting;
   const raw = await runScript(redis, loadScript('release'),
     [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
     [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode,
-      evidenceRequest === undefined ? '' : keys.evidenceSource(tenant), evidenceRequest ?? '']);
+      evidenceRequest === undefined ? '' : keys.evidenceSource(tenant), evidenceRequest ?? '', retain]);
   return parseScriptJson(raw);
 }
 
@@ -64,7 +68,7 @@ export async function releaseReservation(
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const evidenceRequest = input.evidence ? evidenceRequestOf(input.body, input.idempotencyKey) : undefined;
   const res = await runRelease(redis, acting, input.reservationId, input.idempotencyKey,
-    payloadHash(input.body), input.body.reason ?? '', input, 'api', evidenceRequest);
+    payloadHash(input.body), input.body.reason ?? '', input, 'api', evidenceRequest, input.retain);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     const err = toApiError(res);
@@ -89,11 +93,11 @@ export type CascadeReleaseOutcome =
  */
 export async function releaseForCascade(
   redis: Redis, tenant: string, reservationId: string,
-  ctx: { traceId?: string; requestId?: string } = {},
+  ctx: { traceId?: string; requestId?: string; retain?: string } = {},
 ): Promise<CascadeReleaseOutcome> {
   const acting: Acting = { tenant, actor: { type: 'system' }, onBehalf: false };
   const res = await runRelease(redis, acting, reservationId, CASCADE_KEY, CASCADE_KEY, 'tenant_closed',
-    { traceId: ctx.traceId ?? '', requestId: ctx.requestId ?? '' }, 'cascade');
+    { traceId: ctx.traceId ?? '', requestId: ctx.requestId ?? '' }, 'cascade', undefined, ctx.retain);
   if (isScriptError(res)) {
     if (res.error === 'INTERNAL_ERROR' || res.error === 'BUDGET_EXCEEDED') throw toApiError(res);
     return { outcome: 'skipped', code: res.error };

@@ -104,6 +104,41 @@ export function renderReservation(h: Hash, include: ReadonlySet<string>): Record
 
 const toNum = (v: bigint): number | bigint => (v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v);
 
+/**
+ * The audit-trail record of one reservation for the cold export (src/export/, decision DX4):
+ * the ReservationDetail view (every include) plus what an auditor needs that the API view
+ * leaves out — owning tenant, the budgeted scopes, effective overage policy, grace period,
+ * extensions, governing policy, the commit's metrics and time, who released it and why,
+ * when it expired. Replay payloads and payload hashes are not part of the record. This is
+ * the only place (with renderReservation) that knows the hash layout: keep them together.
+ */
+export function reservationRecord(h: Hash): Record<string, unknown> {
+  const row = renderReservation(h, new Set(INCLUDE_TOKENS));
+  const out: Record<string, unknown> = { ...row, tenant: h.tenant };
+  const n = (v: string | undefined) => { const x = int(v); return x === undefined ? undefined : toNum(x); };
+  const put = (k: string, v: unknown) => { if (v !== undefined && v !== '') out[k] = v; };
+  put('budgeted', json(h, 'budgeted'));
+  put('overage_policy', h.overage_policy);
+  put('grace_period_ms', n(h.grace_ms));
+  put('extension_count', n(h.extension_count));
+  put('max_extensions', n(h.max_extensions));
+  put('extend_metadata', json(h, 'extend_metadata'));
+  put('policy_id', h.policy_id);
+  put('committed_at_ms', n(h.committed_at_ms));
+  put('committed_metrics', json(h, 'committed_metrics'));
+  put('released_at_ms', n(h.released_at_ms));
+  put('release_reason', h.release_reason);
+  put('released_by', json(h, 'released_by'));
+  put('expired_at_ms', n(h.expired_at_ms));
+  return out;
+}
+
+/** When a finished reservation finished (commit, release or expiry), for retention. */
+export function finishedAt(h: Hash): number | undefined {
+  const v = finalizedAt(h) ?? int(h.expired_at_ms);
+  return v === undefined ? undefined : Number(v);
+}
+
 // ---------------------------------------------------------------- getReservation
 
 /**

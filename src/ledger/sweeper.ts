@@ -9,6 +9,7 @@ import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { budgetPrefix } from './reservationOps';
+import { reservationRetainArg } from './retention';
 
 /** Candidates taken per tenant per pass; a tenant with a full batch makes the sweeper
  *  run again at once instead of waiting for the next interval. */
@@ -29,12 +30,13 @@ export async function sweepOnce(deps: Deps): Promise<SweepStats & { candidates: 
   const stats = { candidates: 0, more: false, expired: 0, pending: 0, gone: 0, corrupt: 0, failed: 0 };
   const traceId = randomBytes(16).toString('hex');
   const script = loadScript('expire');
+  const retain = reservationRetainArg(deps.config);
 
   const expireOne = async (tenant: string, id: string) => {
     try {
       const raw = await runScript(redis, script,
         [keys.reservation(tenant, id), keys.outbox(tenant), keys.expirySchedule(tenant)],
-        [budgetPrefix(tenant), traceId, id]);
+        [budgetPrefix(tenant), traceId, id, retain]);
       const reply = JSON.parse(String(raw)) as ExpireReply;
       if (reply.outcome === 'corrupt') {
         log.error({ tenant, reservation_id: id, reason: reply.message }, 'expiry sweep: reservation left untouched (corrupt record)');

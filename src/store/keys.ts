@@ -62,8 +62,12 @@ export const keys = {
   signalBucketPrefix: (t: string) => `${tenantTag(t)}:sig:`,
   /** hash: burn-rate state per budget of a tenant, field "<scope_path>|<unit>" */
   signalsBurn: (t: string) => `${tenantTag(t)}:sig-burn`,
-  /** hash: one recorded createEvent (post-hoc accounting event), TTL-bound */
+  /** hash: one recorded createEvent (post-hoc accounting event), TTL =
+   *  CYCLES_CREATE_EVENT_RETENTION_DAYS (none while the export job holds it, DX3) */
   eventRecord: (t: string, id: string) => `${tenantTag(t)}:event:${id}`,
+  /** zset: createEvent record ids of a tenant by created_at_ms (written by event.lua with
+   *  the record; trimmed by the retention worker, src/export/retention.ts) */
+  eventRecordIndex: (t: string) => `${tenantTag(t)}:event-by-created`,
   /** hash: policies of a tenant, field = policy_id, value = JSON */
   policies: (t: string) => `${tenantTag(t)}:policies`,
   /** string: counter INCRed by every write of keys.policies(t) (policy_write.lua); the
@@ -120,6 +124,15 @@ export const keys = {
   eventIndexBy: (kind: 'corr' | 'trace' | 'req', value: string) => `cycles:events:idx:${kind}:${value}`,
   /** string: lease of the process running the retention trim pass */
   eventTrimLock: () => 'cycles:events:trim-lock',
+
+  // --- hot retention and cold export (src/export/, docs/decisions.md DX1–DX6) ---
+  /** hash: export class -> epoch ms of the first UTC day the export job has NOT yet exported
+   *  and released; while CYCLES_EXPORT_DIR is set nothing at or after it is expired */
+  exportReleased: () => 'cycles:export:released',
+  /** string: lease of the process running the export job (token, PX) */
+  exportLock: () => 'cycles:export:lock',
+  /** string: lease of the process running the reservation / createEvent index trim */
+  retentionTrimLock: () => 'cycles:retention:trim-lock',
 
   // --- webhook subscriptions (src/events/subscriptions.ts, docs/events.md) ---
   /** hash: one subscription (tenant `__system__` for system-wide ones); id names its tenant */

@@ -14,6 +14,8 @@
 -- ARGV[11] evidence source stream ('' = evidence off)   ARGV[12] normalized request JSON
 --          (evidence on: the stored result carries ev_ms / ev_trace and the evidence
 --          source is appended in this step; evidence_common.lua, docs/decisions.md DEV6)
+-- ARGV[13] retention ms of the finished reservation ('0' = held for the export job;
+--          retain_finalized in ledger_common.lua, docs/decisions.md DX1/DX3)
 --
 -- Returns the stored result JSON (fresh commit and replay alike, byte-identical) or an
 -- error JSON {error, message, details?}. Everything is checked before anything is written.
@@ -150,7 +152,7 @@ local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'com
 if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fields + 1] = metrics_json end
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end
 redis.call(unpack(fields))
-retain_finalized(res_key, schedule_key, r.reservation_id)
+retain_finalized(res_key, schedule_key, r.reservation_id, r.created_at_ms, ARGV[13], now)
 if ev then evidence_source(ev, 'commit', r.tenant or '', now_s, ctx.trace_id, result_json, r.reservation_id) end
 
 -- Outbox: one event per transition, in the same atomic step.

@@ -4,7 +4,7 @@
 -- @include signals_common.lua
 --
 -- KEYS[1] idempotency record   KEYS[2] tenant hash   KEYS[3] outbox stream
--- KEYS[4] event record hash
+-- KEYS[4] event record hash   KEYS[5] the tenant's createEvent index (zset id by created ms)
 -- ARGV[1]  budget key prefix "{t:<tenant>}:budget:"   ARGV[2] derived scopes (JSON array,
 --          canonical order)   ARGV[3] scope_path
 -- ARGV[4]  actual amount (int64 decimal)   ARGV[5] unit   ARGV[6] overage policy
@@ -12,7 +12,8 @@
 -- ARGV[10] tenant   ARGV[11] subject JSON   ARGV[12] action JSON   ARGV[13] metrics JSON
 -- ARGV[14] metadata JSON   ARGV[15] client_time_ms ('' = none, advisory only)
 -- ARGV[16] trace id   ARGV[17] request id   ARGV[18] actor JSON
--- ARGV[19] idempotency record TTL ms   ARGV[20] event record TTL ms
+-- ARGV[19] idempotency record TTL ms   ARGV[20] event record TTL ms ('0' = held for the
+--          export job, docs/decisions.md DX3)
 -- ARGV[21] every unit (JSON array) for the UNIT_MISMATCH probe
 --
 -- Returns the stored result JSON (fresh and replay alike, byte-identical) or an error
@@ -154,7 +155,8 @@ redis.call('HSET', event_key, 'event_id', event_id, 'tenant', tenant, 'subject',
   'affected_scopes', ARGV[2], 'budgeted', cjson.encode(budgeted), 'created_at_ms', tostring(now),
   'idempotency_key', idem, 'metrics', ARGV[13], 'metadata', ARGV[14], 'client_time_ms', ARGV[15],
   'trace_id', ctx.trace_id, 'request_id', ctx.request_id)
-redis.call('PEXPIRE', event_key, event_ttl_ms)
+if tonumber(event_ttl_ms) > 0 then redis.call('PEXPIRE', event_key, event_ttl_ms) end
+redis.call('ZADD', KEYS[5], string.format('%d', now), event_id)
 redis.call('SET', idem_key, cjson.encode({hash = payload_hash, result = result_json}), 'PX', idem_ttl_ms)
 
 for i, e in ipairs(budgets) do

@@ -7,6 +7,7 @@
 -- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
 -- ARGV[3] reservation id (the schedule member)
+-- ARGV[4] retention ms of the finished reservation ('0' = held for the export job; DX1/DX3)
 --
 -- Returns {"outcome": "gone"}      reservation missing or no longer ACTIVE (unscheduled)
 --         {"outcome": "pending", "deadline_ms": "..."}   not yet past expires_at + grace
@@ -52,7 +53,7 @@ for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 -- v0.1.26 PER_RUN COUNTER LIFECYCLE: an expired, never-committed call no longer counts.
 quota_release_run_counters(r)
 redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
-retain_finalized(res_key, schedule_key, id)
+retain_finalized(res_key, schedule_key, id, r.created_at_ms, ARGV[4], now)
 
 outbox(outbox_key, 'reservation.expired', cjson.encode({
   reservation_id = r.reservation_id, scope = r.scope_path, unit = r.unit,

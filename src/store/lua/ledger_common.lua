@@ -116,17 +116,25 @@ local function assert_invariant(key)
   end
 end
 
--- Retention of finished reservations (src/ledger/model.ts RETENTION): a COMMITTED,
--- RELEASED or EXPIRED reservation (and with it its commit/release replay record) is kept
--- 30 days after it finished; the per-tenant created-at index keeps 90 days.
-local FINALIZED_RETENTION_MS = 30 * 86400000
-local INDEX_RETENTION_MS = 90 * 86400000
+-- Retention of finished reservations (docs/decisions.md DX1): a COMMITTED, RELEASED or
+-- EXPIRED reservation (and with it its commit/release replay record) expires `retain_ms`
+-- after its created_at_ms — the same clock as its created-at index entry, which the
+-- retention trim (src/export/retention.ts) removes at that moment — but never sooner than
+-- min(retain_ms, 1 day) after it finished, so the finishing request can still be replayed.
+-- retain_ms comes from the caller (CYCLES_RESERVATION_RETENTION_DAYS); '0' = held for the
+-- export job (CYCLES_EXPORT_DIR set, DX3): no TTL now, the job sets it once the
+-- reservation's day is in the cold export. ACTIVE reservations never get a TTL.
+local RETAIN_DEFAULT_MS = 90 * 86400000
+local RETAIN_REPLAY_FLOOR_MS = 86400000
 
 -- A finished reservation also leaves the sweeper's schedule (keys.expirySchedule, member
 -- = reservation id), in the same script that finished it.
-local function retain_finalized(res_key, schedule_key, id)
-  redis.call('PEXPIRE', res_key, FINALIZED_RETENTION_MS)
+local function retain_finalized(res_key, schedule_key, id, created_ms, retain_ms, now)
   redis.call('ZREM', schedule_key, id)
+  local keep = tonumber(retain_ms or '') or RETAIN_DEFAULT_MS
+  if keep <= 0 then return end
+  local at = math.max((tonumber(created_ms or '') or now) + keep, now + math.min(keep, RETAIN_REPLAY_FLOOR_MS))
+  redis.call('PEXPIREAT', res_key, string.format('%d', at))
 end
 
 -- Outbox append, in the same script as the state change it reports.

@@ -16,6 +16,7 @@
 -- ARGV[9] evidence source stream ('' = evidence off; always off for the cascade)
 -- ARGV[10] normalized request JSON (evidence on: the stored result carries ev_ms /
 --          ev_trace and the evidence source is appended in this step; DEV6)
+-- ARGV[11] retention ms of the finished reservation ('0' = held for the export job; DX1/DX3)
 --
 -- Returns the stored result JSON (fresh and replay alike) or an error JSON.
 -- No outbox event: the EventType enum has none for a plain release (the cascade emits its
@@ -78,7 +79,7 @@ local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostrin
   'released_by', ARGV[7]}
 if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
 redis.call(unpack(fields))
-retain_finalized(res_key, schedule_key, r.reservation_id)
+retain_finalized(res_key, schedule_key, r.reservation_id, r.created_at_ms, ARGV[11], now)
 if ev then evidence_source(ev, 'release', r.tenant or '', now_s, ARGV[5], result_json, r.reservation_id) end
 
 return result_json

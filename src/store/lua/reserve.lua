@@ -589,8 +589,8 @@ end
 redis.call('HSET', K_RES, unpack(fields))
 redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
 redis.call('ZADD', K_SCHEDULE, string.format('%d', now + ttl + grace), p.reservation_id)
--- Bounded index: entries older than its retention go (cheap: only what just aged out).
-redis.call('ZREMRANGEBYSCORE', K_RES_INDEX, '-inf', '(' .. string.format('%d', now - INDEX_RETENTION_MS))
+-- The index is trimmed by the retention worker (src/export/retention.ts, DX1), not here:
+-- it also covers idle tenants and honours the export job's hold (DX3).
 
 local r = base_result(decision)
 if caps_json ~= '' then r.caps_json = caps_json end
