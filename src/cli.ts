@@ -183,7 +183,10 @@ const exportCmd = program
       const [s, us] = await redis.time();
       const testNow = process.env.NODE_ENV === 'test' ? process.env.CYCLES_TEST_NOW_MS : undefined;
       const nowMs = testNow ? Number(testNow) : Number(s) * 1000 + Math.floor(Number(us) / 1000);
-      const r = await runExport({ redis, config, dir: o.dir, from: o.from, to: o.to, nowMs, release: o.release });
+      // test-only: a pause after each segment, so a test can kill the run midway
+      const pause = process.env.NODE_ENV === 'test' ? Number(process.env.CYCLES_TEST_EXPORT_SEGMENT_DELAY_MS ?? 0) : 0;
+      const onSegment = pause > 0 ? () => new Promise<void>((res) => setTimeout(res, pause)) : undefined;
+      const r = await runExport({ redis, config, dir: o.dir, from: o.from, to: o.to, nowMs, release: o.release, onSegment });
       console.log(`cycles export: ${r.written.length} written, ${r.present.length} already present${o.release ? `, ${r.released} records released` : ''}`);
       for (const f of r.open) console.log(`not final (a reservation is still ACTIVE), skipped: ${f}`);
       if (r.notClosed.length) console.log(`not closed yet, skipped: ${r.notClosed.join(', ')}`);

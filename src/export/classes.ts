@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { keys } from '../store/keys';
 import { stringify } from '../json';
-import { reservationRecord } from '../ledger/reservationRead';
+import { finishedAt, reservationRecord } from '../ledger/reservationRead';
 import { eventRecordOf } from '../ledger/event';
 import { fieldsOf, renderEvent, SYSTEM_TENANT } from '../events/model';
 import { UNAUTH_TENANT } from '../admin/audit';
@@ -172,17 +172,29 @@ export async function releaseDay(redis: Redis, config: Config, cls: ExportClass,
     n += entries.length;
   };
   switch (cls) {
-    case 'reservations':
-    case 'create_events': {
-      const R = cls === 'reservations' ? config.reservationRetentionMs : config.createEventRetentionMs;
+    case 'reservations': {
+      const R = config.reservationRetentionMs;
       for (const t of await tenantsSorted(redis)) {
-        const idx = cls === 'reservations' ? keys.reservationIndex(t) : keys.eventRecordIndex(t);
-        for await (const entries of zsetPages(redis, idx, from, from + DAY_MS)) {
-          await expireAt(entries.map((e) => cls === 'reservations'
-            // the script's rule (retain_finalized): created + R, not sooner than the floor
-            // after it finished — and it finished before now
-            ? { key: keys.reservation(t, e.member), at: Math.max(e.score + R, nowMs + Math.min(R, REPLAY_FLOOR_MS)) }
-            : { key: keys.eventRecord(t, e.member), at: e.score + R }));
+        for await (const entries of zsetPages(redis, keys.reservationIndex(t), from, from + DAY_MS)) {
+          const hashes = await pipelined<Record<string, string>>(redis, (p) => { for (const e of entries) p.hgetall(keys.reservation(t, e.member)); });
+          const out: { key: string; at: number }[] = [];
+          entries.forEach((e, i) => {
+            const h = hashes[i];
+            if (!h.reservation_id || h.status === 'ACTIVE') return; // gone, or never: ACTIVE has no TTL
+            // the script's rule (retain_finalized): created + R, not sooner than
+            // min(R, 1 day) after it finished
+            out.push({ key: keys.reservation(t, e.member), at: Math.max(e.score + R, (finishedAt(h) ?? nowMs) + Math.min(R, REPLAY_FLOOR_MS)) });
+          });
+          await expireAt(out);
+        }
+      }
+      break;
+    }
+    case 'create_events': {
+      const R = config.createEventRetentionMs;
+      for (const t of await tenantsSorted(redis)) {
+        for await (const entries of zsetPages(redis, keys.eventRecordIndex(t), from, from + DAY_MS)) {
+          await expireAt(entries.map((e) => ({ key: keys.eventRecord(t, e.member), at: e.score + R })));
         }
       }
       break;
