@@ -8,7 +8,7 @@
 // then renamed into place, and only then recorded in the manifest (itself replaced by
 // rename): a killed run leaves at most a temp file, which the next run overwrites.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -78,7 +78,6 @@ export async function fileDigest(file: string): Promise<{ sha256: string; bytes:
 export async function writeSegment(file: string, lines: AsyncIterable<string>): Promise<{ rows: number; bytes: number; sha256: string }> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  const fh = await fs.open(tmp, 'w');
   const hash = createHash('sha256');
   let bytes = 0;
   let rows = 0;
@@ -86,8 +85,9 @@ export async function writeSegment(file: string, lines: AsyncIterable<string>): 
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) { hash.update(chunk); bytes += chunk.length; cb(null, chunk); },
   });
-  const out = fh.createWriteStream({ autoClose: false });
+  const out = createWriteStream(tmp);
   const done = pipeline(gz, tap, out);
+  done.catch(() => undefined); // observed below; never an unhandled rejection meanwhile
   let ok = false;
   try {
     const write = async (s: string) => {
@@ -107,15 +107,16 @@ export async function writeSegment(file: string, lines: AsyncIterable<string>): 
     if (buf) await write(buf);
     gz.end();
     await done;
-    await fh.sync();
+    // durable before it is renamed into place (fsync through a new descriptor flushes the file)
+    const fh = await fs.open(tmp, 'r+');
+    try { await fh.sync(); } finally { await fh.close(); }
     ok = true;
   } finally {
     if (!ok) {
       gz.destroy();
       await done.catch(() => undefined);
+      await fs.rm(tmp, { force: true });
     }
-    await fh.close();
-    if (!ok) await fs.rm(tmp, { force: true });
   }
   await fs.rename(tmp, file);
   return { rows, bytes, sha256: hash.digest('hex') };
