@@ -16,6 +16,7 @@ import { retentionTrimOnce } from '../src/export/retention';
 import { releasedUpTo, trimCutoff } from '../src/export/hold';
 import { DAY_MS, dayOf, dayStart } from '../src/export/days';
 import { verifyExport } from '../src/export/run';
+import { CLASSES } from '../src/export/classes';
 
 const U = 'USD_MICROCENTS';
 const RETENTION_MS = 3_000;
@@ -109,4 +110,27 @@ describe('export job (CYCLES_EXPORT_DIR)', () => {
     expect(r3.written).toEqual([]);
     expect((await verifyExport(dir)).problems).toEqual([]);
   }, 120_000);
+
+  it('runs in the worker role by itself: one pass under the lease, watermarks set, the lease released', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'cycles-export-worker-'));
+    const w = await startTestServer({ CYCLES_EXPORT_DIR: d, CYCLES_EXPORT_INTERVAL_MS: '200' }, { roles: ['worker'] });
+    try {
+      const until = Date.now() + 30_000;
+      while (Object.keys(await w.redis.client.hgetall(keys.exportReleased())).length < CLASSES.length) {
+        if (Date.now() > until) throw new Error('the export job did not run');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // nothing stored: every class starts at today's (open) day
+      const today = dayStart(dayOf(await redisNowMs(w.redis.client)));
+      for (const cls of CLASSES) expect(await releasedUpTo(w.redis.client, cls)).toBe(today);
+      const free = Date.now() + 10_000;
+      while (await w.redis.client.exists(keys.exportLock())) {
+        if (Date.now() > free) throw new Error('export lease not released');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await w.stop();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

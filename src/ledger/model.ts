@@ -42,8 +42,12 @@
 //   extend:  extend_hash:<idempotency key>, extend_result:<idempotency key> (one pair per
 //            successful extension, so at most max_extensions), extend_metadata (last, JSON)
 //   expiry:  expired_at_ms
-//   retention: finished reservations get a 30-day TTL (ledger_common.lua FINALIZED_RETENTION_MS);
-//   the created-at index keeps 90 days (decision D11)
+//   retention: a finished reservation expires CYCLES_RESERVATION_RETENTION_DAYS (90) after
+//   created_at, not sooner than min(that, 1 day) after it finished (ledger_common.lua
+//   retain_finalized, TTL passed by the caller); its created-at index entry is trimmed at
+//   the same time by the retention worker (src/export/retention.ts); while the export job
+//   holds records (CYCLES_EXPORT_DIR) the job sets the TTL after exporting the day
+//   (decisions DX1, DX3; D11 is superseded)
 //   commit/release/extend/expire: src/store/lua/{commit,release,extend,expire}.lua; each
 //   removes / re-scores the expiry schedule entry in the same script.
 //   finalized_at_ms = committed_at_ms | released_at_ms
