@@ -88,10 +88,14 @@ async function* perTenantHashes(redis: Redis, from: number, index: (t: string) =
   }
 }
 
+/** GETs of keys in different slots: concurrent single commands (written back to back on
+ *  the connection; on a Cluster each goes to its own shard), not one cross-slot pipeline. */
+const getAll = (redis: Redis, ks: string[]): Promise<(string | null)[]> => Promise.all(ks.map((k) => redis.get(k)));
+
 /** Cross-tenant zset classes whose records are strings stored verbatim. */
 async function* verbatim(redis: Redis, from: number, index: string, record: (id: string) => string): AsyncGenerator<string> {
   for await (const entries of zsetPages(redis, index, from, from + DAY_MS)) {
-    const bodies = await pipelined<string | null>(redis, (p) => { for (const e of entries) p.get(record(e.member)); });
+    const bodies = await getAll(redis, entries.map((e) => record(e.member)));
     for (const b of bodies) if (b !== null) yield b;
   }
 }
@@ -166,9 +170,11 @@ export async function earliestMs(redis: Redis, cls: ExportClass): Promise<number
  */
 export async function releaseDay(redis: Redis, config: Config, cls: ExportClass, from: number, nowMs: number): Promise<number> {
   let n = 0;
-  const expireAt = async (entries: { key: string; at: number }[]) => {
+  // one tenant's keys share a slot (pipelined); audit / evidence keys do not (concurrent singles)
+  const expireAt = async (entries: { key: string; at: number }[], sameSlot = true) => {
     if (entries.length === 0) return;
-    await pipelined(redis, (p) => { for (const e of entries) p.pexpireat(e.key, Math.max(e.at, 1)); });
+    if (sameSlot) await pipelined(redis, (p) => { for (const e of entries) p.pexpireat(e.key, Math.max(e.at, 1)); });
+    else await Promise.all(entries.map((e) => redis.pexpireat(e.key, Math.max(e.at, 1))));
     n += entries.length;
   };
   switch (cls) {
@@ -203,7 +209,7 @@ export async function releaseDay(redis: Redis, config: Config, cls: ExportClass,
       const auth = config.auditRetentionDays * DAY_MS;
       const unauth = config.auditUnauthRetentionDays * DAY_MS;
       for await (const entries of zsetPages(redis, keys.auditAll(), from, from + DAY_MS)) {
-        const bodies = await pipelined<string | null>(redis, (p) => { for (const e of entries) p.get(keys.auditEntry(e.member)); });
+        const bodies = await getAll(redis, entries.map((e) => keys.auditEntry(e.member)));
         const out: { key: string; at: number }[] = [];
         entries.forEach((e, i) => {
           const b = bodies[i];
@@ -213,7 +219,7 @@ export async function releaseDay(redis: Redis, config: Config, cls: ExportClass,
           const R = tenant === UNAUTH_TENANT ? unauth : auth;
           if (R > 0) out.push({ key: keys.auditEntry(e.member), at: e.score + R });
         });
-        await expireAt(out);
+        await expireAt(out, false);
       }
       break;
     }
@@ -221,7 +227,7 @@ export async function releaseDay(redis: Redis, config: Config, cls: ExportClass,
       const R = config.evidenceRetentionDays * DAY_MS;
       if (R === 0) break;
       for await (const entries of zsetPages(redis, keys.evidenceIndex(), from, from + DAY_MS)) {
-        await expireAt(entries.map((e) => ({ key: keys.evidenceEnvelope(e.member), at: e.score + R })));
+        await expireAt(entries.map((e) => ({ key: keys.evidenceEnvelope(e.member), at: e.score + R })), false);
       }
       break;
     }
