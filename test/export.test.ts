@@ -194,6 +194,9 @@ describe('cycles export', () => {
     const head = fs.readFileSync(path.join(second, `reservations/${day}.jsonl.gz`)).subarray(0, 10);
     expect([...head.subarray(0, 4)]).toEqual([0x1f, 0x8b, 8, 0]);
     expect(head.readUInt32LE(4)).toBe(0);
+    // tenant data: owner-only files
+    expect(fs.statSync(path.join(second, `reservations/${day}.jsonl.gz`)).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.join(second, 'manifest.json')).mode & 0o777).toBe(0o600);
     const before = fs.readFileSync(path.join(first, 'manifest.json'), 'utf8');
     const again = await runExport({ redis: redis(), config: srv.server.config, dir: first, from: day, to: day, nowMs: later });
     expect(again.written).toEqual([]);

@@ -10,7 +10,7 @@ import type { Config } from '../config';
 import { CLASSES, DayOpen, dayLines, earliestMs, releaseDay, type ExportClass } from './classes';
 import { DAY_MS, dayStart, daysOf, isClosed } from './days';
 import { advanceReleased, releasedUpTo } from './hold';
-import { countRows, fileDigest, MANIFEST, readManifest, segmentPath, writeManifest, writeSegment, type Manifest } from './segment';
+import { countRows, DIR_MODE, fileDigest, MANIFEST, readManifest, segmentPath, writeManifest, writeSegment, type Manifest } from './segment';
 
 export interface ExportOptions {
   redis: Redis;
@@ -67,7 +67,7 @@ async function exportSegment(redis: Redis, dir: string, manifest: Manifest, cls:
 export async function runExport(o: ExportOptions): Promise<ExportReport> {
   dayStart(o.from);
   if (dayStart(o.to) < dayStart(o.from)) throw new Error(`--to ${o.to} is before --from ${o.from}`);
-  await fs.mkdir(o.dir, { recursive: true });
+  await fs.mkdir(o.dir, { recursive: true, mode: DIR_MODE });
   const manifest = await readManifest(o.dir);
   const report: ExportReport = { written: [], present: [], open: [], notClosed: [], released: 0 };
   const notClosed = new Set<string>();

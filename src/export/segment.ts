@@ -18,6 +18,10 @@ import zlib from 'node:zlib';
 export const MANIFEST = 'manifest.json';
 export const MANIFEST_FORMAT = 'cycles-export/1';
 export const GZIP_OPTIONS: zlib.ZlibOptions = Object.freeze({ level: 6, memLevel: 8, windowBits: 15, strategy: zlib.constants.Z_DEFAULT_STRATEGY });
+/** The archive holds every tenant's records: created readable by the owner only (a synced
+ *  bucket keeps its own access rules). */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
 /** Lines are handed to gzip in chunks of about this many characters. */
 const CHUNK_CHARS = 64 * 1024;
 
@@ -47,7 +51,7 @@ export async function writeManifest(dir: string, m: Manifest): Promise<void> {
     files[k] = { class: f.class, day: f.day, rows: f.rows, bytes: f.bytes, sha256: f.sha256 };
   }
   const tmp = path.join(dir, `.${MANIFEST}.tmp-${process.pid}`);
-  const fh = await fs.open(tmp, 'w');
+  const fh = await fs.open(tmp, 'w', FILE_MODE);
   try {
     await fh.writeFile(`${JSON.stringify({ format: MANIFEST_FORMAT, files }, null, 2)}\n`);
     await fh.sync();
@@ -76,7 +80,7 @@ export async function fileDigest(file: string): Promise<{ sha256: string; bytes:
  * removed and the error rethrown: nothing is left at `file`'s path by this call.
  */
 export async function writeSegment(file: string, lines: AsyncIterable<string>): Promise<{ rows: number; bytes: number; sha256: string }> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: DIR_MODE });
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
   const hash = createHash('sha256');
   let bytes = 0;
@@ -85,7 +89,7 @@ export async function writeSegment(file: string, lines: AsyncIterable<string>): 
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) { hash.update(chunk); bytes += chunk.length; cb(null, chunk); },
   });
-  const out = createWriteStream(tmp);
+  const out = createWriteStream(tmp, { mode: FILE_MODE });
   const done = pipeline(gz, tap, out);
   done.catch(() => undefined); // observed below; never an unhandled rejection meanwhile
   let ok = false;
