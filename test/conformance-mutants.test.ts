@@ -40,10 +40,14 @@ describe('mutant catalogue', () => {
     expect(REQUIRED_AREAS.filter((a) => !areas.has(a))).toEqual([]);
     for (const m of MUTANTS) {
       expect(m.description.length, m.id).toBeGreaterThan(10);
-      expect(['base', 'v0.1.26'], m.id).toContain(m.profile ?? 'base');
+      expect(['base', 'v0.1.26', 'evidence'], m.id).toContain(m.profile ?? 'base');
+      expect(['MUST', 'SHOULD', 'MAY'], m.id).toContain(m.level ?? 'MUST');
     }
-    // governance defects only show with the extensions on
+    // v0.1.26 is "SHOULD today" (CONFORMANCE.md §Upcoming): no governance defect breaks a MUST
+    expect(MUTANTS.filter((m) => m.area === 'governance').every((m) => m.level === 'SHOULD')).toBe(true);
+    // governance defects only show with the extensions on, evidence defects with evidence on
     expect(MUTANTS.filter((m) => m.area === 'governance').every((m) => m.profile === 'v0.1.26')).toBe(true);
+    expect(MUTANTS.filter((m) => m.area === 'evidence').every((m) => m.profile === 'evidence')).toBe(true);
   });
 
   it('has a small CI subset (--fast) spanning several areas', () => {

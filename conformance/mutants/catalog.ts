@@ -5,15 +5,16 @@
 // turning a mutant into the unmutated server.
 //
 // `profile` says which server configuration and kit options exercise the defect: 'base'
-// (features off, the default) or 'v0.1.26' (CYCLES_FEATURES=v0.1.26 and the kit's
-// --features v0.1.26). `fast` marks the CI subset: mutants today's kit kills, chosen to cover
+// (features off, the default), 'v0.1.26' (CYCLES_FEATURES=v0.1.26 and the kit's
+// --features v0.1.26) or 'evidence' (EVIDENCE_SERVER_ID with an ephemeral signing key, and
+// the kit's --evidence). `fast` marks the CI subset: mutants today's kit kills, chosen to cover
 // different areas while keeping the CI step short.
 
 export type MutantArea =
   | 'ledger' | 'scope' | 'idempotency' | 'lifecycle' | 'filters' | 'auth'
-  | 'errors' | 'events' | 'overage' | 'tenant' | 'governance';
+  | 'errors' | 'events' | 'overage' | 'tenant' | 'governance' | 'evidence';
 
-export type MutantProfile = 'base' | 'v0.1.26';
+export type MutantProfile = 'base' | 'v0.1.26' | 'evidence';
 
 export interface Mutant {
   /** stable kebab-case id (used by --only and in reports) */
@@ -28,6 +29,13 @@ export interface Mutant {
   replace: string;
   /** default 'base' */
   profile?: MutantProfile;
+  /**
+   * The strongest spec level the defect violates (default MUST): a defect that breaks only a
+   * SHOULD (events, the v0.1.26 extensions, the listReservations status filter) or a MAY
+   * (scope_filter, the extension limit) can never be killed by a MUST-level case, so the
+   * report also counts kills by a case of at least this level (docs/decisions.md DQ11, DQ13).
+   */
+  level?: 'MUST' | 'SHOULD' | 'MAY';
   /** part of the CI subset (`--fast`) */
   fast?: boolean;
 }
@@ -100,12 +108,17 @@ export const MUTANTS: Mutant[] = [
     fast: true,
   },
   {
+    // Re-targeted (2026-12-06): the first version disabled only the DEBT_OUTSTANDING branch,
+    // which no client can reach (debt > 0 with overdraft_limit 0 is always flagged over-limit,
+    // so OVERDRAFT_LIMIT_EXCEEDED answers first). The same defect where it is observable:
+    // reserve judges debt only against a positive overdraft_limit, so debt on a scope whose
+    // limit is 0 (lowered below the debt) blocks nothing.
     id: 'debt-outstanding-ignored',
     area: 'ledger',
-    description: 'reserve ignores outstanding debt on a budget without overdraft (no DEBT_OUTSTANDING)',
+    description: 'reserve checks debt only against a positive overdraft_limit: debt on a zero-limit scope (flagged over-limit) no longer blocks reservations',
     file: RESERVE,
-    find: '  elseif debt_pos and not limit_pos then',
-    replace: '  elseif false then',
+    find: "  elseif h.is_over_limit == '1' or over_limit then\n    -- takes precedence over DEBT_OUTSTANDING (ERROR SEMANTICS, last bullet)\n    reason = 'OVERDRAFT_LIMIT_EXCEEDED'\n  elseif debt_pos and not limit_pos then",
+    replace: "  elseif over_limit then\n    reason = 'OVERDRAFT_LIMIT_EXCEEDED'\n  elseif false then",
   },
 
   // ---------------------------------------------------------------- scope hierarchy
@@ -124,6 +137,7 @@ export const MUTANTS: Mutant[] = [
     file: RES_READ,
     find: "  requireScopeAllowed(caller.scopeFilter ?? [], h.scope_path ?? '');\n",
     replace: '',
+    level: 'MAY',
   },
 
   // ---------------------------------------------------------------- idempotency
@@ -177,6 +191,7 @@ export const MUTANTS: Mutant[] = [
     file: EXTEND,
     find: 'if count >= max_ext then',
     replace: 'if false then',
+    level: 'MAY',
   },
   {
     id: 'extend-relative-to-now',
@@ -212,6 +227,7 @@ export const MUTANTS: Mutant[] = [
     file: RES_READ,
     find: '  if (q.status && h.status !== q.status) return false;\n',
     replace: '',
+    level: 'SHOULD',
   },
   {
     id: 'list-scope-filter-ignored',
@@ -220,6 +236,7 @@ export const MUTANTS: Mutant[] = [
     file: RES_READ,
     find: "  if (q.scopeFilter && !scopeFilterAllows(q.scopeFilter, h.scope_path ?? '')) return false;\n",
     replace: '',
+    level: 'MAY',
   },
   {
     id: 'list-default-order-reversed',
@@ -300,6 +317,7 @@ export const MUTANTS: Mutant[] = [
     file: RESERVE,
     find: '    if event then emit_denied(reason, scope, remaining, dd) end',
     replace: '    -- (no event)',
+    level: 'SHOULD',
   },
   {
     id: 'commit-overage-event-missing',
@@ -308,16 +326,20 @@ export const MUTANTS: Mutant[] = [
     file: COMMIT,
     find: "if over then\n  outbox(outbox_key, 'reservation.commit_overage'",
     replace: "if false then\n  outbox(outbox_key, 'reservation.commit_overage'",
+    level: 'SHOULD',
   },
 
   // ---------------------------------------------------------------- overage policies
   {
+    // Re-targeted (2026-12-06): the first version changed the literal at the end of the
+    // overage chain in reserve.lua, which no client reaches (every tenant record stores a
+    // default). The default a client sees is the one createTenant stores.
     id: 'overage-default-reject',
     area: 'overage',
-    description: 'the final default commit overage policy is REJECT instead of ALLOW_IF_AVAILABLE',
-    file: RESERVE,
-    find: "overage = (td and td ~= '') and td or 'ALLOW_IF_AVAILABLE'",
-    replace: "overage = (td and td ~= '') and td or 'REJECT'",
+    description: 'a tenant created without default_commit_overage_policy gets REJECT instead of ALLOW_IF_AVAILABLE',
+    file: 'src/admin/tenants.ts',
+    find: "  default_commit_overage_policy: 'ALLOW_IF_AVAILABLE',",
+    replace: "  default_commit_overage_policy: 'REJECT',",
   },
   {
     id: 'overdraft-zero-limit-not-capped',
@@ -362,6 +384,114 @@ export const MUTANTS: Mutant[] = [
     replace: 'if false then',
   },
 
+  // ---------------------------------------------------------------- added 2026-12-06
+  // ledger / filters / scope / idempotency / auth / errors / events / tenant: each killed by
+  // an existing MUST-level case (docs/conformance-mutants.md, "Third run").
+  {
+    id: 'extend-accepts-in-grace',
+    area: 'lifecycle',
+    description: 'extend is accepted inside the grace period (cut-off expires_at_ms + grace_period_ms instead of expires_at_ms)',
+    file: EXTEND,
+    find: 'if now > expires_at then',
+    replace: "if now > expires_at + tonumber(r.grace_ms or '0') then",
+  },
+  {
+    id: 'list-expires-window-ignored',
+    area: 'filters',
+    description: 'listReservations ignores expires_from / expires_to',
+    file: RES_READ,
+    find: '  if (!inWindow(int(h.expires_at_ms), q.expires)) return false;\n',
+    replace: '',
+  },
+  {
+    id: 'list-finalized-window-includes-active',
+    area: 'filters',
+    description: 'the finalized_from / finalized_to window falls back to created_at_ms on rows without finalized_at_ms (ACTIVE rows match)',
+    file: RES_READ,
+    find: '  if (finBound && !inWindow(finalizedAt(h), q.finalized)) return false;',
+    replace: '  if (finBound && !inWindow(finalizedAt(h) ?? int(h.created_at_ms), q.finalized)) return false;',
+  },
+  {
+    id: 'affected-scopes-leaf-first',
+    area: 'scope',
+    description: 'derived scopes are built leaf first (affected_scopes and enforcement order reversed)',
+    file: 'src/ledger/scope.ts',
+    find: '    scopes.push(path);',
+    replace: '    scopes.unshift(path);',
+  },
+  {
+    id: 'idempotency-header-mismatch-accepted',
+    area: 'idempotency',
+    description: 'an X-Idempotency-Key header that differs from the body idempotency_key is accepted (body wins)',
+    file: 'src/ledger/idempotency.ts',
+    find: '  if (header !== undefined && body !== undefined && header !== body) {',
+    replace: '  if (false) {',
+  },
+  {
+    id: 'subject-tenant-unchecked',
+    area: 'auth',
+    description: "subject.tenant is not validated against the key's tenant (the reserve silently lands in the key's tenant)",
+    file: 'src/ledger/scope.ts',
+    find: '  if (s.tenant !== undefined && (s.tenant as string).toLowerCase() !== keyTenant) {',
+    replace: '  if (false) {',
+  },
+  {
+    id: 'tenant-param-unchecked',
+    area: 'auth',
+    description: "getBalances / listReservations accept a tenant parameter naming another tenant (answer with the caller's rows instead of 403)",
+    file: 'src/ledger/balances.ts',
+    find: "  if (typeof param === 'string' && param !== '' && param.toLowerCase() !== effective.toLowerCase()) {",
+    replace: '  if (false) {',
+  },
+  {
+    id: 'settle-in-foreign-tenant',
+    area: 'auth',
+    description: "commit / release / extend with a tenant key act in the tenant the reservation id names, not the caller's (cross-tenant settlement)",
+    file: 'src/ledger/reservationOps.ts',
+    find: '    if (owner !== undefined && owner !== principal.tenantId) throw await foreignOrMissing(redis, owner, reservationId);',
+    replace: "    if (owner !== undefined && owner !== principal.tenantId) return { tenant: owner, actor: { type: 'api_key', key_id: principal.keyId }, onBehalf: false };",
+  },
+  {
+    id: 'revoked-key-authenticates',
+    area: 'auth',
+    description: 'a REVOKED API key still authenticates',
+    file: 'src/auth/apiKeys.ts',
+    find: "  if (r.status === 'REVOKED') return 'KEY_REVOKED';",
+    replace: '',
+  },
+  {
+    id: 'expired-409',
+    area: 'errors',
+    description: 'RESERVATION_EXPIRED answered with 409 instead of 410',
+    file: 'src/errors.ts',
+    find: '  RESERVATION_EXPIRED: 410,',
+    replace: '  RESERVATION_EXPIRED: 409,',
+  },
+  {
+    id: 'error-body-trace-id-missing',
+    area: 'errors',
+    description: 'ErrorResponse bodies carry no trace_id',
+    file: 'src/http/errorBody.ts',
+    find: '    trace_id: traceId,\n',
+    replace: '',
+  },
+  {
+    id: 'event-trace-id-dropped',
+    area: 'events',
+    description: 'events written by the ledger scripts lose the trace_id of the request that caused them',
+    file: 'src/store/lua/ledger_common.lua',
+    find: "'trace_id', ctx.trace_id or '',",
+    replace: "'trace_id', '',",
+  },
+  {
+    id: 'close-cascade-keeps-keys',
+    area: 'tenant',
+    description: "closing a tenant does not revoke its API keys",
+    file: 'src/admin/cascade.ts',
+    find: '      if (await cascadeRevokeKey(redis, tenant, keyId, ev)) { report.keys_revoked += 1; step(); }',
+    replace: '      if (false) { report.keys_revoked += 1; step(); }',
+  },
+
   // ---------------------------------------------------------------- governance (v0.1.26)
   {
     id: 'gov-deny-list-ignored',
@@ -371,6 +501,7 @@ export const MUTANTS: Mutant[] = [
     find: '  if gov.access then',
     replace: "  if gov.access == 'ACTION_KIND_NOT_ALLOWED' then",
     profile: 'v0.1.26',
+    level: 'SHOULD',
   },
   {
     id: 'gov-quota-off-by-one',
@@ -380,6 +511,7 @@ export const MUTANTS: Mutant[] = [
     find: '      if used >= rule.limit and',
     replace: '      if used > rule.limit and',
     profile: 'v0.1.26',
+    level: 'SHOULD',
   },
   {
     id: 'gov-quota-not-counted',
@@ -389,6 +521,7 @@ export const MUTANTS: Mutant[] = [
     find: '    local used = inst.used + 1',
     replace: '    local used = inst.used',
     profile: 'v0.1.26',
+    level: 'SHOULD',
   },
   {
     id: 'gov-observe-mode-ignored',
@@ -398,12 +531,62 @@ export const MUTANTS: Mutant[] = [
     find: "  observe = (eff == 'OBSERVE')",
     replace: '  observe = false',
     profile: 'v0.1.26',
+    level: 'SHOULD',
+  },
+  {
+    id: 'gov-allow-list-ignored',
+    area: 'governance',
+    description: "the selected policy's allowed_action_kinds is ignored (any kind not denied passes)",
+    file: 'src/governance/rules.ts',
+    find: "  else if (allowed.length > 0 && !allowed.includes(req.kind)) out.access = 'ACTION_KIND_NOT_ALLOWED';",
+    replace: '',
+    profile: 'v0.1.26',
+    level: 'SHOULD',
+  },
+
+  // ---------------------------------------------------------------- evidence (--evidence)
+  {
+    id: 'evidence-signature-wrong-bytes',
+    area: 'evidence',
+    description: 'the envelope signature covers the id-input bytes (empty evidence_id) instead of the bytes carrying the real evidence_id',
+    file: 'src/evidence/signer.ts',
+    find: '    const signature = hex(this.sign(new TextEncoder().encode(t1)));',
+    replace: '    const signature = hex(this.sign(new TextEncoder().encode(t0)));',
+    profile: 'evidence',
+  },
+  {
+    id: 'evidence-transport-member-attested',
+    area: 'evidence',
+    description: 'remaining_ttl_ms (a volatile, transport-only member) is attested in the reserve response mirror',
+    file: 'src/evidence/mirrors.ts',
+    find: "  reason_code: 'leaf', retry_after_ms: 'leaf', expires_at_ms: 'leaf', scope_path: 'leaf', balances: Balances,\n}, ['cycles_evidence', 'remaining_ttl_ms', 'deny_detail']);",
+    replace: "  reason_code: 'leaf', retry_after_ms: 'leaf', expires_at_ms: 'leaf', scope_path: 'leaf', balances: Balances, remaining_ttl_ms: 'leaf',\n}, ['cycles_evidence', 'deny_detail']);",
+    profile: 'evidence',
+  },
+  {
+    id: 'evidence-replay-mints-second',
+    area: 'evidence',
+    description: 'a same-key reserve replay mints a second envelope (new issued_at_ms, new evidence_id) instead of returning the original reference',
+    file: RESERVE,
+    find: '  local stored = string.sub(rec, nl + 1)\n  local active = true',
+    replace: "  local stored = string.sub(rec, nl + 1)\n  if p.ev then\n    local n\n    stored, n = string.gsub(stored, '\"ev_ms\":\"%d+\"', '\"ev_ms\":\"' .. now_s .. '\"', 1)\n    if n > 0 then evidence_source(p.ev, mode == 'decide' and 'decide' or 'reserve', p.tenant, now_s, p.trace_id, stored) end\n  end\n  local active = true",
+    profile: 'evidence',
+  },
+  {
+    id: 'evidence-jwk-padded-base64',
+    area: 'evidence',
+    description: 'the JWK Set publishes x as padded standard base64 instead of unpadded base64url',
+    file: 'src/evidence/jwks.ts',
+    find: "const b64url = (hex: string): string => Buffer.from(hex, 'hex').toString('base64url');",
+    replace: "const b64url = (hex: string): string => Buffer.from(hex, 'hex').toString('base64');",
+    profile: 'evidence',
   },
 ];
 
 /** Every area the catalogue must keep covering (checked by the integrity test). */
 export const REQUIRED_AREAS: MutantArea[] = [
   'ledger', 'scope', 'idempotency', 'lifecycle', 'filters', 'auth', 'errors', 'events', 'overage', 'tenant', 'governance',
+  'evidence',
 ];
 
 /** Index of the single occurrence of `find` in `text`, or an error message. */

@@ -1,4 +1,4 @@
-// Mutation harness: npm run conformance:mutants [-- --fast] [--only id...] [--json FILE] [--report-only]
+// Mutation harness: npm run conformance:mutants [-- --fast] [--only id...] [--json FILE] [--jsonl FILE] [--report-only]
 //
 // Applies each mutant of catalog.ts, one at a time, to a private copy of the server's sources
 // (src, handlers, bin, package.json, tsconfig.json; node_modules symlinked), starts that copy
@@ -6,12 +6,14 @@
 // UNMUTATED conformance kit of this checkout against it: the kit is the judge, so it must
 // never see the mutation. A case that fails kills the mutant. The unmutated copy runs first,
 // once per profile needed; it must pass every case, else the harness aborts (exit 2).
+// Profiles: base; v0.1.26 (CYCLES_FEATURES=v0.1.26 + the kit's --features v0.1.26); evidence
+// (EVIDENCE_SERVER_ID + an ephemeral signing key + the kit's --evidence).
 //
 // Mutants run strictly one after another (the CI box is small and shared). Exit 1 when a
 // selected mutant survives (no failing case), unless --report-only; exit 2 on harness errors
 // (a `find` that no longer matches exactly once, a failing baseline).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -30,6 +32,8 @@ const ADMIN_KEY = 'mutants-admin-key-0123456789abcdef';
 class Abort extends Error {}
 
 type Level = 'MUST' | 'SHOULD' | 'MAY';
+/** strength of a level: a case kills a defect "at its level" when its rank is <= the defect's */
+const RANK: Record<Level, number> = { MUST: 0, SHOULD: 1, MAY: 2 };
 interface Killer { id: string; level: Level }
 type Outcome = 'killed' | 'survived';
 
@@ -40,8 +44,12 @@ export interface MutantResult {
   fast: boolean;
   description: string;
   outcome: Outcome;
+  /** the strongest spec level the defect violates (Mutant.level, default MUST) */
+  level: Level;
   /** true when at least one killing case is MUST-level */
   killedByMust: boolean;
+  /** true when a killing case is at least as strong as the defect's own level */
+  killedAtLevel: boolean;
   /** failing cases (empty for a survivor); a non-case kill has id "(startup)" or "(timeout)" */
   killers: Killer[];
   durationMs: number;
@@ -54,10 +62,11 @@ program
   .option('--fast', 'only the CI subset (mutants marked fast)')
   .option('--only <id...>', 'only these mutant ids')
   .option('--json <file>', 'also write the results as JSON')
+  .option('--jsonl <file>', 'append each mutant\'s result as one JSON line as soon as it is known (a long run leaves partial results)')
   .option('--report-only', 'exit 0 even when mutants survive')
   .option('--concurrency <n>', 'parallel cases per kit run', '4')
   .parse();
-const o = program.opts<{ fast?: boolean; only?: string[]; json?: string; reportOnly?: boolean; concurrency: string }>();
+const o = program.opts<{ fast?: boolean; only?: string[]; json?: string; jsonl?: string; reportOnly?: boolean; concurrency: string }>();
 
 // ----------------------------------------------------------------------------- selection
 let selected = MUTANTS.filter((m) => !o.fast || m.fast);
@@ -115,6 +124,8 @@ async function runOnce(profile: MutantProfile): Promise<RunOutcome> {
   while (adminPort === runtimePort) adminPort = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of ['CYCLES_FEATURES', 'REDIS_URL', 'VITEST', 'VITEST_WORKER_ID', 'VITEST_POOL_ID', 'NODE_ENV']) delete env[k];
+  // evidence only where the profile asks for it, never inherited from the caller's shell
+  for (const k of Object.keys(env)) if (k.startsWith('EVIDENCE_')) delete env[k];
   Object.assign(env, {
     REDIS_URL: redis.url,
     ADMIN_API_KEY: ADMIN_KEY,
@@ -124,6 +135,9 @@ async function runOnce(profile: MutantProfile): Promise<RunOutcome> {
     CYCLES_SPECS_DIR: specsDir,
     CYCLES_LOG_LEVEL: 'warn',
     ...(profile === 'v0.1.26' ? { CYCLES_FEATURES: 'v0.1.26' } : {}),
+    // the evidence profile: a signing identity with a per-process key (development mode; the
+    // kit verifies envelopes against the JWK Set the server publishes, so any key will do)
+    ...(profile === 'evidence' ? { EVIDENCE_SERVER_ID: `http://127.0.0.1:${runtimePort}/v1`, EVIDENCE_ALLOW_EPHEMERAL_SIGNING_KEY: 'true' } : {}),
   });
   let log = '';
   const c = spawn(process.execPath, [join(copy, 'bin', 'cycles.mjs'), 'serve'], { cwd: copy, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -141,6 +155,7 @@ async function runOnce(profile: MutantProfile): Promise<RunOutcome> {
       runConformance({
         runtimeUrl, adminUrl, adminKey: ADMIN_KEY,
         features: profile === 'v0.1.26' ? ['v0.1.26'] : [],
+        evidence: profile === 'evidence',
         concurrency: Number(o.concurrency) || 4,
       }),
       timeout,
@@ -209,6 +224,7 @@ try {
     const killers: Killer[] = run.error ? [{ id: run.error, level: 'MUST' }] : run.failed.map((id) => ({ id, level: levelOf(id) }));
     const r = resultOf(m, killers, Date.now() - m0);
     results.push(r);
+    if (o.jsonl) appendFileSync(o.jsonl, JSON.stringify(r) + '\n');
     console.log(`[${i + 1}/${selected.length}] ${r.outcome === 'killed' ? 'KILLED  ' : 'SURVIVED'} ${m.id} (${secs(r.durationMs)})${killers.length ? ` by ${short(killers)}` : ''}`);
   }
 } catch (e) {
@@ -234,7 +250,9 @@ function resultOf(m: Mutant, killers: Killer[], durationMs: number): MutantResul
   return {
     id: m.id, area: m.area, profile: m.profile ?? 'base', fast: Boolean(m.fast), description: m.description,
     outcome: killers.length > 0 ? 'killed' : 'survived',
+    level: m.level ?? 'MUST',
     killedByMust: killers.some((k) => k.level === 'MUST'),
+    killedAtLevel: killers.some((k) => RANK[k.level] <= RANK[m.level ?? 'MUST']),
     killers, durationMs,
   };
 }
@@ -242,16 +260,23 @@ function resultOf(m: Mutant, killers: Killer[], durationMs: number): MutantResul
 function summarize(rs: MutantResult[]) {
   const killed = rs.filter((r) => r.outcome === 'killed').length;
   const must = rs.filter((r) => r.killedByMust).length;
+  const mustLevel = rs.filter((r) => r.level === 'MUST');
+  const atLevel = rs.filter((r) => r.killedAtLevel).length;
   return {
     total: rs.length, killed, survived: rs.length - killed, killedByMust: must,
     killRatio: rs.length ? killed / rs.length : 0, mustKillRatio: rs.length ? must / rs.length : 0,
+    /** defects that break a MUST, and how many of those a MUST-level case kills */
+    mustLevelMutants: mustLevel.length,
+    mustLevelKilledByMust: mustLevel.filter((r) => r.killedByMust).length,
+    /** kills by a case at least as strong as the defect's own level */
+    killedAtLevel: atLevel,
     survivors: rs.filter((r) => r.outcome === 'survived').map((r) => r.id),
   };
 }
 
 function printReport(rs: MutantResult[], ms: number): void {
-  const rows = rs.map((r) => [r.id, r.area, r.profile, r.outcome === 'killed' ? (r.killedByMust ? 'killed' : 'killed (non-MUST only)') : 'SURVIVED', short(r.killers)]);
-  const head = ['mutant', 'area', 'profile', 'result', 'killed by'];
+  const rows = rs.map((r) => [r.id, r.area, r.profile, r.level, r.outcome === 'killed' ? (r.killedByMust ? 'killed' : 'killed (non-MUST only)') : 'SURVIVED', short(r.killers)]);
+  const head = ['mutant', 'area', 'profile', 'level', 'result', 'killed by'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd();
   console.log('');
@@ -261,6 +286,7 @@ function printReport(rs: MutantResult[], ms: number): void {
   const s = summarize(rs);
   console.log('');
   console.log(`${s.killed}/${s.total} killed (${pct(s.killRatio)}), ${s.killedByMust} by a MUST-level case (${pct(s.mustKillRatio)}), ${s.survived} survived; wall time ${secs(ms)}`);
+  console.log(`defects that break a MUST: ${s.mustLevelKilledByMust}/${s.mustLevelMutants} killed by a MUST-level case; killed by a case at the defect's own level or stronger: ${s.killedAtLevel}/${s.total}`);
   if (s.survivors.length) console.log(`survivors: ${s.survivors.join(', ')}`);
 }
 
