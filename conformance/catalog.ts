@@ -75,6 +75,7 @@ export const CATALOG: Requirement[] = [
 
   // ── §MAY with a conditional MUST ──
   r('EVIDENCE.CONFORMS', 'MUST', `${CONF} §MAY (CyclesEvidence)`, 'An evidence envelope the server does emit conforms to cycles-evidence-v0.2.yaml.'),
+  r('EVIDENCE.CACHING', 'SHOULD', `${RT} getEvidence / getEvidenceJwks AUTH`, 'Envelopes are served Cache-Control public, immutable; the JWK Set with a short public max-age, never immutable.'),
 
   // ── runtime info.description: SCOPE DERIVATION ──
   r('RT.SCOPE.CANONICAL_ORDER', 'MUST', `${RT} info SCOPE DERIVATION`, 'affected_scopes lists the derived scopes root first in tenant→workspace→app→workflow→agent→toolset order.'),
