@@ -89,6 +89,7 @@ export const MUTANTS: Mutant[] = [
     file: FUND,
     find: '  if i64_cmp(rem, a) < 0 then',
     replace: '  if i64_cmp(alloc, a) < 0 then',
+    level: 'MAY',
   },
   {
     id: 'fund-repay-excess-dropped',
@@ -106,6 +107,7 @@ export const MUTANTS: Mutant[] = [
     find: "  if st == 'FROZEN' then\n    reason = 'BUDGET_FROZEN'\n  elseif",
     replace: "  if false then\n    reason = 'BUDGET_FROZEN'\n  elseif",
     fast: true,
+    level: 'MAY',
   },
   {
     // Re-targeted (2026-12-06): the first version disabled only the DEBT_OUTSTANDING branch,
@@ -181,6 +183,7 @@ export const MUTANTS: Mutant[] = [
     file: FUND,
     find: '    if rec.h ~= phash then',
     replace: '    if false then',
+    level: 'MAY',
   },
 
   // ---------------------------------------------------------------- lifecycle
@@ -309,6 +312,7 @@ export const MUTANTS: Mutant[] = [
     file: FUND,
     find: 'outbox(KEYS[3], event, cjson.encode(data), now, ctx)',
     replace: '-- (no event)',
+    level: 'SHOULD',
   },
   {
     id: 'reservation-denied-event-missing',
@@ -382,6 +386,7 @@ export const MUTANTS: Mutant[] = [
     file: RESERVE,
     find: "if tstatus == 'SUSPENDED' then",
     replace: 'if false then',
+    level: 'MAY',
   },
 
   // ---------------------------------------------------------------- added 2026-12-06
