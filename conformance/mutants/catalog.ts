@@ -555,8 +555,8 @@ export const MUTANTS: Mutant[] = [
     area: 'evidence',
     description: 'the envelope signature covers the id-input bytes (empty evidence_id) instead of the bytes carrying the real evidence_id',
     file: 'src/evidence/signer.ts',
-    find: '    const signature = hex(this.sign(new TextEncoder().encode(t1)));',
-    replace: '    const signature = hex(this.sign(new TextEncoder().encode(t0)));',
+    find: "    const signature = hex(this.sign(Buffer.from(t1, 'utf8')));",
+    replace: "    const signature = hex(this.sign(Buffer.from(t0, 'utf8')));",
     profile: 'evidence',
   },
   {
