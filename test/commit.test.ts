@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, type TestServer } from './helpers/server';
 import { getBudget, putBudget, putTenant, type BudgetSeed } from './helpers/fixtures';
-import { commitPath, expectLedgerHolds, outboxEvents, redisNowMs, releasePath, reserve, setExpiry, uid } from './helpers/reservations';
+import { commitPath, expectLedgerHolds, outboxEvents, redisNowMs, releasePath, reserve, setExpiry, uid, readReservation } from './helpers/reservations';
 import { keys } from '../src/store/keys';
 
 const U = 'USD_MICROCENTS';
@@ -44,7 +44,7 @@ describe('commit: happy paths', () => {
     expect([ws.spent, ws.reserved, ws.remaining]).toEqual(['150', '0', '850']);
     expect(r.body.balances.map((b: any) => [b.scope, b.remaining.amount])).toEqual([[c.rootScope, 9850], [c.wsScope, 850]]);
     await expectLedgerHolds(redis(), c.t);
-    const h = await redis().hgetall(keys.reservation(c.t, id));
+    const h = await readReservation(redis(), c.t, id);
     expect(h.status).toBe('COMMITTED');
     expect(h.charged).toBe('150');
     expect(JSON.parse(h.committed_metrics)).toEqual({ tokens_input: 10, latency_ms: 5 });
@@ -110,7 +110,7 @@ describe('commit: errors', () => {
     const r = await commit(b.key, id, 50);
     expect(r.status).toBe(403);
     expect(r.body.error).toBe('FORBIDDEN');
-    expect((await redis().hgetall(keys.reservation(a.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), a.t, id)).status).toBe('ACTIVE');
   });
 
   it('409 RESERVATION_FINALIZED on a second commit with a different key, and on commit after release', async () => {
@@ -156,7 +156,7 @@ describe('commit: errors', () => {
     expect(r.body.error).toBe('UNIT_MISMATCH');
     expect(r.body.details).toMatchObject({ requested_unit: 'TOKENS', expected_units: [U] });
     expect(await getBudget(redis(), c.t, c.rootScope, U)).toEqual(before);
-    expect((await redis().hgetall(keys.reservation(c.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, id)).status).toBe('ACTIVE');
     expect((await commit(c.key, id, 100)).status).toBe(200);
   });
 
@@ -189,7 +189,7 @@ describe('commit: errors', () => {
     const replay = await call(srv.runtimeUrl, 'POST', commitPath(done), { key: c.key, body });
     expect(replay.status).toBe(200);
     expect(replay.text).toBe(original.text);
-    expect((await redis().hgetall(keys.reservation(c.t, open))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, open)).status).toBe('ACTIVE');
   });
 
   it('500 when the tenant record is corrupt (fail closed), nothing written', async () => {
@@ -198,7 +198,7 @@ describe('commit: errors', () => {
     await putTenant(redis(), c.t, { status: 'WEIRD' });
     const r = await commit(c.key, id, 10);
     expect(r.status).toBe(500);
-    expect((await redis().hgetall(keys.reservation(c.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, id)).status).toBe('ACTIVE');
   });
 });
 
@@ -303,7 +303,7 @@ describe('commit: overage policies (actual > estimate)', () => {
     expect(over.body.error).toBe('OVERDRAFT_LIMIT_EXCEEDED');
     expect(over.body.details).toMatchObject({ scope: c.rootScope, current_debt: '0', deficit: '51', overdraft_limit: '50' });
     expect(await getBudget(redis(), c.t, c.rootScope, U)).toEqual(before);
-    expect((await redis().hgetall(keys.reservation(c.t, a))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, a)).status).toBe('ACTIVE');
     const ok = await commit(c.key, a, 100); // deficit 50 == limit
     expect(ok.status, ok.text).toBe(200);
     let h = await getBudget(redis(), c.t, c.rootScope, U);
@@ -413,7 +413,7 @@ describe('commit: int64', () => {
     // neither scope changed (the ws scope is processed by the same script)
     expect(await getBudget(redis(), c.t, c.rootScope, U)).toEqual(root);
     expect(await getBudget(redis(), c.t, c.wsScope, U)).toEqual(ws);
-    expect((await redis().hgetall(keys.reservation(c.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, id)).status).toBe('ACTIVE');
   });
 
   it('an actual of 2^63 is rejected as invalid input (400), nothing written', async () => {
@@ -421,6 +421,6 @@ describe('commit: int64', () => {
     const id = await reserve(srv, c.key, c.t, { estimate: 10 });
     const r = await call(srv.runtimeUrl, 'POST', commitPath(id), { key: c.key, rawBody: `{"idempotency_key":"x","actual":{"unit":"${U}","amount":9223372036854775808}}` });
     expect(r.status).toBe(400);
-    expect((await redis().hgetall(keys.reservation(c.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, id)).status).toBe('ACTIVE');
   });
 });

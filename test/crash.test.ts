@@ -18,6 +18,7 @@ import { startTestRedis, type TestRedis } from './helpers/redis';
 import { startChildServer, stopAllChildServers, type ChildServer } from './helpers/childServer';
 import { keys } from '../src/store/keys';
 import { ownerOf } from '../src/ledger/reservationId';
+import { readReservation } from './helpers/reservations';
 
 const ADMIN_KEY = `crash-admin-${randomBytes(12).toString('hex')}`;
 const UNIT = 'USD_MICROCENTS';
@@ -371,7 +372,7 @@ describe('crash: the reply of the reserve script is lost (Redis connection cut a
       expect(proxy.cuts()).toBe(1);
       expect(r.status, r.text).toBe(200);
       const id = JSON.parse(r.text).reservation_id as string;
-      const stored = await redis.client.hgetall(keys.reservation(t.id, id));
+      const stored = await readReservation(redis.client, t.id, id);
       expect(stored.status).toBe('ACTIVE');
       expect(stored.idempotency_key).toBe('cut-1');
 

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, ADMIN_KEY, type TestServer } from './helpers/server';
 import { getBudget, putBudget } from './helpers/fixtures';
-import { commitPath, expectLedgerHolds, extendPath, outboxEvents, redisNowMs, releasePath, reserve, setExpiry, uid } from './helpers/reservations';
+import { commitPath, expectLedgerHolds, extendPath, outboxEvents, redisNowMs, releasePath, reserve, setExpiry, uid, readReservation } from './helpers/reservations';
 import { startServer, type RunningServer } from '../src/server';
 import { keys } from '../src/store/keys';
 import { sweepOnce } from '../src/ledger/sweeper';
@@ -125,7 +125,7 @@ describe('expiry sweeper', () => {
     const r = await call(srv.runtimeUrl, 'POST', extendPath(ext), { key: c.key, body: { idempotency_key: 'e', extend_by_ms: 20_000 } });
     expect(r.status).toBe(200);
     const far = await reserve(srv, c.key, c.t, { estimate: 10, ttl_ms: 60_000, grace_period_ms: 1_000 });
-    const h = await redis().hgetall(keys.reservation(c.t, far));
+    const h = await readReservation(redis(), c.t, far);
     await redis().zadd(keys.expirySchedule(c.t), '1', far); // stale: due long ago
     await new Promise((res) => setTimeout(res, 1_300));
     expect(await statusOf(c.t, ext)).toBe('ACTIVE');

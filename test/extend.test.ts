@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, type TestServer } from './helpers/server';
 import { putBudget, putTenant } from './helpers/fixtures';
-import { commitPath, extendPath, redisNowMs, releasePath, reserve, setExpiry, uid } from './helpers/reservations';
+import { commitPath, extendPath, redisNowMs, releasePath, reserve, setExpiry, uid, readReservation } from './helpers/reservations';
 import { keys } from '../src/store/keys';
 
 const U = 'USD_MICROCENTS';
@@ -26,7 +26,7 @@ describe('extend', () => {
   it('moves expires_at by extend_by_ms relative to the current expiry and changes nothing else', async () => {
     const c = await tenant();
     const id = await reserve(srv, c.key, c.t, { estimate: 100, ttl_ms: 60_000, grace_period_ms: 2_000 });
-    const before = await redis().hgetall(keys.reservation(c.t, id));
+    const before = await readReservation(redis(), c.t, id);
     // remaining_ttl_ms is computed on the Redis clock while the request runs, so it lies
     // between the lead measured just before and just after the request.
     const nowBefore = await redisNowMs(redis());
@@ -39,7 +39,7 @@ describe('extend', () => {
     expect(r.body.remaining_ttl_ms).toBeGreaterThanOrEqual(expected - nowAfter);
     expect(r.body.remaining_ttl_ms).toBeLessThanOrEqual(expected - nowBefore);
     expect(r.body.balances[0].reserved).toEqual({ unit: U, amount: 100 });
-    const after = await redis().hgetall(keys.reservation(c.t, id));
+    const after = await readReservation(redis(), c.t, id);
     expect(after.expires_at_ms).toBe(String(expected));
     expect(after.extension_count).toBe('1');
     for (const f of ['estimate', 'unit', 'subject', 'action', 'scope_path', 'affected_scopes', 'status']) expect(after[f]).toBe(before[f]);
@@ -63,7 +63,7 @@ describe('extend', () => {
     expect(again.body.balances).toEqual(first.body.balances);
     expect(again.body.remaining_ttl_ms).toBeLessThanOrEqual(first.body.remaining_ttl_ms - 50);
     // replay did not extend again
-    expect((await redis().hgetall(keys.reservation(c.t, id))).extension_count).toBe('1');
+    expect((await readReservation(redis(), c.t, id)).extension_count).toBe('1');
     expect((await call(srv.runtimeUrl, 'POST', commitPath(id), { key: c.key, body: { idempotency_key: 'c', actual: { unit: U, amount: 1 } } })).status).toBe(200);
     const afterCommit = await extend(c.key, id, 10_000, k);
     expect(afterCommit.status).toBe(200);
@@ -79,10 +79,10 @@ describe('extend', () => {
     const id = await reserve(srv, a.key, a.t, { estimate: 10 });
     const nf = await extend(a.key, 'res_nope', 1_000);
     expect([nf.status, nf.body.error]).toEqual([404, 'NOT_FOUND']);
-    const before = (await redis().hgetall(keys.reservation(a.t, id))).expires_at_ms;
+    const before = (await readReservation(redis(), a.t, id)).expires_at_ms;
     const fb = await extend(b.key, id, 1_000);
     expect([fb.status, fb.body.error]).toEqual([403, 'FORBIDDEN']);
-    expect((await redis().hgetall(keys.reservation(a.t, id))).expires_at_ms).toBe(before);
+    expect((await readReservation(redis(), a.t, id)).expires_at_ms).toBe(before);
   });
 
   it('409 RESERVATION_FINALIZED after release', async () => {
@@ -108,10 +108,10 @@ describe('extend', () => {
     const id = await reserve(srv, c.key, c.t, { estimate: 10 });
     expect((await extend(c.key, id, 1_000)).status).toBe(200);
     expect((await extend(c.key, id, 1_000)).status).toBe(200);
-    const before = (await redis().hgetall(keys.reservation(c.t, id))).expires_at_ms;
+    const before = (await readReservation(redis(), c.t, id)).expires_at_ms;
     const r = await extend(c.key, id, 1_000);
     expect([r.status, r.body.error]).toEqual([409, 'MAX_EXTENSIONS_EXCEEDED']);
-    const h = await redis().hgetall(keys.reservation(c.t, id));
+    const h = await readReservation(redis(), c.t, id);
     expect([h.expires_at_ms, h.extension_count]).toEqual([before, '2']);
   });
 

@@ -11,7 +11,7 @@ import { startTestServer, call, ADMIN_KEY, type ApiResponse, type TestServer } f
 import { startTestRedis, type TestRedis } from './helpers/redis';
 import { startChildServer, stopAllChildServers, type ChildServer } from './helpers/childServer';
 import { putBudget, putTenant, getBudget } from './helpers/fixtures';
-import { expectLedgerHolds, redisNowMs, releasePath, uid } from './helpers/reservations';
+import { expectLedgerHolds, readReservation, redisNowMs, releasePath, uid } from './helpers/reservations';
 import { storedEvents } from './helpers/events';
 import { storeNewKey } from '../src/auth/apiKeys';
 import { DEFAULT_TENANT_PERMISSIONS } from '../src/auth/permissions';
@@ -122,7 +122,7 @@ async function perRunRace(redis: Redis, adminUrl: string, urls: string[]) {
   expect(res.schedule).toEqual(ids);
   expect(Object.keys(res.status).sort()).toEqual(ids);
   expect(Object.values(res.status).every((s) => s === 'ACTIVE')).toBe(true);
-  for (const id of ids) expect(JSON.parse((await redis.hget(keys.reservation(t.tenant, id), 'run_counters'))!)).toEqual([counterKey]);
+  for (const id of ids) expect(JSON.parse((await readReservation(redis, t.tenant, id)).run_counters)).toEqual([counterKey]);
 
   // one reservation.denied per refused request; one threshold event (4 of 5 crosses 0.80)
   const evs = await storedEvents(redis, t.tenant);

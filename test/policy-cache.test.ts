@@ -7,6 +7,7 @@ import { putBudget, putTenant } from './helpers/fixtures';
 import { keys } from '../src/store/keys';
 import { pickCandidate, policyCandidates, selectPolicy, type Policy } from '../src/policy/match';
 import { toScriptCandidate } from '../src/policy/cache';
+import { readReservation } from './helpers/reservations';
 
 describe('policyCandidates + pickCandidate ≡ selectPolicy', () => {
   it('agrees on random policy sets, scopes and times (priority, ties, windows, status, bad dates)', () => {
@@ -77,7 +78,7 @@ describe('policy cache invalidation through the runtime', () => {
     expect(await s.redis.client.get(keys.policyVersion(t))).toBe('1');
     const r1 = await reserve(key, t);
     expect([r1.body.decision, r1.body.caps]).toEqual(['ALLOW_WITH_CAPS', { max_tokens: 7 }]);
-    const h1 = await s.redis.client.hgetall(keys.reservation(t, r1.body.reservation_id));
+    const h1 = await readReservation(s.redis.client, t, r1.body.reservation_id);
     expect(h1.policy_id).toBe(created.body.policy_id);
     expect(Number(h1.expires_at_ms) - Number(h1.created_at_ms)).toBe(5000);
 
@@ -99,7 +100,7 @@ describe('policy cache invalidation through the runtime', () => {
     expect(off.status).toBe(200);
     const r4 = await reserve(key, t);
     expect([r4.body.decision, r4.body.caps]).toEqual(['ALLOW', undefined]);
-    const h4 = await s.redis.client.hgetall(keys.reservation(t, r4.body.reservation_id));
+    const h4 = await readReservation(s.redis.client, t, r4.body.reservation_id);
     expect(h4.policy_id).toBeUndefined();
   });
 

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, type TestServer } from './helpers/server';
 import { getBudget, putBudget, putTenant } from './helpers/fixtures';
-import { commitPath, expectLedgerHolds, redisNowMs, releasePath, reserve, setExpiry, uid } from './helpers/reservations';
+import { commitPath, expectLedgerHolds, redisNowMs, releasePath, reserve, setExpiry, uid, readReservation } from './helpers/reservations';
 import { keys } from '../src/store/keys';
 import { releaseForCascade } from '../src/ledger/release';
 
@@ -35,7 +35,7 @@ describe('release', () => {
     expect(r.body).toMatchObject({ status: 'RELEASED', released: { unit: U, amount: 700 } });
     expect(r.body.balances.map((b: any) => [b.scope, b.remaining.amount, b.reserved.amount, b.spent.amount]))
       .toEqual([[c.root, 9_000, 0, 1_000], [c.ws, 2_000, 0, 0]]);
-    const h = await redis().hgetall(keys.reservation(c.t, id));
+    const h = await readReservation(redis(), c.t, id);
     expect([h.status, h.release_reason]).toEqual(['RELEASED', 'not needed']);
     expect(Number(h.released_at_ms)).toBeGreaterThan(0);
     expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull();
@@ -65,7 +65,7 @@ describe('release', () => {
     expect([nf.status, nf.body.error]).toEqual([404, 'NOT_FOUND']);
     const fb = await release(b.key, id);
     expect([fb.status, fb.body.error]).toEqual([403, 'FORBIDDEN']);
-    expect((await redis().hgetall(keys.reservation(a.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), a.t, id)).status).toBe('ACTIVE');
   });
 
   it('409 RESERVATION_FINALIZED after commit, and after release with a different key', async () => {
@@ -117,7 +117,7 @@ describe('release', () => {
     const weak = await srv.tenantKey(c.t, ['reservations:create']);
     const r = await release(weak, id);
     expect(r.status).toBe(403);
-    expect((await redis().hgetall(keys.reservation(c.t, id))).status).toBe('ACTIVE');
+    expect((await readReservation(redis(), c.t, id)).status).toBe('ACTIVE');
   });
 });
 
@@ -131,7 +131,7 @@ describe('release with the admin key', () => {
     expect(r.status, r.text).toBe(200);
     expect(r.body.released).toEqual({ unit: U, amount: 250 });
     expect(r.headers.get('x-cycles-tenant')).toBe(c.t);
-    const h = await redis().hgetall(keys.reservation(c.t, id));
+    const h = await readReservation(redis(), c.t, id);
     expect(h.status).toBe('RELEASED');
     expect(JSON.parse(h.released_by)).toEqual({ type: 'admin_on_behalf_of' });
     // The audit row is written after the response; poll briefly.
@@ -171,7 +171,7 @@ describe('releaseForCascade (tenant-close cascade)', () => {
     expect(await releaseForCascade(redis(), c.t, 'res_missing')).toEqual({ outcome: 'skipped', code: 'NOT_FOUND' });
     const ws = await getBudget(redis(), c.t, c.ws, U);
     expect([ws.reserved, ws.remaining]).toEqual(['0', '2000']);
-    expect((await redis().hgetall(keys.reservation(c.t, open))).status).toBe('RELEASED');
+    expect((await readReservation(redis(), c.t, open)).status).toBe('RELEASED');
     await expectLedgerHolds(redis(), c.t);
   });
 });

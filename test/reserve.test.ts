@@ -6,6 +6,7 @@ import { putBudget, putTenant, getBudget, type BudgetSeed } from './helpers/fixt
 import { keys } from '../src/store/keys';
 import { ledgerHolds } from '../src/ledger/model';
 import { ownerOf } from '../src/ledger/reservationId';
+import { readReservation } from './helpers/reservations';
 
 const U = 'USD_MICROCENTS';
 let srv: TestServer;
@@ -67,7 +68,7 @@ describe('live ALLOW', () => {
     expect([parent.remaining, parent.reserved, child.remaining, child.reserved]).toEqual(['900', '100', '350', '100']);
     expect(ledgerHolds(parent) && ledgerHolds(child)).toBe(true);
 
-    const h = await redis().hgetall(keys.reservation(tenant, id));
+    const h = await readReservation(redis(), tenant, id);
     expect(h).toMatchObject({
       reservation_id: id, tenant, status: 'ACTIVE', unit: U, estimate: '100',
       scope_path: `tenant:${tenant}/agent:bot`, grace_ms: '2000', overage_policy: 'ALLOW_IF_AVAILABLE',
@@ -106,7 +107,7 @@ describe('live ALLOW', () => {
     expect(r.body.balances.map((x: any) => x.scope)).toEqual([`tenant:${tenant}`]);
     expect((await b('tenant:$T')).reserved).toBe('100');
     expect((await b('tenant:$T/workflow:w/agent:bot')).reserved).toBe('0'); // a different path: untouched
-    const h = await redis().hgetall(keys.reservation(tenant, r.body.reservation_id));
+    const h = await readReservation(redis(), tenant, r.body.reservation_id);
     expect(JSON.parse(h.budgeted)).toEqual([`tenant:${tenant}`]);
   });
 
@@ -126,7 +127,7 @@ describe('live ALLOW', () => {
     expect(r.status).toBe(200);
     expect(r.body.scope_path).toBe(`tenant:${tenant}/agent:bot`);
     expect((await b('tenant:$T/agent:bot')).reserved).toBe('100');
-    const h = await redis().hgetall(keys.reservation(tenant, r.body.reservation_id));
+    const h = await readReservation(redis(), tenant, r.body.reservation_id);
     expect(JSON.parse(h.subject)).toEqual({ tenant: tenant.toUpperCase(), agent: 'BOT' });
   });
 
@@ -347,7 +348,7 @@ describe('policies, TTL and overage resolution', () => {
     expect(r.body.decision).toBe('ALLOW_WITH_CAPS');
     expect(r.body.caps).toEqual({ max_tokens: 4096, tool_denylist: ['rm'] });
     expect(r.body.reservation_id).toBeDefined();
-    const h = await redis().hgetall(keys.reservation(tenant, r.body.reservation_id));
+    const h = await readReservation(redis(), tenant, r.body.reservation_id);
     expect(h.policy_id).toBe('p-high');
     const dry = await reserve({ key }, body(tenant, { dry_run: true }));
     expect([dry.body.decision, dry.body.caps]).toEqual(['ALLOW_WITH_CAPS', { max_tokens: 4096, tool_denylist: ['rm'] }]);
@@ -366,7 +367,7 @@ describe('policies, TTL and overage resolution', () => {
     const ttlOf = async (over: Record<string, unknown>) => {
       const r = await reserve({ key }, body(tenant, over));
       expect(r.status).toBe(200);
-      const h = await redis().hgetall(keys.reservation(tenant, r.body.reservation_id));
+      const h = await readReservation(redis(), tenant, r.body.reservation_id);
       return { ttl: Number(h.expires_at_ms) - Number(h.created_at_ms), h, r };
     };
     const capped = await ttlOf({ ttl_ms: 86_400_000 });
@@ -486,7 +487,7 @@ describe('int64 boundaries', () => {
     const h = await b('tenant:$T');
     expect([h.reserved, h.remaining]).toEqual(['9007199254740993', (MAX - est).toString()]);
     expect(ledgerHolds(h)).toBe(true);
-    const res = await redis().hgetall(keys.reservation(tenant, r.body.reservation_id));
+    const res = await readReservation(redis(), tenant, r.body.reservation_id);
     expect(res.estimate).toBe('9007199254740993');
   });
 

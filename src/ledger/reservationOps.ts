@@ -9,6 +9,7 @@ import { keys } from '../store/keys';
 import { requireScopeAllowed } from '../auth/scopeFilter';
 import { renderBalance } from './model';
 import { ownerOf } from './reservationId';
+import { decodeReservationHash } from './reservationRecord';
 
 /** "{t:<tenant>}:budget:" — the scripts append "<scope>:<unit>" (keys.budget layout). */
 export function budgetPrefix(tenant: string): string {
@@ -36,8 +37,9 @@ export async function actingTenant(redis: Redis, principal: Principal, reservati
     if (owner !== undefined && owner !== principal.tenantId) throw await foreignOrMissing(redis, owner, reservationId);
     if (principal.scopeFilter.length > 0) {
       // Only keys restricted by scope_filter pay this extra read.
-      const scope = await redis.hget(keys.reservation(principal.tenantId, reservationId), 'scope_path');
-      if (scope !== null) requireScopeAllowed(principal.scopeFilter, scope);
+      // scope_path may be stored in pieces (reservationRecord.ts): one read of the hash
+      const h = decodeReservationHash(await redis.hgetall(keys.reservation(principal.tenantId, reservationId)));
+      if (h.scope_path !== undefined) requireScopeAllowed(principal.scopeFilter, h.scope_path);
     }
     return { tenant: principal.tenantId, actor: { type: 'api_key', key_id: principal.keyId }, onBehalf: false };
   }

@@ -11,6 +11,7 @@ import { amount } from './model';
 import { scopeMatches } from './balances';
 import { foreignOrMissing } from './reservationOps';
 import { ownerOf } from './reservationId';
+import { decodeReservationHash } from './reservationRecord';
 import {
   comparePositions, openPage, paginate,
   type CursorPosition, type SortDir, type SortKey,
@@ -54,7 +55,9 @@ export function finalizedAt(h: Hash): bigint | undefined {
  * ReservationSummary / ReservationDetail from a hash. `include` selects the heavy maps
  * (list rows); the detail view passes all of them.
  */
-export function renderReservation(h: Hash, include: ReadonlySet<string>): Record<string, unknown> {
+export function renderReservation(stored: Hash, include: ReadonlySet<string>): Record<string, unknown> {
+  // the hash as read from Redis or already decoded (decoding is idempotent)
+  const h = decodeReservationHash(stored);
   const created = int(h.created_at_ms);
   const expires = int(h.expires_at_ms);
   const estimate = int(h.estimate);
@@ -158,7 +161,7 @@ export async function getReservation(
   const tenant = caller.tenant ?? owner;
   if (tenant !== undefined) {
     const found = await redis.hgetall(keys.reservation(tenant, id));
-    if (found.reservation_id) h = found;
+    if (found.reservation_id) h = decodeReservationHash(found);
   }
   if (!h) throw new ApiError('NOT_FOUND', `Reservation not found: ${id}`);
   requireScopeAllowed(caller.scopeFilter ?? [], h.scope_path ?? '');
@@ -280,7 +283,7 @@ async function hydrate(redis: Redis, tenant: string, ids: string[]): Promise<Has
     for (const id of ids.slice(i, i + HYDRATE_BATCH)) pipe.hgetall(keys.reservation(tenant, id));
     for (const [err, h] of (await pipe.exec()) ?? []) {
       if (err) throw err;
-      out.push(h as Hash);
+      out.push(decodeReservationHash(h as Hash));
     }
   }
   return out;

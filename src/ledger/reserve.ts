@@ -123,6 +123,9 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   const otherUnits = UNITS.filter((u) => u !== unit);
   const params: Record<string, unknown> = {
     mode,
+    // a finished reservation's retention (a held record lives at least this long too): the
+    // replay may reference the record only if the idempotency record cannot outlive it (DM2)
+    retain_ms: ctx.deps.config.reservationRetentionMs,
     hash,
     tenant,
     reservation_id: reservationId,
@@ -278,6 +281,9 @@ function scriptError(out: ScriptErrorReply, req: { scopePath: string; unit: stri
     }
     case 'IDEMPOTENCY_MISMATCH':
       return new ApiError('IDEMPOTENCY_MISMATCH', 'idempotency_key was already used with a different request payload');
+    case 'IDEMPOTENCY_GONE':
+      // the key's record refers to a reservation that no longer exists (docs/decisions.md DM2)
+      return new ApiError('IDEMPOTENCY_MISMATCH', 'idempotency_key was already used; the reservation it created no longer exists, so its original response cannot be replayed');
     case 'TENANT_CLOSED':
       return new ApiError('TENANT_CLOSED', 'The owning tenant is CLOSED');
     case 'TENANT_SUSPENDED':

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { call, type TestServer } from './server';
 import { keys } from '../../src/store/keys';
 import { ledgerHolds } from '../../src/ledger/model';
+import { decodeReservationHash } from '../../src/ledger/reservationRecord';
 
 let seq = 0;
 /** A fresh id per call: tenants, idempotency keys. */
@@ -70,4 +71,10 @@ export async function setExpiry(redis: Redis, tenant: string, id: string, expire
 export async function redisNowMs(redis: Redis): Promise<number> {
   const [s, us] = await redis.time();
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** A reservation record with its documented fields and whole values: the stored layout
+ *  (long values in pieces, derived fields left out; src/ledger/reservationRecord.ts) decoded. */
+export async function readReservation(redis: Redis, tenant: string, id: string): Promise<Record<string, string>> {
+  return decodeReservationHash(await redis.hgetall(keys.reservation(tenant, id)));
 }

@@ -3,6 +3,7 @@
 -- @include reservation_common.lua
 -- @include signals_common.lua
 -- @include evidence_common.lua
+-- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -30,7 +31,7 @@ local metrics_json, metadata_json = ARGV[6], ARGV[7]
 local ctx = {trace_id = ARGV[8], request_id = ARGV[9], actor_json = ARGV[10]}
 local ev = (ARGV[11] or '') ~= '' and {key = ARGV[11], request = ARGV[12]} or nil
 
-local r = hgetall(res_key)
+local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
 -- the evaluation's error outcomes get `error` evidence (evidence_common.lua, DEV8)
 local function ev_error(e_json)
@@ -42,7 +43,9 @@ if r.status == 'COMMITTED' and r.commit_key == idem_key then
   if r.commit_hash ~= payload_hash then
     return script_error('IDEMPOTENCY_MISMATCH', 'Idempotency key was already used for a different commit payload')
   end
-  return r.commit_result
+  -- the stored result (evidence on, or rows that did not pack), else rebuilt (DM3)
+  if r.commit_result then return r.commit_result end
+  return cjson.encode(commit_result_of(r, r.charged, bal_unpack(r.fbal or '', res_budgeted(r) or {}, r.unit)))
 end
 
 local gerr = guard_error(tenant_key)
@@ -134,24 +137,25 @@ local charged = over and i64_add(estimate, capped) or actual
 -- Write.
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 
-local result = {
-  status = 'COMMITTED',
-  reservation_id = r.reservation_id,
-  unit = r.unit,
-  estimate = estimate,
-  charged = charged,
-  balances = snapshots(budgets),
-}
-if i64_cmp(charged, estimate) < 0 then result.released = i64_sub(estimate, charged) end
+local balances = snapshots(budgets)
+local result = commit_result_of(r, charged, balances)
 local now_s = string.format('%d', now)
 if ev then result.ev_ms = now_s; result.ev_trace = ctx.trace_id end
 local result_json = cjson.encode(result)
 
-local fields = {'HSET', res_key, 'status', 'COMMITTED', 'charged', charged, 'committed_at_ms', string.format('%d', now),
-  'commit_key', idem_key, 'commit_hash', payload_hash, 'commit_result', result_json}
+-- The replay is rebuilt from `fbal` and the record (DM3) unless evidence is on (the
+-- envelope attests these bytes) or the rows do not pack losslessly.
+local fbal = (not ev) and bal_pack(balances, res_budgeted(r) or {}, r.unit) or nil
+local fields = {'status', 'COMMITTED', 'charged', charged, 'committed_at_ms', now_s,
+  'commit_key', idem_key, 'commit_hash', payload_hash}
+if fbal then
+  fields[#fields + 1] = 'fbal'; fields[#fields + 1] = fbal
+else
+  fields[#fields + 1] = 'commit_result'; fields[#fields + 1] = result_json
+end
 if metrics_json ~= '' then fields[#fields + 1] = 'committed_metrics'; fields[#fields + 1] = metrics_json end
 if metadata_json ~= '' then fields[#fields + 1] = 'committed_metadata'; fields[#fields + 1] = metadata_json end
-redis.call(unpack(fields))
+res_write(res_key, fields, r)
 retain_finalized(res_key, schedule_key, r.reservation_id, r.created_at_ms, ARGV[13], now)
 if ev then evidence_source(ev, 'commit', r.tenant or '', now_s, ctx.trace_id, result_json, r.reservation_id) end
 

@@ -3,6 +3,7 @@
 -- @include reservation_common.lua
 -- @include signals_common.lua
 -- @include quota_common.lua
+-- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
@@ -29,7 +30,7 @@ local function unscheduled(reply)
   return cjson.encode(reply)
 end
 
-local r = hgetall(res_key)
+local r = res_read(res_key)
 if not r or r.status ~= 'ACTIVE' then return unscheduled({outcome = 'gone'}) end
 
 local now = now_ms()

@@ -1,6 +1,7 @@
 -- extend.lua: move an ACTIVE reservation's expiry outward (runtime extendReservation).
 -- @include ledger_common.lua
 -- @include reservation_common.lua
+-- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] expiry schedule
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
@@ -21,7 +22,7 @@ local idem_key, payload_hash = ARGV[2], ARGV[3]
 local extend_by = tonumber(ARGV[4])
 local metadata_json = ARGV[5]
 
-local r = hgetall(res_key)
+local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
 
 local now = now_ms()
@@ -68,10 +69,12 @@ local result_json = cjson.encode({
   expires_at_ms = new_expires,
   balances = snapshots(budgets),
 })
-local fields = {'HSET', res_key, 'expires_at_ms', new_expires, 'extension_count', tostring(count + 1),
+local fields = {'expires_at_ms', new_expires, 'extension_count', tostring(count + 1),
   'extend_hash:' .. idem_key, payload_hash, 'extend_result:' .. idem_key, result_json}
+-- the expiry the reserve set, which its rebuilt replay reports (DM2)
+if not r.exp0 then fields[#fields + 1] = 'exp0'; fields[#fields + 1] = r.expires_at_ms end
 if metadata_json ~= '' then fields[#fields + 1] = 'extend_metadata'; fields[#fields + 1] = metadata_json end
-redis.call(unpack(fields))
+res_write(res_key, fields, r)
 redis.call('ZADD', schedule_key, string.format('%.0f', expires_at + extend_by + tonumber(r.grace_ms or '0')), r.reservation_id)
 
 return reply(result_json, true)

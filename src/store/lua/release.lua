@@ -5,6 +5,7 @@
 -- @include signals_common.lua
 -- @include quota_common.lua
 -- @include evidence_common.lua
+-- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
@@ -28,7 +29,7 @@ local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
 local cascade = ARGV[8] == 'cascade'
 local ev = (ARGV[9] or '') ~= '' and {key = ARGV[9], request = ARGV[10]} or nil
 
-local r = hgetall(res_key)
+local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
 -- the evaluation's error outcomes get `error` evidence (evidence_common.lua, DEV8)
 local function ev_error(e_json)
@@ -39,7 +40,9 @@ if r.status == 'RELEASED' and r.release_key == idem_key then
   if r.release_hash ~= payload_hash then
     return script_error('IDEMPOTENCY_MISMATCH', 'Idempotency key was already used for a different release payload')
   end
-  return r.release_result
+  -- the stored result (evidence on, or rows that did not pack), else rebuilt (DM3)
+  if r.release_result then return r.release_result end
+  return cjson.encode(release_result_of(r, bal_unpack(r.fbal or '', res_budgeted(r) or {}, r.unit)))
 end
 
 if not cascade then
@@ -65,20 +68,21 @@ quota_release_run_counters(r)
 util_signal_plans(budgets, plans, r.unit, now, KEYS[3], {trace_id = ARGV[5], request_id = ARGV[6], actor_json = ARGV[7]})
 
 local now_s = string.format('%d', now)
-local result = {
-  status = 'RELEASED',
-  reservation_id = r.reservation_id,
-  unit = r.unit,
-  released = r.estimate,
-  balances = snapshots(budgets),
-}
+local balances = snapshots(budgets)
+local result = release_result_of(r, balances)
 if ev then result.ev_ms = now_s; result.ev_trace = ARGV[5] end
 local result_json = cjson.encode(result)
-local fields = {'HSET', res_key, 'status', 'RELEASED', 'released_at_ms', tostring(now),
-  'release_key', idem_key, 'release_hash', payload_hash, 'release_result', result_json,
-  'released_by', ARGV[7]}
+-- replay rebuilt from `fbal` unless evidence is on or the rows do not pack (DM3)
+local fbal = (not ev) and bal_pack(balances, res_budgeted(r) or {}, r.unit) or nil
+local fields = {'status', 'RELEASED', 'released_at_ms', tostring(now),
+  'release_key', idem_key, 'release_hash', payload_hash, 'released_by', ARGV[7]}
+if fbal then
+  fields[#fields + 1] = 'fbal'; fields[#fields + 1] = fbal
+else
+  fields[#fields + 1] = 'release_result'; fields[#fields + 1] = result_json
+end
 if reason ~= '' then fields[#fields + 1] = 'release_reason'; fields[#fields + 1] = reason end
-redis.call(unpack(fields))
+res_write(res_key, fields, r)
 retain_finalized(res_key, schedule_key, r.reservation_id, r.created_at_ms, ARGV[11], now)
 if ev then evidence_source(ev, 'release', r.tenant or '', now_s, ARGV[5], result_json, r.reservation_id) end
 

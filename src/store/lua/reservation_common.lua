@@ -49,7 +49,7 @@ end
 -- Loads every budgeted scope of a reservation (nil when its scope list is corrupt).
 -- A budget hash that no longer exists is skipped (nothing to adjust on it).
 local function load_budgets(budget_prefix, r)
-  local scopes = decode_scopes(r.budgeted)
+  local scopes = r.budgeted_list or decode_scopes(r.budgeted)
   if not scopes then return nil end
   return load_scope_budgets(budget_prefix, scopes, r.unit)
 end

@@ -3,6 +3,7 @@
 -- @include signals_common.lua
 -- @include quota_common.lua
 -- @include evidence_common.lua
+-- @include reservation_record.lua
 --
 -- Order (runtime spec; v0.1.26 RESERVATION EVALUATION ORDER):
 --   0. idempotency replay / mismatch   (replay precedence over everything below)
@@ -50,7 +51,9 @@
 --                                                policy_version is outdated; nothing
 --                                                was written (re-evaluate with these)
 --   {"err":"<CODE>", ...}                         an error outcome (never stored)
--- Idempotency record value: "<payload sha256>\n<result JSON>".
+-- Idempotency record value: "<payload sha256>\n<result JSON>", or for a live ALLOW
+-- "<payload sha256>\n@<reservation id>": the result is rebuilt from the reservation record
+-- (reserve_result_of, docs/decisions.md DM2) instead of stored twice.
 
 local p = cjson.decode(ARGV[1])
 local mode = p.mode -- 'live' | 'dry_run' | 'decide'
@@ -77,9 +80,18 @@ if rec then
   end
   local stored = string.sub(rec, nl + 1)
   local active = true
-  local rid = cjson.decode(stored).reservation_id
-  if type(rid) == 'string' and rid ~= '' then
-    active = redis.call('HGET', p.res_prefix .. rid, 'status') == 'ACTIVE'
+  if string.byte(stored, 1) == 64 then -- '@<reservation id>' (DM2)
+    local r = res_read(p.res_prefix .. string.sub(stored, 2))
+    -- the reservation outlives its idempotency record (finish() checks the retention), so
+    -- this is a record removed by hand: the original outcome cannot be given back
+    if not r or not r.rbal then return cjson.encode({err = 'IDEMPOTENCY_GONE'}) end
+    stored = cjson.encode(reserve_result_of(r))
+    active = r.status == 'ACTIVE'
+  else
+    local rid = cjson.decode(stored).reservation_id
+    if type(rid) == 'string' and rid ~= '' then
+      active = redis.call('HGET', p.res_prefix .. rid, 'status') == 'ACTIVE'
+    end
   end
   return '{"replay":true,"now_ms":"' .. now_s .. '","active":' .. tostring(active) .. ',"result":' .. stored .. '}'
 end
@@ -133,9 +145,10 @@ local function base_result(decision)
   return r
 end
 
--- Stores a 200 outcome for replay and returns it.
+-- Stores a 200 outcome for replay and returns it. `ref`: the stored value is a reference
+-- to the reservation just written, whose record rebuilds this result (DM2).
 local DAY_MS = 86400000
-local function finish(result, idem_ttl_ms)
+local function finish(result, idem_ttl_ms, ref)
   -- evidence (not for OBSERVE outcomes: DEV6): the replay of this result rebuilds the same
   -- envelope from ev_ms / ev_trace, so it is recorded once, here
   local ev = p.ev and not observe
@@ -144,7 +157,7 @@ local function finish(result, idem_ttl_ms)
     result.ev_trace = p.trace_id
   end
   local enc = cjson.encode(result)
-  redis.call('SET', K_IDEM, p.hash .. '\n' .. enc, 'PX', string.format('%d', idem_ttl_ms or DAY_MS))
+  redis.call('SET', K_IDEM, p.hash .. '\n' .. (ref and ('@' .. ref) or enc), 'PX', string.format('%d', idem_ttl_ms or DAY_MS))
   if ev then evidence_source(p.ev, mode == 'decide' and 'decide' or 'reserve', p.tenant, now_s, p.trace_id, enc) end
   return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
 end
@@ -522,12 +535,27 @@ end
 local fields = {
   'reservation_id', p.reservation_id, 'tenant', p.tenant, 'status', 'ACTIVE',
   'subject', p.subject_json, 'action', p.action_json, 'unit', p.unit, 'estimate', estimate,
-  'scope_path', p.scope_path, 'affected_scopes', cjson.encode(p.scopes),
-  'budgeted', cjson.encode(budgeted_scopes),
+  'scope_path', p.scope_path,
   'created_at_ms', now_s, 'expires_at_ms', expires_at, 'grace_ms', p.grace_ms,
   'overage_policy', overage, 'idempotency_key', p.idempotency_key,
   'extension_count', '0', 'max_extensions', string.format('%d', max_ext),
 }
+scope_fields(fields, p.scope_path, p.scopes, budgeted_scopes)
+-- The replay of this reserve is rebuilt from the record (DM2) unless evidence is on (its
+-- envelope attests the stored bytes), the Balance rows do not pack losslessly, or the
+-- idempotency record could outlive a finished reservation's retention.
+local idem_ttl = math.max(ttl + grace, DAY_MS)
+local rbal = nil
+local final_snaps = snapshots()
+if not p.ev and idem_ttl <= (tonumber(p.retain_ms) or RETAIN_DEFAULT_MS) then rbal = bal_pack(final_snaps, budgeted_scopes, p.unit) end
+if rbal then
+  fields[#fields + 1] = 'rbal'
+  fields[#fields + 1] = rbal
+  if caps_json ~= '' then
+    fields[#fields + 1] = 'caps_json'
+    fields[#fields + 1] = caps_json
+  end
+end
 if p.metadata_json ~= '' then
   fields[#fields + 1] = 'metadata'
   fields[#fields + 1] = p.metadata_json
@@ -586,7 +614,7 @@ if #run_counters > 0 then
   fields[#fields + 1] = 'run_counters'
   fields[#fields + 1] = cjson.encode(run_counters)
 end
-redis.call('HSET', K_RES, unpack(fields))
+res_write(K_RES, fields, nil)
 redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
 redis.call('ZADD', K_SCHEDULE, string.format('%d', now + ttl + grace), p.reservation_id)
 -- The index is trimmed by the retention worker (src/export/retention.ts, DX1), not here:
@@ -596,5 +624,5 @@ local r = base_result(decision)
 if caps_json ~= '' then r.caps_json = caps_json end
 r.reservation_id = p.reservation_id
 r.expires_at_ms = expires_at
-r.balances = snapshots()
-return finish(r, math.max(ttl + grace, DAY_MS))
+r.balances = final_snaps
+return finish(r, idem_ttl, rbal and p.reservation_id)

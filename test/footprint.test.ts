@@ -1,0 +1,205 @@
+// The compact reservation record (docs/decisions.md DM1–DM4): the hash stays in Redis's
+// listpack encoding on a stock Redis, long values are stored in pieces and read back whole,
+// and the reserve / commit / release replays are rebuilt from the record byte-identically
+// (idempotency mismatch detection unchanged), with the full copy kept where a rebuild could
+// not be exact.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, startTestServer, type ApiResponse, type TestServer } from './helpers/server';
+import { getBudget, putBudget } from './helpers/fixtures';
+import { commitPath, expectLedgerHolds, extendPath, readReservation, releasePath, uid } from './helpers/reservations';
+import { keys } from '../src/store/keys';
+import { decodeReservationHash, scopePrefixes } from '../src/ledger/reservationRecord';
+
+const U = 'USD_MICROCENTS';
+let srv: TestServer;
+beforeAll(async () => { srv = await startTestServer(); }, 60_000);
+afterAll(async () => { await srv?.stop(); });
+const redis = () => srv.redis.client;
+
+const LONG_NAME = 'summarize-the-whole-ticket-thread-with-a-very-long-action-name-x';
+
+/** A tenant with budgets at the tenant and the agent level of a four-level subject. */
+async function deepTenant(extra: { caps?: Record<string, unknown> } = {}) {
+  const t = uid('fp');
+  const subject = { tenant: t, workspace: 'production-eu', app: 'customer-support-bot', agent: 'planner-with-a-long-name' };
+  const leaf = `tenant:${t}/workspace:production-eu/app:customer-support-bot/agent:planner-with-a-long-name`;
+  await putBudget(redis(), t, `tenant:${t}`, U, { allocated: 1_000_000 });
+  await putBudget(redis(), t, leaf, U, { allocated: 50_000 });
+  if (extra.caps) {
+    await redis().multi()
+      .hset(keys.policies(t), 'p-caps', JSON.stringify({ policy_id: 'p-caps', status: 'ACTIVE', created_at: '2026-01-01T00:00:00Z', scope_pattern: `tenant:${t}/*`, priority: 1, caps: extra.caps }))
+      .incr(keys.policyVersion(t))
+      .exec();
+  }
+  return { t, key: await srv.tenantKey(t), subject, leaf };
+}
+
+const reserveBody = (subject: Record<string, string>, over: Record<string, unknown> = {}) => ({
+  idempotency_key: uid('r'),
+  subject,
+  action: { kind: 'llm.completion', name: LONG_NAME, tags: ['support', 'summary', 'long-running'] },
+  estimate: { unit: U, amount: 2500 },
+  ttl_ms: 600_000,
+  metadata: { ticket_id: 'T-123456', run_id: 'run-0123456789abcdef', note: 'x'.repeat(150) },
+  ...over,
+});
+const post = (key: string, path: string, body: unknown): Promise<ApiResponse> => call(srv.runtimeUrl, 'POST', path, { key, body });
+const noTtl = (text: string) => text.replace(/"remaining_ttl_ms":\d+/, '');
+
+describe('compact reservation record', () => {
+  it('stays a listpack hash with long values in ≤ 64-byte pieces, read back whole (GET renders them exactly)', async () => {
+    const c = await deepTenant();
+    const req = reserveBody(c.subject);
+    const r = await post(c.key, '/v1/reservations', req);
+    expect(r.status, r.text).toBe(200);
+    const id = r.body.reservation_id as string;
+    const commit = await post(c.key, commitPath(id), {
+      idempotency_key: uid('c'), actual: { unit: U, amount: 1800 },
+      metrics: { tokens_input: 1234, tokens_output: 321, latency_ms: 850, model_version: 'gpt-4o-2024-08-06' },
+      metadata: { outcome: 'summarized', words: 250, reviewer: 'someone-with-a-long-identifier' },
+    });
+    expect(commit.status, commit.text).toBe(200);
+
+    const k = keys.reservation(c.t, id);
+    expect(await redis().object('ENCODING', k)).toBe('listpack');
+    const raw = await redis().hgetall(k);
+    for (const [f, v] of Object.entries(raw)) {
+      expect(f.length, f).toBeLessThanOrEqual(64);
+      expect(v.length, f).toBeLessThanOrEqual(64);
+    }
+    // long values are absent under their own name (never truncated), present in pieces
+    expect(raw.subject).toBeUndefined();
+    expect(raw['~1:subject']).toBeDefined();
+    // derived values are not stored; the replay copies are not stored
+    for (const f of ['affected_scopes', 'budgeted', 'commit_result']) expect(raw[f], f).toBeUndefined();
+    const h = decodeReservationHash(raw);
+    expect(JSON.parse(h.subject)).toEqual(c.subject);
+    expect(JSON.parse(h.action)).toEqual(req.action);
+    expect(JSON.parse(h.metadata)).toEqual(req.metadata);
+    expect(JSON.parse(h.affected_scopes)).toEqual(r.body.affected_scopes);
+    expect(JSON.parse(h.budgeted)).toEqual([`tenant:${c.t}`, c.leaf]);
+    expect(JSON.parse(h.committed_metrics)).toEqual({ tokens_input: 1234, tokens_output: 321, latency_ms: 850, model_version: 'gpt-4o-2024-08-06' });
+    expect(decodeReservationHash(h)).toEqual(h); // idempotent
+
+    const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${encodeURIComponent(id)}`, { key: c.key });
+    expect(g.status, g.text).toBe(200);
+    expect(g.body.subject).toEqual(c.subject);
+    expect(g.body.action).toEqual(req.action);
+    expect(g.body.metadata).toEqual(req.metadata);
+    expect(g.body.affected_scopes).toEqual(r.body.affected_scopes);
+    expect(g.body.committed_metadata).toEqual({ outcome: 'summarized', words: 250, reviewer: 'someone-with-a-long-identifier' });
+    const l = await call(srv.runtimeUrl, 'GET', '/v1/reservations?include=metadata,committed_metadata', { key: c.key });
+    expect(l.body.reservations).toEqual([g.body]);
+  });
+
+  it('reserve replay: the idempotency record is a reference, the replay byte-identical (after commit, after extend, with caps)', async () => {
+    const c = await deepTenant({ caps: { max_tokens: 4096, tool_denylist: ['rm', 'curl'] } });
+    const req = reserveBody(c.subject);
+    const first = await post(c.key, '/v1/reservations', req);
+    expect(first.status, first.text).toBe(200);
+    expect(first.body.decision).toBe('ALLOW_WITH_CAPS');
+    const id = first.body.reservation_id as string;
+    const rec = (await redis().get(keys.idem(c.t, 'reserve', req.idempotency_key)))!;
+    expect(rec).toMatch(new RegExp(`^[0-9a-f]{64}\\n@${id}$`));
+
+    const again = await post(c.key, '/v1/reservations', req);
+    expect(noTtl(again.text)).toBe(noTtl(first.text));
+    // extend moves expires_at_ms; the replay still reports the reserve's own
+    const ext = await post(c.key, extendPath(id), { idempotency_key: uid('e'), extend_by_ms: 60_000 });
+    expect(ext.status, ext.text).toBe(200);
+    const afterExtend = await post(c.key, '/v1/reservations', req);
+    expect(noTtl(afterExtend.text)).toBe(noTtl(first.text));
+    const cm = await post(c.key, commitPath(id), { idempotency_key: uid('c'), actual: { unit: U, amount: 1 } });
+    expect(cm.status, cm.text).toBe(200);
+    const afterCommit = await post(c.key, '/v1/reservations', req);
+    expect(noTtl(afterCommit.text)).toBe(noTtl(first.text));
+    expect(afterCommit.body.remaining_ttl_ms).toBe(0);
+    // mismatch detection unchanged
+    const other = await post(c.key, '/v1/reservations', { ...req, estimate: { unit: U, amount: 2501 } });
+    expect([other.status, other.body.error]).toEqual([409, 'IDEMPOTENCY_MISMATCH']);
+    // the ledger was charged once
+    expect((await getBudget(redis(), c.t, `tenant:${c.t}`, U)).spent).toBe('1');
+    await expectLedgerHolds(redis(), c.t);
+  });
+
+  it('commit and release replays are rebuilt byte-identically; a different payload is IDEMPOTENCY_MISMATCH', async () => {
+    const c = await deepTenant();
+    const a = await post(c.key, '/v1/reservations', reserveBody(c.subject));
+    const b = await post(c.key, '/v1/reservations', reserveBody(c.subject));
+    const commitReq = { idempotency_key: uid('c'), actual: { unit: U, amount: 1000 }, metrics: { latency_ms: 5 } };
+    const c1 = await post(c.key, commitPath(a.body.reservation_id), commitReq);
+    expect(c1.status, c1.text).toBe(200);
+    expect(c1.body.released).toEqual({ unit: U, amount: 1500 });
+    const relReq = { idempotency_key: uid('l'), reason: 'not needed after all' };
+    const r1 = await post(c.key, releasePath(b.body.reservation_id), relReq);
+    expect(r1.status, r1.text).toBe(200);
+    // the budgets move on; the replays still show the balances of the original responses
+    await post(c.key, '/v1/reservations', reserveBody(c.subject));
+    const c2 = await post(c.key, commitPath(a.body.reservation_id), commitReq);
+    const r2 = await post(c.key, releasePath(b.body.reservation_id), relReq);
+    expect(c2.text).toBe(c1.text);
+    expect(r2.text).toBe(r1.text);
+    const stored = await redis().hgetall(keys.reservation(c.t, a.body.reservation_id));
+    expect(stored.commit_result).toBeUndefined();
+    expect(decodeReservationHash(stored).fbal).toMatch(/^1,/);
+    const cx = await post(c.key, commitPath(a.body.reservation_id), { ...commitReq, actual: { unit: U, amount: 999 } });
+    expect([cx.status, cx.body.error]).toEqual([409, 'IDEMPOTENCY_MISMATCH']);
+    const rx = await post(c.key, releasePath(b.body.reservation_id), { ...relReq, reason: 'other' });
+    expect([rx.status, rx.body.error]).toEqual([409, 'IDEMPOTENCY_MISMATCH']);
+  });
+
+  it('keeps the full copies when a Balance row cannot be rebuilt exactly (budget scope field differs from its key)', async () => {
+    const t = uid('fp');
+    await putBudget(redis(), t, `tenant:${t}`, U, { allocated: 1000 });
+    // a hand-edited budget whose `scope` field is not the scope its key names
+    await redis().hset(keys.budget(t, `tenant:${t}`, U), 'scope', `tenant:${t.toUpperCase()}`);
+    const key = await srv.tenantKey(t);
+    const req = { idempotency_key: uid('r'), subject: { tenant: t }, action: { kind: 'llm.completion', name: 'x' }, estimate: { unit: U, amount: 5 } };
+    const first = await post(key, '/v1/reservations', req);
+    expect(first.status, first.text).toBe(200);
+    const rec = (await redis().get(keys.idem(t, 'reserve', req.idempotency_key)))!;
+    expect(rec.split('\n')[1].startsWith('{')).toBe(true);
+    const id = first.body.reservation_id as string;
+    expect((await readReservation(redis(), t, id)).rbal).toBeUndefined();
+    const again = await post(key, '/v1/reservations', req);
+    expect(noTtl(again.text)).toBe(noTtl(first.text));
+    const commitReq = { idempotency_key: uid('c'), actual: { unit: U, amount: 2 } };
+    const c1 = await post(key, commitPath(id), commitReq);
+    expect(c1.status, c1.text).toBe(200);
+    const h = await readReservation(redis(), t, id);
+    expect([h.fbal, typeof h.commit_result]).toEqual([undefined, 'string']);
+    expect((await post(key, commitPath(id), commitReq)).text).toBe(c1.text);
+  });
+
+  it('a reference whose reservation is gone answers 409 IDEMPOTENCY_MISMATCH, never a new reservation', async () => {
+    const c = await deepTenant();
+    const req = reserveBody(c.subject);
+    const first = await post(c.key, '/v1/reservations', req);
+    await redis().del(keys.reservation(c.t, first.body.reservation_id));
+    const again = await post(c.key, '/v1/reservations', req);
+    expect([again.status, again.body.error]).toEqual([409, 'IDEMPOTENCY_MISMATCH']);
+  });
+
+  it('a record written whole (older layout, seeded) still decodes, commits and replays', async () => {
+    const c = await deepTenant();
+    const r = await post(c.key, '/v1/reservations', reserveBody(c.subject));
+    const id = r.body.reservation_id as string;
+    const k = keys.reservation(c.t, id);
+    const whole = await readReservation(redis(), c.t, id);
+    // rewrite it the way it was stored before DM1: whole values, JSON scope fields
+    await redis().del(k);
+    const { bix: _b, ...rest } = whole;
+    await redis().hset(k, rest);
+    const cm = await post(c.key, commitPath(id), { idempotency_key: uid('c'), actual: { unit: U, amount: 7 } });
+    expect(cm.status, cm.text).toBe(200);
+    const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${encodeURIComponent(id)}`, { key: c.key });
+    expect(g.body.affected_scopes).toEqual(r.body.affected_scopes);
+    expect(g.body.committed).toEqual({ unit: U, amount: 7 });
+    await expectLedgerHolds(redis(), c.t);
+  });
+
+  it('scopePrefixes is the scope derivation chain', () => {
+    expect(scopePrefixes('tenant:a')).toEqual(['tenant:a']);
+    expect(scopePrefixes('tenant:a/agent:b/toolset:c')).toEqual(['tenant:a', 'tenant:a/agent:b', 'tenant:a/agent:b/toolset:c']);
+  });
+});
