@@ -19,6 +19,7 @@ import { startChildServer, stopAllChildServers, type ChildServer } from './helpe
 import { keys } from '../src/store/keys';
 import { ownerOf } from '../src/ledger/reservationId';
 import { readReservation } from './helpers/reservations';
+import { decodeReservationHash } from '../src/ledger/reservationRecord';
 
 const ADMIN_KEY = `crash-admin-${randomBytes(12).toString('hex')}`;
 const UNIT = 'USD_MICROCENTS';
@@ -209,7 +210,7 @@ async function verify(t: Tenant, stats: LoadStats): Promise<void> {
     resKeys.push(...batch);
     cursor = next;
   } while (cursor !== '0');
-  const rows = await Promise.all(resKeys.map((k) => c.hgetall(k)));
+  const rows = await Promise.all(resKeys.map(async (k) => decodeReservationHash(await c.hgetall(k))));
   const byKey = new Map<string, Record<string, string>[]>();
   for (const r of rows) byKey.set(r.idempotency_key, [...(byKey.get(r.idempotency_key) ?? []), r]);
   expect(rows.length).toBe(ops.length);

@@ -69,9 +69,12 @@ describe('compact reservation record', () => {
     }
     // long values are absent under their own name (never truncated), present in pieces
     expect(raw.subject).toBeUndefined();
-    expect(raw['~1:subject']).toBeDefined();
-    // derived values are not stored; the replay copies are not stored
-    for (const f of ['affected_scopes', 'budgeted', 'commit_result']) expect(raw[f], f).toBeUndefined();
+    expect(raw.sj).toBeUndefined();
+    expect(raw['~1:sj']).toBeDefined();
+    // short names (DM4); derived values are not stored; the replay copies are not stored
+    expect(raw.reservation_id).toBeUndefined();
+    expect(raw.id).toBe(id);
+    for (const f of ['affected_scopes', 'budgeted', 'commit_result', 'as', 'bd', 'cr']) expect(raw[f], f).toBeUndefined();
     const h = decodeReservationHash(raw);
     expect(JSON.parse(h.subject)).toEqual(c.subject);
     expect(JSON.parse(h.action)).toEqual(req.action);
@@ -140,7 +143,7 @@ describe('compact reservation record', () => {
     expect(c2.text).toBe(c1.text);
     expect(r2.text).toBe(r1.text);
     const stored = await redis().hgetall(keys.reservation(c.t, a.body.reservation_id));
-    expect(stored.commit_result).toBeUndefined();
+    expect(stored.cr).toBeUndefined();
     expect(decodeReservationHash(stored).fbal).toMatch(/^1,/);
     const cx = await post(c.key, commitPath(a.body.reservation_id), { ...commitReq, actual: { unit: U, amount: 999 } });
     expect([cx.status, cx.body.error]).toEqual([409, 'IDEMPOTENCY_MISMATCH']);
@@ -186,10 +189,23 @@ describe('compact reservation record', () => {
     const id = r.body.reservation_id as string;
     const k = keys.reservation(c.t, id);
     const whole = await readReservation(redis(), c.t, id);
-    // rewrite it the way it was stored before DM1: whole values, JSON scope fields
+    // rewrite it the way it was stored before DM1: long names, whole values, JSON scope fields
     await redis().del(k);
     const { bix: _b, ...rest } = whole;
     await redis().hset(k, rest);
+    expect(await redis().hget(k, 'subject')).toBe(JSON.stringify(c.subject));
+    // extend rewrites expires_at_ms under its short name and drops the long one
+    const ext = await post(c.key, extendPath(id), { idempotency_key: uid('e'), extend_by_ms: 1000, metadata: { step: 'x'.repeat(80) } });
+    expect(ext.status, ext.text).toBe(200);
+    const mixed = await redis().hgetall(k);
+    expect(mixed.expires_at_ms).toBeUndefined();
+    expect(Number(mixed.xt)).toBe(Number(whole.expires_at_ms) + 1000);
+    // a second extend with shorter metadata leaves no stale piece behind
+    const ext2 = await post(c.key, extendPath(id), { idempotency_key: uid('e'), extend_by_ms: 1000, metadata: { step: 'y' } });
+    expect(ext2.status, ext2.text).toBe(200);
+    const after = await redis().hgetall(k);
+    expect(Object.keys(after).filter((f) => f.endsWith(':xmd'))).toEqual([]);
+    expect(JSON.parse(after.xmd)).toEqual({ step: 'y' });
     const cm = await post(c.key, commitPath(id), { idempotency_key: uid('c'), actual: { unit: U, amount: 7 } });
     expect(cm.status, cm.text).toBe(200);
     const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${encodeURIComponent(id)}`, { key: c.key });

@@ -94,7 +94,7 @@ describe('live ALLOW', () => {
     const r = await reserve({ key }, body(tenant, { ttl_ms: 600_000, grace_period_ms: 0 }));
     expect(r.status).toBe(200);
     const id = r.body.reservation_id;
-    expect(r.body.expires_at_ms - Number(await redis().hget(keys.reservation(tenant, id), 'created_at_ms'))).toBe(5000);
+    expect(r.body.expires_at_ms - Number((await readReservation(redis(), tenant, id)).created_at_ms)).toBe(5000);
     expect(await redis().zscore(keys.expirySchedule(tenant), id)).toBe(String(r.body.expires_at_ms));
   });
 
@@ -397,7 +397,7 @@ describe('policies, TTL and overage resolution', () => {
     const stored = async (over: Record<string, unknown>) => {
       const r = await reserve({ key }, body(tenant, over));
       expect(r.status).toBe(200);
-      return (await redis().hget(keys.reservation(tenant, r.body.reservation_id), 'overage_policy'));
+      return (await readReservation(redis(), tenant, r.body.reservation_id)).overage_policy;
     };
     expect(await stored({})).toBe('ALLOW_WITH_OVERDRAFT'); // leaf-most budget
     expect(await stored({ subject: { tenant } })).toBe('REJECT'); // tenant-level budget
@@ -409,7 +409,7 @@ describe('policies, TTL and overage resolution', () => {
 
     const t2 = await setup({ 'tenant:$T': { allocated: 1000 } }, { default_commit_overage_policy: 'ALLOW_WITH_OVERDRAFT' });
     const r2 = await reserve({ key: t2.key }, body(t2.tenant));
-    expect(await redis().hget(keys.reservation(t2.tenant, r2.body.reservation_id), 'overage_policy')).toBe('ALLOW_WITH_OVERDRAFT');
+    expect((await readReservation(redis(), t2.tenant, r2.body.reservation_id)).overage_policy).toBe('ALLOW_WITH_OVERDRAFT');
   });
 });
 

@@ -160,8 +160,8 @@ export async function getReservation(
   }
   const tenant = caller.tenant ?? owner;
   if (tenant !== undefined) {
-    const found = await redis.hgetall(keys.reservation(tenant, id));
-    if (found.reservation_id) h = decodeReservationHash(found);
+    const found = decodeReservationHash(await redis.hgetall(keys.reservation(tenant, id)));
+    if (found.reservation_id) h = found;
   }
   if (!h) throw new ApiError('NOT_FOUND', `Reservation not found: ${id}`);
   requireScopeAllowed(caller.scopeFilter ?? [], h.scope_path ?? '');

@@ -1,6 +1,7 @@
 // The reservation hash as stored (src/store/lua/reservation_record.lua, docs/decisions.md
 // DM1) → the record with its documented field names and whole values (src/ledger/model.ts).
 // Every TypeScript reader of a reservation hash goes through decodeReservationHash:
+//   - field names are stored short (STORED_NAME; DM4) and come back as documented;
 //   - a value longer than 64 bytes is stored in pieces `~1:<name>`, `~2:<name>`, … (so the
 //     hash stays in Redis's compact listpack encoding) and is joined here;
 //   - affected_scopes, when absent, is every `/`-prefix of scope_path (src/ledger/scope.ts);
@@ -8,6 +9,24 @@
 // Idempotent: a decoded record decodes to itself, so callers may decode defensively.
 
 type Hash = Record<string, string>;
+
+/** Documented field name → the name it is stored under (src/store/lua/reservation_record.lua
+ *  RES_SHORT, the same table). Fields not listed keep their name: status, ev:<action>,
+ *  extend_hash:<key>, extend_result:<key>, and the internal bix, rbal, fbal, exp0. */
+export const STORED_NAME: Readonly<Record<string, string>> = {
+  reservation_id: 'id', tenant: 't', subject: 'sj', action: 'ac', unit: 'u', estimate: 'e', scope_path: 'sp',
+  affected_scopes: 'as', budgeted: 'bd', created_at_ms: 'ct', expires_at_ms: 'xt', grace_ms: 'g',
+  overage_policy: 'op', idempotency_key: 'ik', extension_count: 'xc', max_extensions: 'xm', metadata: 'md',
+  policy_id: 'pi', run_counters: 'rc', caps_json: 'cj', charged: 'ch', committed_at_ms: 'cat',
+  committed_metrics: 'cmx', committed_metadata: 'cmd', commit_key: 'ck', commit_hash: 'chs',
+  commit_result: 'cr', released_at_ms: 'rat', release_key: 'rk', release_hash: 'rhs', release_result: 'rr',
+  released_by: 'rby', release_reason: 'rrs', extend_metadata: 'xmd', expired_at_ms: 'eat',
+};
+
+const DOCUMENTED_NAME: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(STORED_NAME).map(([l, s]) => [s, l]));
+
+/** The name a documented field is stored under (tests that write a record by hand). */
+export const storedFieldName = (f: string): string => STORED_NAME[f] ?? f;
 
 const CHUNK = /^~(\d+):(.+)$/s;
 
@@ -25,30 +44,35 @@ export function scopePrefixes(path: string): string[] {
 
 export function decodeReservationHash(raw: Hash): Hash {
   let pieces: Map<string, string[]> | undefined;
-  let out: Hash | undefined;
+  const out: Hash = {};
+  const short = new Set<string>(); // documented names read under their short name
   for (const f in raw) {
-    if (f.charCodeAt(0) !== 126) continue; // '~'
-    const m = CHUNK.exec(f);
-    if (!m) continue;
-    pieces ??= new Map();
-    const list = pieces.get(m[2]) ?? [];
-    list[Number(m[1]) - 1] = raw[f];
-    pieces.set(m[2], list);
+    if (f.charCodeAt(0) === 126) { // '~<k>:<stored name>'
+      const m = CHUNK.exec(f);
+      if (m) {
+        const name = DOCUMENTED_NAME[m[2]] ?? m[2];
+        pieces ??= new Map();
+        const list = pieces.get(name) ?? [];
+        list[Number(m[1]) - 1] = raw[f];
+        pieces.set(name, list);
+        continue;
+      }
+    }
+    const name = DOCUMENTED_NAME[f];
+    if (name !== undefined) {
+      out[name] = raw[f];
+      short.add(name);
+    } else if (!(STORED_NAME[f] !== undefined && short.has(f))) {
+      out[f] = raw[f]; // unmapped, or the long name of a mapped field (older layout)
+    }
   }
-  if (pieces) {
-    out = {};
-    for (const f in raw) if (!(f.charCodeAt(0) === 126 && CHUNK.test(f))) out[f] = raw[f];
-    for (const [name, list] of pieces) out[name] = list.join('');
+  if (pieces) for (const [name, list] of pieces) out[name] = list.join('');
+  if (out.affected_scopes === undefined && typeof out.scope_path === 'string') {
+    out.affected_scopes = JSON.stringify(scopePrefixes(out.scope_path));
   }
-  const h = out ?? raw;
-  if (h.affected_scopes === undefined && typeof h.scope_path === 'string') {
-    out ??= { ...raw };
-    out.affected_scopes = JSON.stringify(scopePrefixes(h.scope_path));
+  if (out.budgeted === undefined && typeof out.bix === 'string') {
+    const affected = JSON.parse(out.affected_scopes ?? '[]') as string[];
+    out.budgeted = JSON.stringify(out.bix.split(',').map((i) => affected[Number(i) - 1]));
   }
-  if (h.budgeted === undefined && typeof h.bix === 'string' && h.scope_path !== undefined) {
-    out ??= { ...raw };
-    const affected = JSON.parse(out.affected_scopes) as string[];
-    out.budgeted = JSON.stringify(h.bix.split(',').map((i) => affected[Number(i) - 1]));
-  }
-  return out ?? raw;
+  return out;
 }

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { call, type TestServer } from './server';
 import { keys } from '../../src/store/keys';
 import { ledgerHolds } from '../../src/ledger/model';
-import { decodeReservationHash } from '../../src/ledger/reservationRecord';
+import { decodeReservationHash, storedFieldName } from '../../src/ledger/reservationRecord';
 
 let seq = 0;
 /** A fresh id per call: tenants, idempotency keys. */
@@ -63,8 +63,8 @@ export async function outboxEvents(redis: Redis, tenant: string): Promise<{ type
 
 /** Moves a reservation's expiry (simulates the passage of time without sleeping). */
 export async function setExpiry(redis: Redis, tenant: string, id: string, expiresAtMs: number, graceMs?: number): Promise<void> {
-  const fields: Record<string, string> = { expires_at_ms: String(expiresAtMs) };
-  if (graceMs !== undefined) fields.grace_ms = String(graceMs);
+  const fields: Record<string, string> = { [storedFieldName('expires_at_ms')]: String(expiresAtMs) };
+  if (graceMs !== undefined) fields[storedFieldName('grace_ms')] = String(graceMs);
   await redis.hset(keys.reservation(tenant, id), fields);
 }
 

@@ -53,7 +53,7 @@ if not plans then return unscheduled({outcome = 'corrupt', message = cjson.decod
 for i, e in ipairs(budgets) do write_plan(e, plans[i], now) end
 -- v0.1.26 PER_RUN COUNTER LIFECYCLE: an expired, never-committed call no longer counts.
 quota_release_run_counters(r)
-redis.call('HSET', res_key, 'status', 'EXPIRED', 'expired_at_ms', tostring(now))
+res_write(res_key, {'status', 'EXPIRED', 'expired_at_ms', tostring(now)}, r)
 retain_finalized(res_key, schedule_key, id, r.created_at_ms, ARGV[4], now)
 
 outbox(outbox_key, 'reservation.expired', cjson.encode({

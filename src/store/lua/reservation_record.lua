@@ -8,17 +8,19 @@
 -- hash-max-listpack-entries (128) fields. So:
 --   * a value longer than 64 bytes (JSON of subject, action, metadata, metrics, a long
 --     scope path, …) is stored in pieces of 64 bytes under `~1:<name>`, `~2:<name>`, …
---     and `<name>` itself is absent (a reader that does not know the layout sees the field
+--     (<name> = the stored name) and `<name>` itself is absent (a reader that does not know the layout sees the field
 --     missing, never a truncated value). Values above CHUNK_MAX are stored whole (the hash
 --     converts; such a value dominates the record anyway).
+--   * field names are short (RES_SHORT below; DM4): names are a third of a small record.
 --   * derivable values are not stored: affected_scopes (every `/`-prefix of scope_path,
 --     src/ledger/scope.ts) and budgeted (stored as `bix`, 1-based positions in
 --     affected_scopes). A record whose values are not derivable keeps the JSON fields.
 --   * replay results are rebuilt from the record (DM2, DM3) instead of copied: `rbal` holds
 --     the Balance rows of the reserve response and `fbal` those of the commit / release
 --     response, packed by bal_pack below.
--- res_read returns the record with long field names and whole values, whichever way it
--- was stored, so the scripts use r.subject, r.budgeted (JSON text), … as before.
+-- res_read returns the record with the documented field names and whole values, whichever
+-- way it was stored, so the scripts use r.subject, r.budgeted (JSON text), … as before;
+-- res_write stores documented names the compact way.
 
 local RES_CHUNK = 64
 local CHUNK_MAX = 1024
@@ -37,21 +39,51 @@ local function scope_prefixes(path)
   return out
 end
 
--- HGETALL of a reservation hash → table with whole values (nil when the key is missing).
--- r.__chunks[name] = number of pieces a value was stored in (for res_write's cleanup).
+-- Stored (short) name of each documented field (DM4); fields not listed keep their name
+-- (status, ev:<action>, extend_hash:<key>, extend_result:<key>, bix, rbal, fbal, exp0).
+local RES_SHORT = {
+  reservation_id = 'id', tenant = 't', subject = 'sj', action = 'ac', unit = 'u', estimate = 'e',
+  scope_path = 'sp', affected_scopes = 'as', budgeted = 'bd', created_at_ms = 'ct',
+  expires_at_ms = 'xt', grace_ms = 'g', overage_policy = 'op', idempotency_key = 'ik',
+  extension_count = 'xc', max_extensions = 'xm', metadata = 'md', policy_id = 'pi',
+  run_counters = 'rc', caps_json = 'cj', charged = 'ch', committed_at_ms = 'cat',
+  committed_metrics = 'cmx', committed_metadata = 'cmd', commit_key = 'ck', commit_hash = 'chs',
+  commit_result = 'cr', released_at_ms = 'rat', release_key = 'rk', release_hash = 'rhs',
+  release_result = 'rr', released_by = 'rby', release_reason = 'rrs', extend_metadata = 'xmd',
+  expired_at_ms = 'eat',
+}
+local RES_LONG = {
+  id = 'reservation_id', t = 'tenant', sj = 'subject', ac = 'action', u = 'unit', e = 'estimate',
+  sp = 'scope_path', as = 'affected_scopes', bd = 'budgeted', ct = 'created_at_ms',
+  xt = 'expires_at_ms', g = 'grace_ms', op = 'overage_policy', ik = 'idempotency_key',
+  xc = 'extension_count', xm = 'max_extensions', md = 'metadata', pi = 'policy_id',
+  rc = 'run_counters', cj = 'caps_json', ch = 'charged', cat = 'committed_at_ms',
+  cmx = 'committed_metrics', cmd = 'committed_metadata', ck = 'commit_key', chs = 'commit_hash',
+  cr = 'commit_result', rat = 'released_at_ms', rk = 'release_key', rhs = 'release_hash',
+  rr = 'release_result', rby = 'released_by', rrs = 'release_reason', xmd = 'extend_metadata',
+  eat = 'expired_at_ms',
+}
+
+-- HGETALL of a reservation hash → table with the documented (long) names and whole values
+-- (nil when the key is missing). Accepts every layout: short names, pieces, and records
+-- written whole with long names (older records, test seeds); a short name wins over its
+-- long one. r.__st[name] = how the value is stored ('plain', 'long' or the number of
+-- pieces), for res_write's cleanup of the previous form.
 local function res_read(key)
   local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
   local t = {}
+  local st = {}
   local pieces = nil
   for i = 1, #flat, 2 do
     local f = flat[i]
-    if string.byte(f, 1) == 126 then -- '~<k>:<name>'
+    if string.byte(f, 1) == 126 then -- '~<k>:<stored name>'
       local c = string.find(f, ':', 2, true)
       local k = c and tonumber(string.sub(f, 2, c - 1))
       if k then
         pieces = pieces or {}
-        local name = string.sub(f, c + 1)
+        local sname = string.sub(f, c + 1)
+        local name = RES_LONG[sname] or sname
         local p = pieces[name]
         if not p then p = {}; pieces[name] = p end
         p[k] = flat[i + 1]
@@ -59,17 +91,25 @@ local function res_read(key)
         t[f] = flat[i + 1]
       end
     else
-      t[f] = flat[i + 1]
+      local name = RES_LONG[f]
+      if name then
+        t[name] = flat[i + 1]
+        st[name] = 'plain'
+      elseif RES_SHORT[f] then -- long name of a mapped field (older layout)
+        if st[f] == nil then t[f] = flat[i + 1]; st[f] = 'long' end
+      else
+        t[f] = flat[i + 1]
+        st[f] = 'plain'
+      end
     end
   end
-  local counts = {}
   if pieces then
     for name, p in pairs(pieces) do
-      counts[name] = #p
+      st[name] = #p
       t[name] = table.concat(p)
     end
   end
-  t.__chunks = counts
+  t.__st = st
   if t.affected_scopes == nil and t.scope_path then
     t.affected_list = scope_prefixes(t.scope_path)
     t.affected_scopes = cjson.encode(t.affected_list)
@@ -84,35 +124,37 @@ local function res_read(key)
   return t
 end
 
--- HSET of name/value pairs (a flat array), long values in pieces. `prev`: the record as
--- res_read returned it (nil for a new one): pieces of a rewritten field that the new value
--- does not overwrite are deleted.
+-- HSET of documented name/value pairs (a flat array) under their stored names, long values
+-- in pieces. `prev`: the record as res_read returned it (nil for a new one): the previous
+-- form of a rewritten field (long name, plain value, surplus pieces) is deleted.
 local function res_write(key, flat, prev)
   local args = {'HSET', key}
   local del = nil
-  local prev_chunks = prev and prev.__chunks or {}
+  local prev_st = prev and prev.__st or {}
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
+    local sf = RES_SHORT[f] or f
     local n = 0
     if #v > RES_CHUNK and #v <= CHUNK_MAX then
       local k = 0
       for s = 1, #v, RES_CHUNK do
         k = k + 1
-        args[#args + 1] = '~' .. k .. ':' .. f
+        args[#args + 1] = '~' .. k .. ':' .. sf
         args[#args + 1] = string.sub(v, s, s + RES_CHUNK - 1)
       end
       n = k
-      if prev and prev[f] ~= nil and not prev_chunks[f] then
-        del = del or {}; del[#del + 1] = f
-      end
     else
-      args[#args + 1] = f
+      args[#args + 1] = sf
       args[#args + 1] = v
     end
-    local old = prev_chunks[f]
-    if old and old > n then
+    local old = prev_st[f]
+    if old == 'long' then
+      del = del or {}; del[#del + 1] = f
+    elseif old == 'plain' and n > 0 then
+      del = del or {}; del[#del + 1] = sf
+    elseif type(old) == 'number' and old > n then
       del = del or {}
-      for k = n + 1, old do del[#del + 1] = '~' .. k .. ':' .. f end
+      for k = n + 1, old do del[#del + 1] = '~' .. k .. ':' .. sf end
     end
   end
   if del then redis.call('HDEL', key, unpack(del)) end
