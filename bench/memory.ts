@@ -42,16 +42,18 @@ const o = new Command()
   .option('--clients <n>', 'closed-loop clients', '20')
   .option('--shapes <list>', 'bench,deep', 'bench,deep')
   .option('--reserve-only <n>', 'also measure N reserves left ACTIVE (bytes per active reservation)', '5000')
+  .option('--events <n>', 'also measure N overage commits (one outbox event each) and N createEvent calls', '3000')
   .option('--write', 'upsert the result into bench/RESULTS.md (<!-- memory --> section)', false)
   .option('--out <file>', 'results file for --write', path.join(REPO_ROOT, 'bench', 'RESULTS.md'))
   .option('--label <text>', 'label of this run in the results (e.g. the checkout)', '')
   .parse()
-  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; write: boolean; out: string; label: string }>();
+  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; events: string; write: boolean; out: string; label: string }>();
 const PAIRS = Number(o.pairs);
 const WARMUP = Number(o.warmup);
 const CLIENTS = Number(o.clients);
 const SHAPES = o.shapes.split(',') as ('bench' | 'deep')[];
 const RESERVE_ONLY = Number(o.reserveOnly);
+const EVENTS = Number(o.events);
 const UNIT = 'USD_MICROCENTS';
 
 interface ShapeResult {
@@ -63,6 +65,11 @@ interface ShapeResult {
   sample: { encoding: string; bytes: number; fields: number; longest: string };
   idemSample: { bytes: number };
   eventsPerPair: number;
+  /** bytes per outbox event once relayed (stream entry + event indexes): commits with an
+   *  overage (one reservation.commit_overage each), minus the plain pair */
+  perEvent: number;
+  /** bytes per createEvent (POST /v1/events): the event record + its idempotency record */
+  perCreateEvent: number;
 }
 
 /** Key class of a key of the private Redis (tenant `t`). */
@@ -164,7 +171,7 @@ async function main() {
         await adminCall('POST', '/v1/admin/budgets', { tenant_id: tenant, scope, unit: UNIT, allocated: { unit: UNIT, amount: 10 ** 15 } });
       }
       const key = (await adminCall('POST', '/v1/admin/api-keys', {
-        tenant_id: tenant, name: 'mem', permissions: ['reservations:create', 'reservations:commit', 'balances:read'],
+        tenant_id: tenant, name: 'mem', permissions: ['reservations:create', 'reservations:commit', 'balances:read', 'events:create'],
       })).key_secret as string;
 
       const client = makeClient(`http://127.0.0.1:${rp}`, CLIENTS, 30_000);
@@ -247,12 +254,42 @@ async function main() {
         await settle();
         perActive = ((await usedMemory(redis)) - b2) / RESERVE_ONLY;
       }
+      // events: a commit over its estimate emits reservation.commit_overage (the relay then
+      // indexes it: global index, per trace / request id indexes); createEvent records
+      let perEvent = NaN;
+      let perCreateEvent = NaN;
+      if (EVENTS > 0) {
+        const overPair = async (i: number) => {
+          const id = await reserve(i);
+          const body = JSON.stringify({ idempotency_key: `o${++seq}`, actual: { unit: UNIT, amount: shape === 'deep' ? 2600 : 3 } });
+          const c = await client.request(i, 'POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, headers, body, false);
+          if (c.status !== 200) throw new Error(`commit → ${c.status} ${c.body.slice(0, 300)}`);
+        };
+        await settle();
+        const o0 = await outboxLen();
+        const b3 = await usedMemory(redis);
+        await run(EVENTS, overPair);
+        await settle();
+        const made3 = (await outboxLen()) - o0;
+        perEvent = ((await usedMemory(redis)) - b3 - perPair * EVENTS) / Math.max(1, made3);
+        const b4 = await usedMemory(redis);
+        await run(EVENTS, async (i) => {
+          const r = await client.request(i, 'POST', '/v1/events', headers, JSON.stringify({
+            idempotency_key: `e${++seq}`, subject: subjectOf(i), action: { kind: 'llm.completion', name: shape === 'deep' ? 'summarize-ticket-thread-with-gpt' : 'bench' },
+            actual: { unit: UNIT, amount: 1 },
+          }), false);
+          if (r.status !== 201 && r.status !== 200) throw new Error(`createEvent → ${r.status} ${r.body.slice(0, 300)}`);
+        });
+        await settle();
+        perCreateEvent = ((await usedMemory(redis)) - b4) / EVENTS;
+      }
       const r: ShapeResult = {
-        shape, pairs: PAIRS, perPair, perActive, sample, idemSample, eventsPerPair: events / PAIRS,
+        shape, pairs: PAIRS, perPair, perActive, sample, idemSample, eventsPerPair: events / PAIRS, perEvent, perCreateEvent,
         classes: [...classes].map(([name, v]) => ({ name, keys: v.keys, bytes: v.bytes, perPair: v.bytes / made }))
           .sort((a, b) => b.bytes - a.bytes),
       };
       results.push(r);
+      console.error(`${shape}: ${perEvent.toFixed(0)} B per relayed outbox event, ${perCreateEvent.toFixed(0)} B per createEvent`);
       console.error(`${shape}: ${perPair.toFixed(0)} B per committed pair (used_memory ${before} → ${after} over ${PAIRS}), ${perActive.toFixed(0)} B per ACTIVE reservation; sample hash ${sample.encoding} ${sample.bytes} B, ${sample.fields} fields, longest ${sample.longest}; reserve idempotency record ${idemSample.bytes} B; outbox entries per pair ${r.eventsPerPair.toFixed(3)}`);
       for (const c of r.classes) console.error(`  ${c.name.padEnd(32)} ${String(c.keys).padStart(7)} keys ${String(c.bytes).padStart(10)} B  ${c.perPair.toFixed(1)} B/pair`);
       // the next shape starts from scratch
@@ -279,11 +316,12 @@ async function main() {
 function report(results: ShapeResult[]): string {
   const lines: string[] = [];
   lines.push(`## Redis memory per committed pair (\`npm run bench:memory\`)${o.label ? ` — ${o.label}` : ''}`, '');
-  lines.push(`${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Private redis-server (no persistence), \`cycles serve\` with default features (evidence off, relay and sweeper running); per shape ${WARMUP} warm-up pairs, then ${PAIRS} reserve→commit pairs at ${CLIENTS} clients; bytes = \`used_memory\` after − before, ÷ pairs. "Active" = ${RESERVE_ONLY} further reserves left ACTIVE.`, '');
-  lines.push('| shape | bytes / committed pair | bytes / ACTIVE reservation | reservation hash (sample) | reserve idempotency record | outbox entries / pair |');
-  lines.push('|---|---:|---:|---|---:|---:|');
+  lines.push(`${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Private redis-server (no persistence), \`cycles serve\` with default features (evidence off, relay and sweeper running); per shape ${WARMUP} warm-up pairs, then ${PAIRS} reserve→commit pairs at ${CLIENTS} clients; bytes = \`used_memory\` after − before, ÷ pairs. "Active" = ${RESERVE_ONLY} further reserves left ACTIVE. Events: ${EVENTS} commits over their estimate (one \`reservation.commit_overage\` each, relayed and indexed; the pair's own bytes subtracted), then ${EVENTS} createEvent calls (event record + idempotency record).`, '');
+  const f = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '–');
+  lines.push('| shape | bytes / committed pair | bytes / ACTIVE reservation | reservation hash (sample, MEMORY USAGE) | reserve idempotency record | outbox entries / pair | bytes / relayed event | bytes / createEvent |');
+  lines.push('|---|---:|---:|---|---:|---:|---:|---:|');
   for (const r of results) {
-    lines.push(`| ${r.shape} | ${r.perPair.toFixed(0)} | ${Number.isFinite(r.perActive) ? r.perActive.toFixed(0) : '–'} | ${r.sample.bytes} B, ${r.sample.encoding}, ${r.sample.fields} fields, longest ${r.sample.longest} | ${r.idemSample.bytes} B | ${r.eventsPerPair.toFixed(3)} |`);
+    lines.push(`| ${r.shape} | ${f(r.perPair)} | ${f(r.perActive)} | ${r.sample.bytes} B, ${r.sample.encoding}, ${r.sample.fields} fields, longest ${r.sample.longest} | ${r.idemSample.bytes} B | ${r.eventsPerPair.toFixed(3)} | ${f(r.perEvent)} | ${f(r.perCreateEvent)} |`);
   }
   lines.push('', 'Breakdown after the pairs (before the ACTIVE reserves): MEMORY USAGE of every key, summed per class, ÷ every pair made (warm-up included); it leaves out the keyspace\'s own per-key entries, so it adds up to a little less than the delta:', '');
   for (const r of results) {

@@ -42,6 +42,16 @@
 //   extend:  extend_hash:<idempotency key>, extend_result:<idempotency key> (one pair per
 //            successful extension, so at most max_extensions), extend_metadata (last, JSON)
 //   expiry:  expired_at_ms
+//   Stored compactly (docs/decisions.md DM1–DM4; src/store/lua/reservation_record.lua writes,
+//   src/ledger/reservationRecord.ts decodeReservationHash reads — every reader goes through
+//   one of them): short field names (`id`, `sj`, `xt`, …; status keeps its name), values over
+//   64 bytes in pieces `~1:<name>`, `~2:<name>`, … so the hash stays a listpack;
+//   affected_scopes / budgeted omitted when derivable (budgeted as `bix`, positions in
+//   affected_scopes); the reserve / commit / release replays rebuilt from the record: `rbal`
+//   / `fbal` hold the Balance rows of the reserve / the finishing response (packed), `exp0`
+//   the expiry the reserve set once extend moved it, `caps_json` the caps of an
+//   ALLOW_WITH_CAPS. commit_result / release_result are stored only when evidence is on or
+//   the rows do not pack losslessly.
 //   retention: a finished reservation expires CYCLES_RESERVATION_RETENTION_DAYS (90) after
 //   created_at, not sooner than min(that, 1 day) after it finished (ledger_common.lua
 //   retain_finalized, TTL passed by the caller); its created-at index entry is trimmed at
