@@ -171,7 +171,7 @@ async function main() {
         await adminCall('POST', '/v1/admin/budgets', { tenant_id: tenant, scope, unit: UNIT, allocated: { unit: UNIT, amount: 10 ** 15 } });
       }
       const key = (await adminCall('POST', '/v1/admin/api-keys', {
-        tenant_id: tenant, name: 'mem', permissions: ['reservations:create', 'reservations:commit', 'balances:read', 'events:create'],
+        tenant_id: tenant, name: 'mem', permissions: ['reservations:create', 'reservations:commit', 'balances:read'],
       })).key_secret as string;
 
       const client = makeClient(`http://127.0.0.1:${rp}`, CLIENTS, 30_000);
