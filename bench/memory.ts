@@ -46,8 +46,10 @@ const o = new Command()
   .option('--write', 'upsert the result into bench/RESULTS.md (<!-- memory --> section)', false)
   .option('--out <file>', 'results file for --write', path.join(REPO_ROOT, 'bench', 'RESULTS.md'))
   .option('--label <text>', 'label of this run in the results (e.g. the checkout)', '')
+  .option('--root <dir>', 'checkout whose `cycles serve` is measured (e.g. main, for a before/after)', REPO_ROOT)
+  .option('--append', 'with --write: add this run to the existing section instead of replacing it', false)
   .parse()
-  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; events: string; write: boolean; out: string; label: string }>();
+  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; events: string; write: boolean; out: string; label: string; root: string; append: boolean }>();
 const PAIRS = Number(o.pairs);
 const WARMUP = Number(o.warmup);
 const CLIENTS = Number(o.clients);
@@ -70,6 +72,7 @@ interface ShapeResult {
   perEvent: number;
   /** bytes per createEvent (POST /v1/events): the event record + its idempotency record */
   perCreateEvent: number;
+  luaUsPerReserve: number;
 }
 
 /** Key class of a key of the private Redis (tenant `t`). */
@@ -141,7 +144,7 @@ async function main() {
       };
       delete env.CYCLES_FEATURES;
       for (const k of Object.keys(env)) if (k.startsWith('EVIDENCE_')) delete env[k];
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'cycles.mjs'), 'serve'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [path.join(o.root, 'bin', 'cycles.mjs'), 'serve'], { cwd: o.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let log = '';
       const keep = (d: Buffer) => { log = (log + d.toString()).slice(-8000); };
       child.stdout!.on('data', keep);
@@ -247,10 +250,16 @@ async function main() {
 
       // ACTIVE reservations (reserve only): the created-at index and expiry schedule entries too
       let perActive = NaN;
+      let luaUsPerReserve = NaN;
       if (RESERVE_ONLY > 0) {
         await settle();
         const b2 = await usedMemory(redis);
+        await redis.config('RESETSTAT');
         await run(RESERVE_ONLY, reserve);
+        // Redis CPU of the reserve script itself (commandstats: µs per EVALSHA), steadier
+        // than throughput on a shared machine
+        const st = /cmdstat_evalsha:calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/.exec(await redis.info('commandstats'));
+        if (st) luaUsPerReserve = Number(st[3]);
         await settle();
         perActive = ((await usedMemory(redis)) - b2) / RESERVE_ONLY;
       }
@@ -284,12 +293,12 @@ async function main() {
         perCreateEvent = ((await usedMemory(redis)) - b4) / EVENTS;
       }
       const r: ShapeResult = {
-        shape, pairs: PAIRS, perPair, perActive, sample, idemSample, eventsPerPair: events / PAIRS, perEvent, perCreateEvent,
+        shape, pairs: PAIRS, perPair, perActive, sample, idemSample, eventsPerPair: events / PAIRS, perEvent, perCreateEvent, luaUsPerReserve,
         classes: [...classes].map(([name, v]) => ({ name, keys: v.keys, bytes: v.bytes, perPair: v.bytes / made }))
           .sort((a, b) => b.bytes - a.bytes),
       };
       results.push(r);
-      console.error(`${shape}: ${perEvent.toFixed(0)} B per relayed outbox event, ${perCreateEvent.toFixed(0)} B per createEvent`);
+      console.error(`${shape}: ${perEvent.toFixed(0)} B per relayed outbox event, ${perCreateEvent.toFixed(0)} B per createEvent; reserve script ${luaUsPerReserve} µs per call in Redis`);
       console.error(`${shape}: ${perPair.toFixed(0)} B per committed pair (used_memory ${before} → ${after} over ${PAIRS}), ${perActive.toFixed(0)} B per ACTIVE reservation; sample hash ${sample.encoding} ${sample.bytes} B, ${sample.fields} fields, longest ${sample.longest}; reserve idempotency record ${idemSample.bytes} B; outbox entries per pair ${r.eventsPerPair.toFixed(3)}`);
       for (const c of r.classes) console.error(`  ${c.name.padEnd(32)} ${String(c.keys).padStart(7)} keys ${String(c.bytes).padStart(10)} B  ${c.perPair.toFixed(1)} B/pair`);
       // the next shape starts from scratch
@@ -304,8 +313,11 @@ async function main() {
     if (o.write) {
       const cur = readFileSync(o.out, 'utf8');
       const re = /<!-- memory -->[\s\S]*<!-- \/memory -->\n?/;
-      const block = `<!-- memory -->\n${md}\n<!-- /memory -->\n`;
-      writeFileSync(o.out, re.test(cur) ? cur.replace(re, block) : `${cur.trimEnd()}\n\n${block}`);
+      const m = re.exec(cur);
+      const block = m && o.append
+        ? m[0].replace('<!-- /memory -->', `${md}\n\n<!-- /memory -->`)
+        : `<!-- memory -->\n${md}\n\n<!-- /memory -->\n`;
+      writeFileSync(o.out, m ? cur.replace(re, block) : `${cur.trimEnd()}\n\n${block}`);
       console.error(`updated ${o.out}`);
     }
   } finally {
