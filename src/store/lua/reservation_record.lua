@@ -41,7 +41,9 @@ end
 
 -- Stored (short) name of each documented field (DM4); fields not listed keep their name
 -- (status, ev:<action>, extend_hash:<key>, extend_result:<key>, bix, rbal, fbal, exp0).
-local RES_SHORT = {
+-- Built on first use (a script's top level runs on every call; reserve.lua writes stored
+-- names directly and never builds them).
+local function res_short_names() return {
   reservation_id = 'id', tenant = 't', subject = 'sj', action = 'ac', unit = 'u', estimate = 'e',
   scope_path = 'sp', affected_scopes = 'as', budgeted = 'bd', created_at_ms = 'ct',
   expires_at_ms = 'xt', grace_ms = 'g', overage_policy = 'op', idempotency_key = 'ik',
@@ -51,8 +53,8 @@ local RES_SHORT = {
   commit_result = 'cr', released_at_ms = 'rat', release_key = 'rk', release_hash = 'rhs',
   release_result = 'rr', released_by = 'rby', release_reason = 'rrs', extend_metadata = 'xmd',
   expired_at_ms = 'eat',
-}
-local RES_LONG = {
+} end
+local function res_long_names() return {
   id = 'reservation_id', t = 'tenant', sj = 'subject', ac = 'action', u = 'unit', e = 'estimate',
   sp = 'scope_path', as = 'affected_scopes', bd = 'budgeted', ct = 'created_at_ms',
   xt = 'expires_at_ms', g = 'grace_ms', op = 'overage_policy', ik = 'idempotency_key',
@@ -62,7 +64,8 @@ local RES_LONG = {
   cr = 'commit_result', rat = 'released_at_ms', rk = 'release_key', rhs = 'release_hash',
   rr = 'release_result', rby = 'released_by', rrs = 'release_reason', xmd = 'extend_metadata',
   eat = 'expired_at_ms',
-}
+} end
+local RES_SHORT, RES_LONG = nil, nil
 
 -- HGETALL of a reservation hash → table with the documented (long) names and whole values
 -- (nil when the key is missing). Accepts every layout: short names, pieces, and records
@@ -72,6 +75,8 @@ local RES_LONG = {
 local function res_read(key)
   local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
+  RES_SHORT = RES_SHORT or res_short_names()
+  RES_LONG = RES_LONG or res_long_names()
   local t = {}
   local st = {}
   local pieces = nil
@@ -127,13 +132,15 @@ end
 -- HSET of documented name/value pairs (a flat array) under their stored names, long values
 -- in pieces. `prev`: the record as res_read returned it (nil for a new one): the previous
 -- form of a rewritten field (long name, plain value, surplus pieces) is deleted.
-local function res_write(key, flat, prev)
+-- `stored`: the names in `flat` are already the stored names (reserve.lua's new record).
+local function res_write(key, flat, prev, stored)
   local args = {'HSET', key}
   local del = nil
   local prev_st = prev and prev.__st or {}
+  if not stored then RES_SHORT = RES_SHORT or res_short_names() end
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
-    local sf = RES_SHORT[f] or f
+    local sf = stored and f or (RES_SHORT[f] or f)
     local n = 0
     if #v > RES_CHUNK and #v <= CHUNK_MAX then
       local k = 0
@@ -161,7 +168,7 @@ local function res_write(key, flat, prev)
   redis.call(unpack(args))
 end
 
--- The reserve's scope fields: nothing when affected_scopes is the prefix chain of
+-- The reserve's scope fields (stored names, for res_write(…, true)): nothing when affected_scopes is the prefix chain of
 -- scope_path and every budgeted scope is one of them (then `bix` lists their positions),
 -- else the JSON fields as they were always stored.
 local function scope_fields(fields, scope_path, scopes, budgeted_scopes)
@@ -180,8 +187,8 @@ local function scope_fields(fields, scope_path, scopes, budgeted_scopes)
   if same and ix then
     fields[#fields + 1] = 'bix'; fields[#fields + 1] = table.concat(ix, ',')
   else
-    fields[#fields + 1] = 'affected_scopes'; fields[#fields + 1] = cjson.encode(scopes)
-    fields[#fields + 1] = 'budgeted'; fields[#fields + 1] = cjson.encode(budgeted_scopes)
+    fields[#fields + 1] = 'as'; fields[#fields + 1] = cjson.encode(scopes) -- affected_scopes
+    fields[#fields + 1] = 'bd'; fields[#fields + 1] = cjson.encode(budgeted_scopes) -- budgeted
   end
 end
 

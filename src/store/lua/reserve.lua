@@ -532,13 +532,17 @@ if overage == '' then
   end
 end
 
+-- Stored names (reservation_record.lua RES_SHORT, DM4), written as such: reservation_id,
+-- tenant, status, subject, action, unit, estimate, scope_path, created_at_ms,
+-- expires_at_ms, grace_ms, overage_policy, idempotency_key, extension_count,
+-- max_extensions (then metadata, policy_id, rbal, caps_json, run_counters).
 local fields = {
-  'reservation_id', p.reservation_id, 'tenant', p.tenant, 'status', 'ACTIVE',
-  'subject', p.subject_json, 'action', p.action_json, 'unit', p.unit, 'estimate', estimate,
-  'scope_path', p.scope_path,
-  'created_at_ms', now_s, 'expires_at_ms', expires_at, 'grace_ms', p.grace_ms,
-  'overage_policy', overage, 'idempotency_key', p.idempotency_key,
-  'extension_count', '0', 'max_extensions', string.format('%d', max_ext),
+  'id', p.reservation_id, 't', p.tenant, 'status', 'ACTIVE',
+  'sj', p.subject_json, 'ac', p.action_json, 'u', p.unit, 'e', estimate,
+  'sp', p.scope_path,
+  'ct', now_s, 'xt', expires_at, 'g', p.grace_ms,
+  'op', overage, 'ik', p.idempotency_key,
+  'xc', '0', 'xm', string.format('%d', max_ext),
 }
 scope_fields(fields, p.scope_path, p.scopes, budgeted_scopes)
 -- The replay of this reserve is rebuilt from the record (DM2) unless evidence is on (its
@@ -552,16 +556,16 @@ if rbal then
   fields[#fields + 1] = 'rbal'
   fields[#fields + 1] = rbal
   if caps_json ~= '' then
-    fields[#fields + 1] = 'caps_json'
+    fields[#fields + 1] = 'cj' -- caps_json
     fields[#fields + 1] = caps_json
   end
 end
 if p.metadata_json ~= '' then
-  fields[#fields + 1] = 'metadata'
+  fields[#fields + 1] = 'md' -- metadata
   fields[#fields + 1] = p.metadata_json
 end
 if policy_id ~= '' then
-  fields[#fields + 1] = 'policy_id'
+  fields[#fields + 1] = 'pi' -- policy_id
   fields[#fields + 1] = policy_id
 end
 
@@ -611,10 +615,10 @@ for _, inst in ipairs(quota_rules) do
   end
 end
 if #run_counters > 0 then
-  fields[#fields + 1] = 'run_counters'
+  fields[#fields + 1] = 'rc' -- run_counters
   fields[#fields + 1] = cjson.encode(run_counters)
 end
-res_write(K_RES, fields, nil)
+res_write(K_RES, fields, nil, true)
 redis.call('ZADD', K_RES_INDEX, now_s, p.reservation_id)
 redis.call('ZADD', K_SCHEDULE, string.format('%d', now + ttl + grace), p.reservation_id)
 -- The index is trimmed by the retention worker (src/export/retention.ts, DX1), not here:
