@@ -164,7 +164,7 @@ describe('retention of finished reservations', () => {
     }
     const retention = 90 * 86_400_000;
     for (const id of [committed, released, expiring]) {
-      const created = Number(await redis().hget(keys.reservation(c.t, id), 'created_at_ms'));
+      const created = Number((await readReservation(redis(), c.t, id)).created_at_ms);
       const at = await redis().pexpiretime(keys.reservation(c.t, id));
       expect(at).toBe(created + retention);
       expect(await redis().zscore(keys.expirySchedule(c.t), id)).toBeNull();

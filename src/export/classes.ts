@@ -7,6 +7,7 @@
 // cross-tenant classes (audit, evidence) by (time, id). Rows are rendered by the decoders
 // the API uses (reservationRecord, eventRecordOf, renderEvent); audit entries and evidence
 // envelopes are the stored bytes verbatim.
+import { decodeReservationHash } from '../ledger/reservationRecord';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { keys } from '../store/keys';
@@ -105,7 +106,9 @@ async function* verbatim(redis: Redis, from: number, index: string, record: (id:
 export function dayLines(redis: Redis, cls: ExportClass, from: number): AsyncGenerator<string> {
   switch (cls) {
     case 'reservations':
-      return perTenantHashes(redis, from, keys.reservationIndex, keys.reservation, (h) => {
+      return perTenantHashes(redis, from, keys.reservationIndex, keys.reservation, (stored) => {
+        // the stored layout is compact (DM1–DM4): decode before reading any field
+        const h = decodeReservationHash(stored);
         if (!h.reservation_id) return '';
         if (h.status === 'ACTIVE') throw new DayOpen(`reservation ${h.reservation_id} is still ACTIVE`);
         return stringify(reservationRecord(h));
@@ -185,7 +188,7 @@ export async function releaseDay(redis: Redis, config: Config, cls: ExportClass,
           const hashes = await pipelined<Record<string, string>>(redis, (p) => { for (const e of entries) p.hgetall(keys.reservation(t, e.member)); });
           const out: { key: string; at: number }[] = [];
           entries.forEach((e, i) => {
-            const h = hashes[i];
+            const h = decodeReservationHash(hashes[i]);
             if (!h.reservation_id || h.status === 'ACTIVE') return; // gone, or never: ACTIVE has no TTL
             // the script's rule (retain_finalized): created + R, not sooner than
             // min(R, 1 day) after it finished
