@@ -209,8 +209,9 @@ describe('keys, budgets, policies, webhooks', () => {
     expect(created.code, created.stderr).toBe(0);
     expect(created.stdout).toMatch(/^signing_secret +whsec_/m);
     const id = /^subscription_id +(\S+)$/m.exec(created.stdout)![1];
-    const [list, get, upd, bad] = await Promise.all([
-      cycles('webhooks', 'list', '--tenant', t),
+    // the list first: the PATCH to PAUSED below would race it
+    const list = await cycles('webhooks', 'list', '--tenant', t);
+    const [get, upd, bad] = await Promise.all([
       cycles('webhooks', 'get', id, '--json'),
       cycles('webhooks', 'update', id, '--status', 'PAUSED'),
       cycles('webhooks', 'create', '--tenant', t, '--url', HOOK, '--event-types', 'api_key.created'),
