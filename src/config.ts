@@ -15,6 +15,8 @@ export interface Config {
   redisUrl: string | undefined;
   /** bound on connecting to Redis and its first PING at start (ioredis reconnects on its own later) */
   redisConnectTimeoutMs: number;
+  /** REDIS_CLUSTER: true = Redis Cluster, false = one server, undefined = detect (INFO cluster) */
+  redisCluster: boolean | undefined;
   adminApiKey: string | undefined;
   runtimePort: number;
   adminPort: number;
@@ -185,6 +187,14 @@ function testRetentionMs(env: NodeJS.ProcessEnv): number | undefined {
   return int('CYCLES_TEST_RETENTION_MS', raw, 0, 1, 365 * DAY_MS);
 }
 
+/** '1'/'true' → true, '0'/'false' → false, unset or '' → undefined. */
+function bool01(name: string, v: string | undefined): boolean | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v === '1' || v === 'true') return true;
+  if (v === '0' || v === 'false') return false;
+  throw new Error(`${name} must be 1 or 0, got ${JSON.stringify(v)}`);
+}
+
 const KNOWN_FEATURES = new Set(['v0.1.26']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -196,6 +206,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return {
     redisUrl: env.REDIS_URL || undefined,
+    redisCluster: bool01('REDIS_CLUSTER', env.REDIS_CLUSTER),
     redisConnectTimeoutMs: int('CYCLES_REDIS_CONNECT_TIMEOUT_MS', env.CYCLES_REDIS_CONNECT_TIMEOUT_MS, 10_000, 100, 600_000),
     adminApiKey: adminApiKey(env),
     runtimePort: int('CYCLES_RUNTIME_PORT', env.CYCLES_RUNTIME_PORT, 7878, 0, 65535),

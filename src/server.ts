@@ -8,6 +8,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { readOrCreateKeyFile } from './store/keyFile';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { clusterFromUrl, isCluster, patchCluster } from './store/cluster';
 import { loadConfig, MIN_ADMIN_KEY_CHARS, type Config, type Plane } from './config';
 import { createLogger } from './log';
 import { createPlaneApp } from './http/app';
@@ -71,7 +72,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       cleanups.unshift(() => embedded.stop());
       redisUrl = embedded.url;
     }
-    const redis = await connectRedis(redisUrl, config.redisConnectTimeoutMs);
+    const redis = await connectRedis(redisUrl, config.redisConnectTimeoutMs, config.redisCluster);
     // From here on ioredis reconnects on its own; an outage shows in /readyz and as 500s,
     // not as an unhandled 'error' event.
     redis.on('error', (e) => log.warn({ err: e }, 'redis connection error'));
@@ -260,8 +261,11 @@ class StartTimeout extends Error {}
  * retrying: at start a wrong URL is far likelier than a blip, and a supervisor restarts us.
  * On failure the client is disconnected so nothing keeps the process alive.
  */
-export async function connectRedis(url: string, timeoutMs: number): Promise<Redis> {
-  const redis = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
+export async function connectRedis(url: string, timeoutMs: number, cluster?: boolean): Promise<Redis> {
+  const started = Date.now();
+  const redis = cluster
+    ? patchCluster(clusterFromUrl(url))
+    : new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
   let firstError: Error | undefined;
   let failNow: (e: Error) => void = () => {};
   const failed = new Promise<never>((_, reject) => { failNow = reject; });
@@ -277,6 +281,15 @@ export async function connectRedis(url: string, timeoutMs: number): Promise<Redi
   try {
     const pong = await Promise.race([redis.connect().then(() => redis.ping()), failed, timedOut]);
     if (pong !== 'PONG') throw new Error(`unexpected reply to PING: ${String(pong)}`);
+    if (cluster === undefined && !isCluster(redis)) {
+      // REDIS_CLUSTER unset: a cluster node says cluster_enabled:1 (docs/decisions.md DK2)
+      const info = await Promise.race([redis.info('cluster'), failed, timedOut]);
+      if (/cluster_enabled:1/.test(String(info))) {
+        redis.off('error', onError);
+        redis.disconnect();
+        return await connectRedis(url, Math.max(100, timeoutMs - (Date.now() - started)), true);
+      }
+    }
     redis.off('error', onError);
     return redis;
   } catch (e) {

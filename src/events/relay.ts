@@ -21,7 +21,8 @@
 // index by score, both bounded per pass; the per-value indexes are trimmed on every write
 // and expire with the retention.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import { isCluster, masterNodes, nodeOptions } from '../store/cluster';
 import type { Logger } from 'pino';
 import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
@@ -181,6 +182,11 @@ export async function trimOnce(redis: Redis, retentionDays: number, nowMs = Date
 /** Adds `E` and `t` to notify-keyspace-events (keeps what is set). False when CONFIG is
  *  not available (managed Redis): the sweep alone then bounds the relay latency. */
 export async function enableXaddNotifications(redis: Redis): Promise<boolean> {
+  // On a cluster each master notifies only about its own keys (docs/decisions.md DK4).
+  if (isCluster(redis)) {
+    const nodes = masterNodes(redis);
+    return nodes.length > 0 && (await Promise.all(nodes.map((n) => enableXaddNotifications(n)))).every(Boolean);
+  }
   try {
     const got = await redis.config('GET', 'notify-keyspace-events') as string[];
     const cur = String(got?.[1] ?? '');
@@ -212,7 +218,8 @@ export function watchXadds(redis: Redis, log: Logger, o: {
   stopped: () => boolean;
   /** warned once when CONFIG cannot enable notifications at start */
   unavailableWarning?: string;
-}): Redis {
+}): { disconnect(): void } {
+  if (isCluster(redis)) return watchXaddsCluster(redis, log, o);
   const sub = redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
   sub.on('error', (err: Error) => log.debug({ err }, `${o.label} notification connection error`));
   sub.on('message', (_ch: string, key: string) => o.onKey(key));
@@ -236,6 +243,58 @@ export function watchXadds(redis: Redis, log: Logger, o: {
     if (!o.stopped()) log.warn({ err }, `${o.label}: keyspace notifications unavailable; relying on the sweep`);
   });
   return sub;
+}
+
+/** watchXadds on a cluster: one subscriber per master (keyspace notifications are
+ *  node-local), re-opened whenever the master set changes (failover, resharding), with a
+ *  sweep (onReady) after each change since a new master's events were not watched. */
+function watchXaddsCluster(redis: Redis, log: Logger, o: Parameters<typeof watchXadds>[2]): { disconnect(): void } {
+  let subs: Redis[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let warned = false;
+  const open = async () => {
+    const old = subs;
+    subs = [];
+    for (const s of old) s.disconnect();
+    if (o.stopped()) return;
+    const on = await enableXaddNotifications(redis);
+    o.onNotifying(on);
+    if (!on && o.unavailableWarning && !warned) { warned = true; log.warn(o.unavailableWarning); }
+    const next = masterNodes(redis).map((node) => {
+      const sub = new Redis(nodeOptions(node, { enableAutoPipelining: false, lazyConnect: true }));
+      sub.on('error', (err: Error) => log.debug({ err }, `${o.label} notification connection error`));
+      sub.on('message', (_ch: string, key: string) => o.onKey(key));
+      sub.on('ready', () => o.onReady());
+      return sub;
+    });
+    subs = next;
+    await Promise.all(next.map(async (sub) => { await sub.connect(); await sub.subscribe('__keyevent@0__:xadd'); }));
+    o.onReady();
+  };
+  const reopen = () => {
+    if (timer || o.stopped()) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      open().catch((err: unknown) => { o.onNotifying(false); if (!o.stopped()) log.warn({ err }, `${o.label}: keyspace notifications unavailable on a master; relying on the sweep`); });
+    }, 250);
+    timer.unref();
+  };
+  const emitter = redis as unknown as NodeJS.EventEmitter;
+  emitter.on('+node', reopen);
+  emitter.on('-node', reopen);
+  open().catch((err: unknown) => {
+    o.onNotifying(false);
+    if (!o.stopped()) log.warn({ err }, `${o.label}: keyspace notifications unavailable; relying on the sweep`);
+  });
+  return {
+    disconnect() {
+      emitter.off('+node', reopen);
+      emitter.off('-node', reopen);
+      clearTimeout(timer);
+      for (const s of subs) s.disconnect();
+      subs = [];
+    },
+  };
 }
 
 type ClaimReply = ['locked'] | ['empty'] | ['batch', [string, string[]][], number];

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import { isCluster } from './cluster';
 
 export interface LoadedScript {
   name: string;
@@ -125,6 +126,9 @@ async function evalScript(redis: Redis, script: LoadedScript, keys: string[], ar
   } catch (err) {
     if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
   }
+  // On a cluster SCRIPT LOAD would reach an arbitrary node: EVAL runs (and caches) the
+  // script on the node that owns the keys (a replica promoted by a failover starts empty).
+  if (isCluster(redis)) return await redis.eval(script.source, keys.length, ...keys, ...args);
   await redis.script('LOAD', script.source);
   return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
 }

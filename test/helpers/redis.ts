@@ -4,7 +4,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
+import { clusterFromUrl, patchCluster } from '../../src/store/cluster';
 import { startRedisServer, type RedisServerHandle, type RedisServerOptions } from '../../src/store/redisProcess';
 
 export interface TestRedis {
@@ -20,7 +21,36 @@ export interface TestRedis {
   restart(downMs?: number): Promise<void>;
 }
 
+/** Seed list (`host:port,…`) of a Redis Cluster to run the suites on instead of private
+ *  servers (npm run test:cluster sets it; files then run one at a time). */
+export const TEST_CLUSTER = process.env.CYCLES_TEST_REDIS_CLUSTER || '';
+
+async function flushCluster(c: Cluster): Promise<void> {
+  await Promise.all(c.nodes('master').map((n) => n.flushall()));
+}
+
+async function clusterTestRedis(): Promise<TestRedis> {
+  const seeds = TEST_CLUSTER.split(',');
+  const cluster = clusterFromUrl(`redis://${seeds[0]}`, seeds.slice(1));
+  cluster.on('error', () => {});
+  await cluster.connect();
+  (cluster as unknown as { flushall: () => Promise<'OK'> }).flushall = async () => { await flushCluster(cluster); return 'OK'; };
+  const client = patchCluster(cluster);
+  await flushCluster(cluster);
+  const port = Number(seeds[0]!.split(':')[1]);
+  return {
+    url: `redis://${seeds[0]}`,
+    port,
+    dataDir: '',
+    client,
+    get server(): RedisServerHandle { throw new Error('no private redis-server on the cluster run'); },
+    async stop() { cluster.disconnect(); },
+    async restart() { throw new Error('restart() is not available on the cluster run'); },
+  };
+}
+
 export async function startTestRedis(opts: Partial<Omit<RedisServerOptions, 'dataDir'>> = {}): Promise<TestRedis> {
+  if (TEST_CLUSTER) return clusterTestRedis();
   const dataDir = mkdtempSync(join(tmpdir(), 'cycles-redis-'));
   let server = await startRedisServer({ ...opts, dataDir, port: opts.port ?? 0 });
   const port = server.port;

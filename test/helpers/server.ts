@@ -2,7 +2,7 @@
 // any response that does not match the spec becomes a 500, so every test that checks a
 // status also checks the response schema.
 import { startServer, type RunningServer, type Role } from '../../src/server';
-import { startTestRedis, type TestRedis } from './redis';
+import { startTestRedis, TEST_CLUSTER, type TestRedis } from './redis';
 import { storeNewKey } from '../../src/auth/apiKeys';
 import { DEFAULT_TENANT_PERMISSIONS } from '../../src/auth/permissions';
 import { parseJsonBody } from '../../src/json';
@@ -26,6 +26,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     roles: opts.roles,
     env: {
       REDIS_URL: redis.url,
+      ...(TEST_CLUSTER ? { REDIS_CLUSTER: '1' } : {}),
       ADMIN_API_KEY: ADMIN_KEY,
       CYCLES_RUNTIME_PORT: '0',
       CYCLES_ADMIN_PORT: '0',
