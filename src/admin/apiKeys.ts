@@ -12,7 +12,8 @@ import {
 import { DEFAULT_TENANT_PERMISSIONS, PERMISSIONS } from '../auth/permissions';
 import type { Principal } from '../auth/authenticate';
 import { paginate, parseLimit } from '../list/cursor';
-import { appendEvent } from '../events/outbox';
+import { appendEvent, appendPendingEvent, type PendingEvent } from '../events/outbox';
+import { isCluster } from '../store/cluster';
 import { canonicalJson, compact, hgetallMany, iso, runAdminScript, searchTerm, LIST_SCAN_MAX, type EventCtx } from './common';
 
 /** Default lifetime of a key created without expires_at (the spec recommends 90 days). */
@@ -75,11 +76,28 @@ export async function createApiKey(redis: Redis, body: Record<string, any>, ev: 
   const fields = encodeRecord(record);
   delete fields.created_at_ms;
   const data = JSON.stringify({ key_id: record.key_id, key_name: record.name, new_status: 'ACTIVE', permissions });
-  const res = await runAdminScript(redis, 'apikey_create',
-    [keys.apiKeyBySecret(sha), keys.apiKeyId(record.key_id), keys.tenant(record.tenant_id),
-      keys.apiKeyIndex(record.tenant_id), keys.outbox(record.tenant_id)],
-    [JSON.stringify(fields), sha, JSON.stringify(ev), data],
-    { TENANT_NOT_FOUND: new ApiError('INVALID_REQUEST', `Tenant ${record.tenant_id} does not exist`, { reason: 'TENANT_NOT_FOUND' }) });
+  const tenantNotFound = { TENANT_NOT_FOUND: new ApiError('INVALID_REQUEST', `Tenant ${record.tenant_id} does not exist`, { reason: 'TENANT_NOT_FOUND' }) };
+  let res: Record<string, any>;
+  if (!isCluster(redis)) {
+    res = await runAdminScript(redis, 'apikey_create',
+      [keys.apiKeyBySecret(sha), keys.apiKeyId(record.key_id), keys.tenant(record.tenant_id),
+        keys.apiKeyIndex(record.tenant_id), keys.outbox(record.tenant_id)],
+      [JSON.stringify(fields), sha, JSON.stringify(ev), data], tenantNotFound);
+  } else {
+    // Redis Cluster: the record's slot and the tenant's differ (docs/decisions.md DK5):
+    // admit (tenant ACTIVE, id in the tenant's index) → record → id mapping → event, unless
+    // the tenant closed meanwhile: then the record is revoked as the cascade would have.
+    const tenantKeys = [keys.tenant(record.tenant_id), keys.apiKeyIndex(record.tenant_id), keys.outbox(record.tenant_id)];
+    await runAdminScript(redis, 'apikey_tenant', tenantKeys, ['admit', record.key_id, '{}', ''], tenantNotFound);
+    res = await runAdminScript(redis, 'apikey_create', [keys.apiKeyBySecret(sha)], [JSON.stringify(fields), sha, '{}', '']);
+    await redis.set(keys.apiKeyId(record.key_id), sha);
+    try {
+      await runAdminScript(redis, 'apikey_tenant', tenantKeys, ['created', record.key_id, JSON.stringify(ev), data]);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'TENANT_CLOSED') await cascadeRevokeKey(redis, record.tenant_id, record.key_id, ev);
+      throw e;
+    }
+  }
   const stored = decodeRecord(res.record)!;
   return {
     key_id: stored.key_id,
@@ -113,9 +131,7 @@ export async function changeApiKey(
     if (body.description !== undefined) patch.description = body.description;
     if (body.metadata !== undefined) patch.metadata = JSON.stringify(JSON.parse(canonicalJson(body.metadata)));
   }
-  const res = await runAdminScript(redis, 'apikey_update',
-    [keys.apiKeyBySecret(sha), keys.tenant(current.tenant_id), keys.outbox(current.tenant_id)],
-    [mode, JSON.stringify(patch), reason ?? '', JSON.stringify(ev)]);
+  const res = await runKeyChange(redis, sha, current.tenant_id, [mode, JSON.stringify(patch), reason ?? '', JSON.stringify(ev)], ev);
   return decodeRecord(res.record)!;
 }
 
@@ -123,9 +139,22 @@ export async function changeApiKey(
 export async function cascadeRevokeKey(redis: Redis, tenant: string, keyId: string, ev: EventCtx): Promise<boolean> {
   const sha = await redis.get(keys.apiKeyId(keyId));
   if (!sha) return false;
-  const res = await runAdminScript(redis, 'apikey_update',
-    [keys.apiKeyBySecret(sha), keys.tenant(tenant), keys.outbox(tenant)], ['cascade', '{}', '', JSON.stringify(ev)]);
+  const res = await runKeyChange(redis, sha, tenant, ['cascade', '{}', '', JSON.stringify(ev)], ev);
   return res.changed === true;
+}
+
+/** apikey_update.lua in one step on a single Redis; on a Redis Cluster (DK5) the tenant check
+ *  first, then the record's slot alone, then the event into the tenant's outbox. */
+async function runKeyChange(redis: Redis, sha: string, tenant: string, args: string[], ev: EventCtx): Promise<Record<string, any>> {
+  if (!isCluster(redis)) {
+    return runAdminScript(redis, 'apikey_update', [keys.apiKeyBySecret(sha), keys.tenant(tenant), keys.outbox(tenant)], args);
+  }
+  if (args[0] !== 'cascade' && (await redis.hget(keys.tenant(tenant), 'status')) === 'CLOSED') {
+    throw new ApiError('TENANT_CLOSED', 'The owning tenant is CLOSED');
+  }
+  const res = await runAdminScript(redis, 'apikey_update', [keys.apiKeyBySecret(sha)], args);
+  if (res.event) await appendPendingEvent(redis, tenant, res.event as PendingEvent, ev);
+  return res;
 }
 
 const KEY_SORTS: Record<string, (r: ApiKeyRecord) => string | bigint> = {

@@ -1,6 +1,7 @@
 // Tenants: create (idempotent on identical content), read, list, update (status
 // lifecycle; a CLOSE runs the cascade in src/admin/cascade.ts after the flip).
 import type { Redis } from 'ioredis';
+import { isCluster } from '../store/cluster';
 import { ApiError } from '../errors';
 import { keys } from '../store/keys';
 import { paginate, parseLimit } from '../list/cursor';
@@ -56,9 +57,19 @@ export async function createTenant(redis: Redis, body: Record<string, any>, ev: 
   }
   const fields = createFields(body);
   const data = JSON.stringify({ tenant_id: body.tenant_id, new_status: 'ACTIVE', changed_fields: [] });
-  const res = await runAdminScript(redis, 'tenant_create',
-    [keys.tenant(body.tenant_id), keys.tenantIndex(), keys.tenants(), keys.outbox(body.tenant_id)],
-    [JSON.stringify(fields), JSON.stringify(ev), data]);
+  const cluster = isCluster(redis);
+  const res = await runAdminScript(redis, 'tenant_create', cluster
+    ? [keys.tenant(body.tenant_id), keys.outbox(body.tenant_id)]
+    : [keys.tenant(body.tenant_id), keys.tenantIndex(), keys.tenants(), keys.outbox(body.tenant_id)],
+  [JSON.stringify(fields), JSON.stringify(ev), data]);
+  if (cluster) {
+    // the registry lives in another slot: added after the record, on every call (DK6)
+    const h = (res.created ?? res.existing) as Record<string, string>;
+    await Promise.all([
+      redis.zadd(keys.tenantIndex(), 'NX', h.created_at_ms ?? String(Date.now()), body.tenant_id),
+      redis.sadd(keys.tenants(), body.tenant_id),
+    ]);
+  }
   if (res.created) return { created: true, tenant: res.created };
   const stored = res.existing as Record<string, string>;
   // Idempotent repeat only when every field the request determines is what is stored.

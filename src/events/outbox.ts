@@ -40,8 +40,19 @@ export function appendEvent(redis: ChainableCommander, tenant: string, type: str
 export function appendEvent(redis: Redis | ChainableCommander, tenant: string, type: string, data: object, ctx: EventCtx): void | Promise<string>;
 export function appendEvent(redis: Redis | ChainableCommander, tenant: string, type: string, data: object, ctx: EventCtx): void | Promise<string> {
   const args = eventFields(type, data, ctx);
-  if (redis instanceof Redis) {
-    return redis.xadd(keys.outbox(tenant), '*', ...args).then((id) => String(id));
+  if (redis instanceof Redis || (redis as { isCluster?: boolean }).isCluster === true) {
+    return (redis as Redis).xadd(keys.outbox(tenant), '*', ...args).then((id) => String(id));
   }
   redis.xadd(keys.outbox(tenant), '*', ...args);
+}
+
+/** An event a script built but could not append itself (its tenant's outbox is in another
+ *  Cluster slot, docs/decisions.md DK5): `data` is already JSON. */
+export interface PendingEvent { type: string; data: string; ts_ms: number }
+
+/** Appends a script's PendingEvent to `tenant`'s outbox (same entry fields as outbox()). */
+export async function appendPendingEvent(redis: Redis, tenant: string, ev: PendingEvent, ctx: EventCtx): Promise<string> {
+  const f = eventFields(ev.type, {}, ctx, ev.ts_ms);
+  f[3] = ev.data;
+  return String(await redis.xadd(keys.outbox(tenant), '*', ...f));
 }

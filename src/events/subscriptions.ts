@@ -15,6 +15,7 @@
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors';
 import { keys } from '../store/keys';
+import { isCluster } from '../store/cluster';
 import { parseJsonBody } from '../json';
 import type { Principal } from '../auth/authenticate';
 import type { components } from '../generated/admin.types';
@@ -311,9 +312,12 @@ export async function webhookOverview(redis: Redis) {
 export async function disableWebhooksForCascade(c: CascadeStepContext): Promise<number> {
   let n = 0;
   for (const id of await c.redis.zrange(keys.webhookIndex(c.tenant), 0, -1)) {
+    const cluster = isCluster(c.redis);
+    const tenantKeys = [keys.tenant(c.tenant), keys.webhook(c.tenant, id), keys.outbox(c.tenant)];
     const res = await runAdminScript(c.redis, 'webhook_update',
-      [keys.tenant(c.tenant), keys.webhook(c.tenant, id), keys.outbox(c.tenant), keys.webhooksVersion()],
+      cluster ? tenantKeys : [...tenantKeys, keys.webhooksVersion()],
       ['cascade', '', '', '{}', '[]', '', '', JSON.stringify(c.ev), '0']);
+    if (res.changed && cluster) await c.redis.incr(keys.webhooksVersion()); // DK6
     if (res.changed) { n += 1; c.step(); }
   }
   return n;

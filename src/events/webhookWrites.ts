@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError, invalid } from '../errors';
 import { keys } from '../store/keys';
+import { isCluster } from '../store/cluster';
 import { stringify } from '../json';
 import { runAdminScript, type EventCtx } from '../admin/common';
 import { categoryOf, SYSTEM_TENANT, TENANT_VISIBLE_CATEGORIES } from './model';
@@ -175,10 +176,24 @@ export async function createSubscription(
     f.headers_enc = c.box.seal(JSON.stringify(headers), `${id}:headers`);
   }
   const k = recordKeys(owner, id);
-  const res = await runAdminScript<{ record: Record<string, string> }>(redis, 'webhook_create',
-    [k.tenant, k.record, k.index, keys.webhooksAll(), keys.webhooksVersion(), k.outbox],
-    [JSON.stringify(f), JSON.stringify(c.ev), MAX_WEBHOOKS_PER_TENANT],
-    { LIMIT_EXCEEDED: new ApiError('LIMIT_EXCEEDED', `Tenant ${owner} already holds ${MAX_WEBHOOKS_PER_TENANT} webhook subscriptions; delete one first`, { limit: MAX_WEBHOOKS_PER_TENANT }, 400) });
+  const cluster = isCluster(redis);
+  // Redis Cluster (DK6): the registry entry first (readers skip an id without a record),
+  // taken back if the script refuses; the version after.
+  if (cluster) await redis.zadd(keys.webhooksAll(), Date.now(), id);
+  let res: { record: Record<string, string> };
+  try {
+    res = await runAdminScript<{ record: Record<string, string> }>(redis, 'webhook_create',
+      cluster ? [k.tenant, k.record, k.index, k.outbox] : [k.tenant, k.record, k.index, keys.webhooksAll(), keys.webhooksVersion(), k.outbox],
+      [JSON.stringify(f), JSON.stringify(c.ev), MAX_WEBHOOKS_PER_TENANT],
+      { LIMIT_EXCEEDED: new ApiError('LIMIT_EXCEEDED', `Tenant ${owner} already holds ${MAX_WEBHOOKS_PER_TENANT} webhook subscriptions; delete one first`, { limit: MAX_WEBHOOKS_PER_TENANT }, 400) });
+  } catch (e) {
+    if (cluster && !(await redis.exists(k.record))) await redis.zrem(keys.webhooksAll(), id);
+    throw e;
+  }
+  if (cluster) {
+    await redis.zadd(keys.webhooksAll(), 'XX', res.record.created_at_ms ?? Date.now(), id);
+    await redis.incr(keys.webhooksVersion());
+  }
   return { subscription: renderSubscription(res.record), signing_secret: secret };
 }
 
@@ -279,11 +294,13 @@ export async function updateSubscription(
     const ev = { ...c.ev, correlation_id: correlation ?? `webhook_update:${id}:${c.ev.request_id}` };
     const k = recordKeys(owner, id);
     try {
+      const cluster = isCluster(redis);
       const res = await runAdminScript<{ record: Record<string, string> }>(redis, 'webhook_update',
-        [k.tenant, k.record, k.outbox, keys.webhooksVersion()],
+        cluster ? [k.tenant, k.record, k.outbox] : [k.tenant, k.record, k.outbox, keys.webhooksVersion()],
         ['patch', h.rev ?? '0', h.status, JSON.stringify(type ? p.set : {}), JSON.stringify(type ? p.unset : []),
           type, JSON.stringify(data), JSON.stringify(ev), p.resetFailures ? '1' : '0'],
         { CONFLICT: conflict, NOT_FOUND: notFound(id) });
+      if (cluster && type) await redis.incr(keys.webhooksVersion()); // DK6
       return renderSubscription(res.record);
     } catch (e) {
       if (e !== conflict) throw e;
@@ -295,10 +312,15 @@ export async function updateSubscription(
 // ------------------------------------------------------------------ delete
 export async function deleteSubscription(redis: Redis, owner: string, id: string, ev: EventCtx, correlation?: string): Promise<string> {
   const k = recordKeys(owner, id);
+  const cluster = isCluster(redis);
   const res = await runAdminScript<{ previous_status: string }>(redis, 'webhook_delete',
-    [k.tenant, k.record, k.index, keys.webhooksAll(), keys.webhooksVersion(), k.outbox],
+    cluster ? [k.tenant, k.record, k.index, k.outbox] : [k.tenant, k.record, k.index, keys.webhooksAll(), keys.webhooksVersion(), k.outbox],
     [id, JSON.stringify({ ...ev, correlation_id: correlation ?? `webhook_delete:${id}` })],
     { NOT_FOUND: notFound(id) });
+  if (cluster) { // DK6
+    await redis.zrem(keys.webhooksAll(), id);
+    await redis.incr(keys.webhooksVersion());
+  }
   return res.previous_status;
 }
 

@@ -17,7 +17,7 @@ export const CLUSTER_SUITES = [
   'test/expiry.test.ts', 'test/decide.test.ts', 'test/balances.test.ts', 'test/events.test.ts',
   'test/get-reservation.test.ts', 'test/list-reservations.test.ts', 'test/tenant-suspended.test.ts',
   'test/runtime-scope-filter.security.test.ts', 'test/idempotency-canonical.test.ts',
-  'test/auth-cache.test.ts', 'test/admin-apikeys.test.ts', 'test/admin-tenants.test.ts',
+  'test/admin-apikeys.test.ts', 'test/admin-tenants.test.ts',
   'test/admin-budgets.test.ts', 'test/admin-fund.test.ts', 'test/admin-policies.test.ts',
   'test/admin-cascade.test.ts', 'test/admin-overview.test.ts', 'test/admin-audit.test.ts',
   'test/admin-auth.security.test.ts', 'test/admin-bulk.test.ts',

@@ -6,6 +6,8 @@ import { randomBytes } from 'node:crypto';
 import type { Deps } from '../../http/types';
 import { keys } from '../../store/keys';
 import { loadScript, runScript } from '../../store/scripts';
+import { isCluster } from '../../store/cluster';
+import { appendPendingEvent, type PendingEvent } from '../outbox';
 
 /** Keys read per tenant per pass (pipelined in chunks). */
 export const KEYS_PER_TENANT = 10_000;
@@ -37,7 +39,16 @@ export async function keyExpiryPass(deps: Deps): Promise<number> {
           const [status, exp, marked] = v as (string | null)[];
           const expMs = Number(exp ?? 0);
           if (status !== 'ACTIVE' || marked || !(expMs > 0 && expMs <= nowMs)) continue;
-          written += Number(await runScript(redis, script, [keys.apiKeyBySecret(live[j]), keys.outbox(tenant)], [traceId]));
+          if (!isCluster(redis)) {
+            written += Number(await runScript(redis, script, [keys.apiKeyBySecret(live[j]), keys.outbox(tenant)], [traceId]));
+            continue;
+          }
+          // Redis Cluster: the record's slot, then the event into the tenant's (DK5)
+          const got = await runScript(redis, script, [keys.apiKeyBySecret(live[j])], [traceId]);
+          if (typeof got !== 'string') continue;
+          await appendPendingEvent(redis, tenant, JSON.parse(got) as PendingEvent,
+            { trace_id: traceId, request_id: '', actor_json: '{"type":"system"}' });
+          written++;
         }
       }
     }

@@ -4,7 +4,8 @@
 -- this records the transition once: the marker field `expired_event_ms` makes a second
 -- sweep (any process) a no-op. The status field is left as it is, so every other path
 -- (update, revoke, close cascade) behaves exactly as before.
--- Spans the key's slot and the tenant's outbox: single-node Redis only, like apikey_update.lua.
+-- Single Redis: KEYS 1–2. Redis Cluster: KEYS[1] alone, and the event comes back as the
+-- reply (a JSON string) for the caller to append (docs/decisions.md DK5).
 -- @include ledger_common.lua
 --
 -- KEYS: 1 key record (keys.apiKeyBySecret), 2 outbox of its tenant
@@ -20,5 +21,6 @@ redis.call('HSET', KEYS[1], 'expired_event_ms', string.format('%d', now))
 local json = '{"key_id":' .. cjson.encode(k.key_id) .. ',"previous_status":"ACTIVE","new_status":"EXPIRED","permissions":'
   .. (k.permissions or '[]')
 if k.name then json = json .. ',"key_name":' .. cjson.encode(k.name) end
+if not KEYS[2] then return cjson.encode({type = 'api_key.expired', data = json .. '}', ts_ms = now}) end
 outbox(KEYS[2], 'api_key.expired', json .. '}', now, {trace_id = ARGV[1], request_id = '', actor_json = '{"type":"system"}'})
 return 1

@@ -1,6 +1,8 @@
 -- @include ledger_common.lua
 -- updateApiKey / revokeApiKey / the close cascade's revocation of one key.
--- Spans the key's slot and the tenant's slot: single-node Redis only (docs/decisions.md).
+-- Single Redis: KEYS 1–3, one step. Redis Cluster (the key's slot is not the tenant's): KEYS[1]
+-- alone; the caller checked the tenant before and appends the returned `event` to the
+-- tenant's outbox after (docs/decisions.md DK5).
 -- KEYS: 1 key record, 2 tenant hash, 3 outbox
 -- ARGV: 1 mode (update|revoke|cascade), 2 patch JSON (name, description, permissions,
 --       scope_filter, metadata as stored strings), 3 reason, 4 event ctx JSON
@@ -9,12 +11,20 @@ if not k then return cjson.encode({error = 'NOT_FOUND', message = 'API key not f
 local mode = ARGV[1]
 local ctx = cjson.decode(ARGV[4])
 local now = now_ms()
+local pending = nil
+local function emit_event(event_type, json)
+  if KEYS[3] then outbox(KEYS[3], event_type, json, now, ctx) else pending = {type = event_type, data = json, ts_ms = now} end
+end
+local function done(t)
+  t.event = pending
+  return cjson.encode(t)
+end
 local function perms_json() return k.permissions or '[]' end
 local function emit(event_type, prev, new)
   local json = '{"key_id":' .. cjson.encode(k.key_id) .. ',"previous_status":"' .. prev .. '","new_status":"' .. new
     .. '","permissions":' .. perms_json()
   if k.name then json = json .. ',"key_name":' .. cjson.encode(k.name) end
-  outbox(KEYS[3], event_type, json .. '}', now, ctx)
+  emit_event(event_type, json .. '}')
 end
 
 if mode == 'cascade' then
@@ -22,11 +32,11 @@ if mode == 'cascade' then
   redis.call('HSET', KEYS[1], 'status', 'REVOKED', 'revoked_at_ms', tostring(now), 'revoked_reason', 'tenant_closed')
   local json = '{"key_id":' .. cjson.encode(k.key_id) .. ',"prior_status":"ACTIVE","new_status":"REVOKED","cascade_reason":"tenant_closed"'
   if k.name then json = json .. ',"name":' .. cjson.encode(k.name) end
-  outbox(KEYS[3], 'api_key.revoked_via_tenant_cascade', json .. '}', now, ctx)
-  return cjson.encode({changed = true})
+  emit_event('api_key.revoked_via_tenant_cascade', json .. '}')
+  return done({changed = true})
 end
 
-if redis.call('HGET', KEYS[2], 'status') == 'CLOSED' then
+if KEYS[2] and redis.call('HGET', KEYS[2], 'status') == 'CLOSED' then
   return cjson.encode({error = 'TENANT_CLOSED', message = 'The owning tenant is CLOSED'})
 end
 if k.status == 'REVOKED' then return cjson.encode({error = 'KEY_REVOKED', message = 'API key is already REVOKED'}) end
@@ -36,7 +46,7 @@ if mode == 'revoke' then
   if ARGV[3] ~= '' then writes[#writes + 1] = 'revoked_reason'; writes[#writes + 1] = ARGV[3] end
   redis.call('HSET', KEYS[1], unpack(writes))
   emit('api_key.revoked', 'ACTIVE', 'REVOKED')
-  return cjson.encode({record = hgetall(KEYS[1])})
+  return done({record = hgetall(KEYS[1])})
 end
 
 local exp = tonumber(k.expires_at_ms or '0')
@@ -56,4 +66,4 @@ if acl_changed then
   k = hgetall(KEYS[1])
   emit('api_key.permissions_changed', 'ACTIVE', 'ACTIVE')
 end
-return cjson.encode({record = hgetall(KEYS[1])})
+return done({record = hgetall(KEYS[1])})

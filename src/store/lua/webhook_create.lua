@@ -4,6 +4,8 @@
 -- cross-tenant registry and version, and the webhook.created event in one atomic step.
 -- Touches the tenant slot and the two cross-tenant registry keys, like tenant_create.lua:
 -- single-node Redis (docs/decisions.md DV10).
+-- On a Redis Cluster the caller passes KEYS 1, 2, 3, 6 only (the tenant's slot) and writes the
+-- registry (before) and the version (after) itself (docs/decisions.md DK6).
 -- KEYS: 1 tenant hash, 2 record, 3 tenant index, 4 registry, 5 version, 6 outbox
 -- ARGV: 1 fields JSON (flat string map, subscription_id and tenant_id included),
 --       2 event ctx JSON, 3 most subscriptions per tenant
@@ -26,9 +28,11 @@ f.updated_at_ms = tostring(now)
 f.rev = '1'
 wh_hset(KEYS[2], f)
 redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZADD', KEYS[4], now, id)
-redis.call('INCR', KEYS[5])
+if #KEYS >= 6 then
+  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('INCR', KEYS[5])
+end
 ctx.correlation_id = 'webhook_create:' .. id
-outbox(KEYS[6], 'webhook.created', '{"subscription_id":' .. cjson.encode(id) .. ',"tenant_id":' .. cjson.encode(tenant)
+outbox(KEYS[#KEYS], 'webhook.created', '{"subscription_id":' .. cjson.encode(id) .. ',"tenant_id":' .. cjson.encode(tenant)
   .. ',"new_status":"ACTIVE","changed_fields":[]}', now, ctx)
 return cjson.encode({record = hgetall(KEYS[2])})

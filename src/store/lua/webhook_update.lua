@@ -9,6 +9,7 @@
 --   mode 'cascade' the tenant-close cascade: ACTIVE|PAUSED → DISABLED with one
 --                  webhook.disabled_via_tenant_cascade; a no-op for a DISABLED or missing row.
 -- Writes the tenant slot and the cross-tenant version key (DV10).
+-- On a Redis Cluster KEYS[4] is left out and the caller INCRs the version after a change (DK6).
 -- KEYS: 1 tenant hash, 2 record, 3 outbox, 4 version
 -- ARGV: 1 mode, 2 expected rev, 3 expected status, 4 fields to set JSON (flat string map),
 --       5 fields to delete JSON (array), 6 event type ('' = none), 7 event data JSON,
@@ -22,7 +23,7 @@ if mode == 'cascade' then
   local now = now_ms()
   redis.call('HSET', KEYS[2], 'status', 'DISABLED', 'updated_at_ms', tostring(now),
     'rev', tostring((tonumber(h.rev or '0') or 0) + 1))
-  redis.call('INCR', KEYS[4])
+  if KEYS[4] then redis.call('INCR', KEYS[4]) end
   local data = '{"subscription_id":' .. cjson.encode(h.subscription_id)
   if h.name and h.name ~= '' then data = data .. ',"name":' .. cjson.encode(h.name) end
   data = data .. ',"prior_status":"' .. h.status .. '","new_status":"DISABLED","cascade_reason":"tenant_closed"}'
@@ -46,6 +47,6 @@ set.rev = tostring((tonumber(h.rev or '0') or 0) + 1)
 if ARGV[9] == '1' then set.consecutive_failures = '0' end
 wh_hset(KEYS[2], set)
 if #unset > 0 then redis.call('HDEL', KEYS[2], unpack(unset)) end
-redis.call('INCR', KEYS[4])
+if KEYS[4] then redis.call('INCR', KEYS[4]) end
 outbox(KEYS[3], ARGV[6], ARGV[7], now, ctx)
 return cjson.encode({record = hgetall(KEYS[2])})
