@@ -283,7 +283,8 @@ export async function connectRedis(url: string, timeoutMs: number, cluster?: boo
     if (pong !== 'PONG') throw new Error(`unexpected reply to PING: ${String(pong)}`);
     if (cluster === undefined && !isCluster(redis)) {
       // REDIS_CLUSTER unset: a cluster node says cluster_enabled:1 (docs/decisions.md DK2)
-      const info = await Promise.race([redis.info('cluster'), failed, timedOut]);
+      // a server that refuses INFO (renamed on some managed services) is taken as a single one
+      const info = await Promise.race([redis.info('cluster').catch(() => ''), failed, timedOut]);
       if (/cluster_enabled:1/.test(String(info))) {
         redis.off('error', onError);
         redis.disconnect();
