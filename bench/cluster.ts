@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
+import { Redis } from 'ioredis';
 import { headerLines, makeClient, waitReady } from './httpClient';
 import { startLocalCluster } from '../test/helpers/redisCluster';
 import { freePort, startRedisServer } from '../src/store/redisProcess';
@@ -27,7 +28,27 @@ const o = new Command()
 const CLIENTS = Number(o.clients);
 const TENANTS = Number(o.tenants);
 
-async function runTarget(target: string, redisUrl: string, cluster: boolean): Promise<{ shape: string; rps: number; errors: number }[]> {
+interface Sample { calls: number; cpuS: number }
+
+/** EVALSHA/EVAL calls and CPU seconds (user + sys, main thread and children) of one node. */
+async function sample(port: number): Promise<Sample> {
+  const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+  try {
+    await c.connect();
+    const stats = await c.info('commandstats');
+    const cpu = await c.info('cpu');
+    let calls = 0;
+    for (const m of stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) calls += Number(m[1]);
+    const num = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(cpu)?.[1] ?? 0);
+    return { calls, cpuS: num('used_cpu_user') + num('used_cpu_sys') };
+  } finally {
+    c.disconnect();
+  }
+}
+
+interface Result { shape: string; rps: number; errors: number; perNode: { share: number; cpuUsPerReserve: number }[] }
+
+async function runTarget(target: string, redisUrl: string, cluster: boolean, ports: number[]): Promise<Result[]> {
   const adminKey = `bench-admin-${randomBytes(12).toString('hex')}`;
   const [rp, ap] = [await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = {
@@ -60,7 +81,7 @@ async function runTarget(target: string, redisUrl: string, cluster: boolean): Pr
       const k = await adminCall('/v1/admin/api-keys', { tenant_id: id, name: 'bench', permissions: ['reservations:create', 'reservations:commit'] });
       tenants.push({ id, key: k.key_secret as string });
     }
-    const out: { shape: string; rps: number; errors: number }[] = [];
+    const out: Result[] = [];
     for (const shape of ['shared', 'independent']) {
       const client = makeClient(runtime, CLIENTS, 30_000);
       const pick = (i: number) => tenants[shape === 'shared' ? 0 : i % tenants.length]!;
@@ -83,16 +104,21 @@ async function runTarget(target: string, redisUrl: string, cluster: boolean): Pr
       };
       const loops = Array.from({ length: CLIENTS }, (_, i) => loop(i));
       await new Promise((r) => setTimeout(r, Number(o.warmupMs)));
+      const before = await Promise.all(ports.map(sample));
       measuring = true;
       const t0 = performance.now();
       await new Promise((r) => setTimeout(r, Number(o.durationMs)));
       measuring = false;
+      const after = await Promise.all(ports.map(sample));
       const secs = (performance.now() - t0) / 1000;
       stop = true;
       await Promise.all(loops);
       client.close();
-      out.push({ shape, rps: ok / secs, errors });
-      console.error(`${target} ${shape}: ${(ok / secs).toFixed(0)} reserves/s (${errors} errors)`);
+      const calls = after.map((a, i) => a.calls - before[i]!.calls);
+      const total = calls.reduce((x, y) => x + y, 0) || 1;
+      const perNode = after.map((a, i) => ({ share: calls[i]! / total, cpuUsPerReserve: calls[i]! ? ((a.cpuS - before[i]!.cpuS) * 1e6) / calls[i]! : 0 }));
+      out.push({ shape, rps: ok / secs, errors, perNode });
+      console.error(`${target} ${shape}: ${(ok / secs).toFixed(0)} reserves/s (${errors} errors); per node ${perNode.map((n) => `${(n.share * 100).toFixed(0)} % at ${n.cpuUsPerReserve.toFixed(0)} µs`).join(', ')}`);
     }
     return out;
   } finally {
@@ -101,13 +127,14 @@ async function runTarget(target: string, redisUrl: string, cluster: boolean): Pr
   }
 }
 
+const row = (name: string, r: Result) => `| ${name} | ${r.shape} | ${r.rps.toFixed(0)} | ${r.errors} | ${r.perNode.map((n) => `${(n.share * 100).toFixed(0)} %`).join(' / ')} | ${r.perNode.filter((n) => n.share > 0.05).map((n) => n.cpuUsPerReserve.toFixed(0)).join(' / ')} |`;
 const rows: string[] = [];
 for (const target of o.targets.split(',')) {
   if (target === 'single') {
     const dir = mkdtempSync(path.join(tmpdir(), 'cycles-bench-'));
     const srv = await startRedisServer({ dataDir: dir, port: 0, appendonly: false });
     try {
-      for (const r of await runTarget('single', srv.url, false)) rows.push(`| one redis-server | ${r.shape} | ${r.rps.toFixed(0)} | ${r.errors} |`);
+      for (const r of await runTarget('single', srv.url, false, [srv.port])) rows.push(row('one redis-server', r));
     } finally {
       await srv.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -116,12 +143,12 @@ for (const target of o.targets.split(',')) {
     const cluster = await startLocalCluster({ masters: Number(o.masters), replicas: 0 });
     try {
       const seed = cluster.seeds.split(',')[0]!;
-      for (const r of await runTarget('cluster', `redis://${seed}`, true)) rows.push(`| cluster, ${o.masters} masters | ${r.shape} | ${r.rps.toFixed(0)} | ${r.errors} |`);
+      for (const r of await runTarget('cluster', `redis://${seed}`, true, cluster.nodes.map((n) => n.port))) rows.push(row(`cluster, ${o.masters} masters`, r));
     } finally {
       await cluster.stop();
     }
   }
 }
 console.log(`${CLIENTS} clients, ${o.durationMs} ms per run, reserve only, ${TENANTS} independent tenants, CYCLES_HTTP_PROCESSES=${o.serverProcesses}, AOF off on both\n`);
-console.log('| Redis | tenants | reserves/s | errors |\n|---|---|---|---|');
+console.log('| Redis | tenants | reserves/s | errors | scripts per node | Redis CPU µs per script (busy nodes) |\n|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
