@@ -141,8 +141,11 @@ evidence
     }
     const from = parseTimeBound(o.from, '--from', 0);
     const to = parseTimeBound(o.to, '--to', Number.MAX_SAFE_INTEGER);
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+    // the server's own connection logic: a Redis Cluster is detected or forced with
+    // REDIS_CLUSTER as for `cycles serve` (docs/decisions.md DK2)
+    const { connectRedis } = await import('./server');
+    const flag = process.env.REDIS_CLUSTER;
+    const redis = await connectRedis(url, 10_000, flag === '1' || flag === 'true' ? true : flag === '0' || flag === 'false' ? false : undefined);
     try {
       const out = process.stdout;
       const write = (line: string) => (out.write(line) ? undefined : new Promise<void>((r) => out.once('drain', () => r())));

@@ -229,5 +229,12 @@ describe.skipIf(!TEST_CLUSTER)('failover (own cluster: 3 masters + 3 replicas)',
     expect(rv.status, rv.text).toBe(200);
     const after = await call(runtime, 'POST', '/v1/reservations', { key: keyOf.get(victimTenant)!, body: reserveBody(victimTenant, 5) });
     expect(after.status, after.text).toBe(401);
+
+    // the relay goes on after the failover (subscribers re-opened on the new master set,
+    // DK4): the revocation event reaches the global index, which only the relay writes
+    await until(async () => {
+      const ev = await call(admin, 'GET', '/v1/admin/events?event_type=api_key.revoked&limit=50', { adminKey: ADMIN_KEY });
+      return ev.status === 200 && (ev.body.events as { tenant_id: string }[]).some((e) => e.tenant_id === victimTenant);
+    }, 20_000, 'api_key.revoked relayed after the failover');
   }, 120_000);
 });
