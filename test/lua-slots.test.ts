@@ -56,9 +56,8 @@ const LATER_KEY: Record<string, (src: string, c: Call) => boolean> = {
 /** Reviewed key expressions that are neither KEYS[n] nor a KEYS alias nor a parameter:
  *  file → expression → why it is in the slot of the script's KEYS. */
 const REVIEWED: Record<string, Record<string, string>> = {
-  'commit.lua': { 'unpack(fields)': 'HSET of res_key (KEYS[1]) built as a list' },
-  'release.lua': { 'unpack(fields)': 'HSET of res_key (KEYS[1]) built as a list' },
-  'extend.lua': { 'unpack(fields)': 'HSET of res_key (KEYS[1]) built as a list' },
+  // the finishing scripts write the reservation record through res_write (DM1–DM4)
+  'reservation_record.lua': { 'unpack(args)': 'HSET of the reservation hash `key` (its callers pass res_key = KEYS[1]) built as a list' },
   'reserve.lua': {
     'unpack(f)': 'HSET/HINCRBY of a quota counter key under p.quota_prefix = keys.quotaPrefix(tenant)',
     'p.budget_prefix .. p.scopes[i] .. \':\' .. u': 'budget key under keys.budget(tenant, …) prefix (DC7)',
