@@ -45,7 +45,8 @@ let keyGuard = process.env.CYCLES_LUA_KEY_GUARD === '1';
 export const KEY_GUARD_EXEMPT: ReadonlySet<string> = new Set([
   // ledger scripts: budget, quota and reservation keys built from tenant prefixes (DK1);
   // the branch that moves them into KEYS (issue 14, ledger keys) removes these entries
-  'reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update', 'quota_reset',
+  // (quota_reset already declares its keys: guarded)
+  'reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update',
   // webhook delivery (DK7): the branch reworking whd_* (issue 14, delivery) removes these
   'whd_claim', 'whd_enqueue', 'whd_finish', 'whd_release', 'whd_renew', 'whd_unlock',
 ]);
