@@ -9,7 +9,7 @@
 // (npm run test:cluster), where Redis refuses a cross-slot access.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { LUA_DIR } from '../src/store/scripts';
+import { KEY_GUARD_EXEMPT, LUA_DIR } from '../src/store/scripts';
 
 interface Call { cmd: string; key: string; line: number }
 
@@ -131,6 +131,19 @@ describe('Lua scripts touch only the slot of their KEYS', () => {
         expect(calls.some((c) => c.key === expr || c.cmd === expr), `${file}: ${expr}`).toBe(true);
       }
     }
+  });
+
+  it('a script with a reviewed key expression (its own or an include\'s) is exempt from the run-time guard (DK21)', () => {
+    const includesOf = (f: string): string[] => [...readFileSync(LUA_DIR + f, 'utf8').matchAll(/^--\s*@include\s+(\S+\.lua)\s*$/gm)].map((m) => m[1]!);
+    const closure = (f: string, seen = new Set<string>()): Set<string> => {
+      if (!seen.has(f)) { seen.add(f); for (const i of includesOf(f)) closure(i, seen); }
+      return seen;
+    };
+    const included = new Set(files.flatMap(includesOf));
+    const scripts = files.filter((f) => !included.has(f));
+    const needsExempt = scripts.filter((f) => [...closure(f)].some((x) => REVIEWED[x]));
+    expect(needsExempt.length).toBeGreaterThan(0);
+    for (const f of needsExempt) expect(KEY_GUARD_EXEMPT.has(f.slice(0, -4)), f).toBe(true);
   });
 
   it('only the webhook delivery scripts are known to span slots (DK7)', () => {
