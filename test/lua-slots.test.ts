@@ -67,7 +67,6 @@ const REVIEWED: Record<string, Record<string, string>> = {
   },
   'event.lua': { 'budget_prefix .. scope .. \':\' .. u': 'budget key under the tenant\'s budget prefix (DC7)' },
   'tenant_update.lua': { 'ARGV[3] .. scope .. \':\' .. unit': 'budget key under keys.budget(tenant, …) prefix (close snapshot)' },
-  'evidence_common.lua': { 'ev.key': 'XADD to the source stream keys.evidenceSource(tenant) its caller names (reserve/commit/release pass it in ARGV until they declare it; DK21)' },
   'reservation_common.lua': { 'unpack(args)': 'HSET of a budget key from load_scope_budgets (tenant prefix)' },
   // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
   // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
