@@ -213,7 +213,8 @@ describe('cycles export', () => {
 
   it('a killed export resumes: the re-run completes the directory with the same bytes', async () => {
     const dir = tmpDir();
-    const env = { REDIS_URL: srv.redis.url, NODE_ENV: 'test', CYCLES_TEST_NOW_MS: String(later) };
+    // the deployment's configuration, evidence identity included (links render with it, DM5)
+    const env = { ...EVIDENCE_ENV, REDIS_URL: srv.redis.url, NODE_ENV: 'test', CYCLES_TEST_NOW_MS: String(later) };
     const child = spawn(process.execPath, [BIN, 'export', '--from', day, '--to', day, '--dir', dir],
       { cwd: REPO_ROOT, env: { ...process.env, CYCLES_LOG_LEVEL: 'silent', ...env, CYCLES_TEST_EXPORT_SEGMENT_DELAY_MS: '60000' }, stdio: 'ignore' });
     const exited = new Promise((r) => child.once('exit', r));

@@ -9,6 +9,7 @@ import { getBudget, putBudget } from './helpers/fixtures';
 import { commitPath, expectLedgerHolds, extendPath, readReservation, releasePath, uid } from './helpers/reservations';
 import { keys } from '../src/store/keys';
 import { decodeReservationHash, scopePrefixes } from '../src/ledger/reservationRecord';
+import { renderReservation, reservationRecord } from '../src/ledger/reservationRead';
 
 const U = 'USD_MICROCENTS';
 let srv: TestServer;
@@ -217,5 +218,31 @@ describe('compact reservation record', () => {
   it('scopePrefixes is the scope derivation chain', () => {
     expect(scopePrefixes('tenant:a')).toEqual(['tenant:a']);
     expect(scopePrefixes('tenant:a/agent:b/toolset:c')).toEqual(['tenant:a', 'tenant:a/agent:b', 'tenant:a/agent:b/toolset:c']);
+  });
+
+  it('evidence links are stored as bare ids and rendered with the server id; older JSON links render as stored (DM5)', () => {
+    const idR = 'a1'.repeat(32);
+    const idC = 'c2'.repeat(32);
+    const oldRef = { evidence_id: 'b3'.repeat(32), cycles_evidence_url: `https://old.example/v1/evidence/${'b3'.repeat(32)}` };
+    const h = {
+      id: 'res_t_1', t: 't', status: 'COMMITTED', u: U, e: '5', ch: '3', ct: '1', xt: '2', cat: '3', sp: 'tenant:t', bix: '1',
+      'ev:reserve': idR, 'ev:commit': idC,
+    };
+    const all = new Set(['metadata', 'committed_metadata', 'evidence']);
+    expect(renderReservation(h, all, { serverId: 'https://c.example/v1' }).evidence).toEqual({
+      reserve: { evidence_id: idR, cycles_evidence_url: `https://c.example/v1/evidence/${idR}` },
+      commit: { evidence_id: idC, cycles_evidence_url: `https://c.example/v1/evidence/${idC}` },
+    });
+    // evidence off on the reading server: no URL to give, so no entry (the spec's "absent
+    // when evidence emission is disabled"); the export's audit record keeps the ids
+    expect(renderReservation(h, all).evidence).toBeUndefined();
+    expect(reservationRecord(h).evidence).toEqual({ reserve: { evidence_id: idR }, commit: { evidence_id: idC } });
+    expect(reservationRecord(h, 'https://c.example/v1').evidence).toEqual({
+      reserve: { evidence_id: idR, cycles_evidence_url: `https://c.example/v1/evidence/${idR}` },
+      commit: { evidence_id: idC, cycles_evidence_url: `https://c.example/v1/evidence/${idC}` },
+    });
+    const old = { ...h, 'ev:commit': JSON.stringify(oldRef) };
+    expect(renderReservation(old, all, { serverId: 'https://c.example/v1' }).evidence).toMatchObject({ commit: oldRef });
+    expect(renderReservation(old, all).evidence).toEqual({ commit: oldRef });
   });
 });
