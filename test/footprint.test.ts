@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, type ApiResponse, type TestServer } from './helpers/server';
 import { getBudget, putBudget } from './helpers/fixtures';
 import { commitPath, expectLedgerHolds, extendPath, readReservation, releasePath, uid } from './helpers/reservations';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { keys } from '../src/store/keys';
+import { LUA_DIR } from '../src/store/scripts';
 import { decodeReservationHash, scopePrefixes } from '../src/ledger/reservationRecord';
 import { renderReservation, reservationRecord } from '../src/ledger/reservationRead';
 
@@ -213,6 +216,54 @@ describe('compact reservation record', () => {
     expect(g.body.affected_scopes).toEqual(r.body.affected_scopes);
     expect(g.body.committed).toEqual({ unit: U, amount: 7 });
     await expectLedgerHolds(redis(), c.t);
+  });
+
+  it('bal_pack / bal_unpack and res_write / res_read round-trip exactly; rows that cannot be packed losslessly are refused', async () => {
+    // the library functions themselves, on the test Redis (reservation_record.lua)
+    const lib = ['int64.lua', 'ledger_common.lua', 'reservation_record.lua'].map((f) => readFileSync(join(LUA_DIR, f), 'utf8')).join('\n');
+    const harness = `${lib}
+local op = ARGV[1]
+if op == 'pack' then
+  local rows = cjson.decode(ARGV[2])
+  for _, r in ipairs(rows) do for k, v in pairs(r) do if v == 'FALSE' then r[k] = false end end end
+  local packed = bal_pack(rows, cjson.decode(ARGV[3]), ARGV[4])
+  if not packed then return false end
+  local back = bal_unpack(packed, cjson.decode(ARGV[3]), ARGV[4])
+  for _, r in ipairs(back) do for k, v in pairs(r) do if v == false then r[k] = 'FALSE' end end end
+  return {packed, cjson.encode(back)}
+end
+if op == 'write' then
+  res_write(KEYS[1], cjson.decode(ARGV[2]), res_read(KEYS[1]), ARGV[3] == 'stored')
+  local r = res_read(KEYS[1])
+  r.__st = nil; r.affected_list = nil; r.budgeted_list = nil
+  return cjson.encode(r)
+end`;
+    const row = (over: Record<string, unknown> = {}) => ({
+      scope: 'tenant:a/agent:b', unit: U, allocated: '1000', remaining: '-5', reserved: '3', spent: '1002', debt: 'FALSE',
+      overdraft_limit: '0', is_over_limit: '0', status: 'ACTIVE', ...over,
+    });
+    const scopes = JSON.stringify(['tenant:a', 'tenant:a/agent:b']);
+    const pack = async (rows: unknown[], unit = U) => redis().eval(harness, 0, 'pack', JSON.stringify(rows), scopes, unit) as Promise<[string, string] | null>;
+    const two = [row({ scope: 'tenant:a', allocated: '9223372036854775807' }), row()];
+    const ok = await pack(two);
+    expect(ok![0]).toBe('1,9223372036854775807,-5,3,1002,~,0,0,ACTIVE;2,1000,-5,3,1002,~,0,0,ACTIVE');
+    expect(JSON.parse(ok![1])).toEqual(two);
+    for (const bad of [{ spent: '1,2' }, { status: 'A;B' }, { debt: '' }, { debt: '~' }, { reserved: 7 }, { scope: 'tenant:z' }, { unit: 'TOKENS' }]) {
+      expect(await pack([row(), row(bad)]), JSON.stringify(bad)).toBeNull();
+    }
+    // a value with '~' inside (not the whole value) and every value false still pack
+    expect(await pack([row({ status: 'a~b' })])).not.toBeNull();
+    // res_write: new record under stored names, long values in pieces, then a rewrite to a
+    // shorter value removes the surplus pieces
+    const k = `{t:${uid('fp')}}:res:x`;
+    const long = 'x'.repeat(150);
+    const first = JSON.parse(await redis().eval(harness, 1, k, 'write', JSON.stringify(['id', 'r1', 'status', 'ACTIVE', 'md', long]), 'stored') as string);
+    expect(first).toMatchObject({ reservation_id: 'r1', status: 'ACTIVE', metadata: long });
+    expect(Object.keys(await redis().hgetall(k)).sort()).toEqual(['id', 'status', '~1:md', '~2:md', '~3:md']);
+    const second = JSON.parse(await redis().eval(harness, 1, k, 'write', JSON.stringify(['metadata', 'y'.repeat(70), 'status', 'COMMITTED'])) as string);
+    expect(second).toMatchObject({ reservation_id: 'r1', status: 'COMMITTED', metadata: 'y'.repeat(70) });
+    expect(Object.keys(await redis().hgetall(k)).sort()).toEqual(['id', 'status', '~1:md', '~2:md']);
+    expect(await redis().object('ENCODING', k)).toBe('listpack');
   });
 
   it('scopePrefixes is the scope derivation chain', () => {
