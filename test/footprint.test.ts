@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keys } from '../src/store/keys';
 import { LUA_DIR } from '../src/store/scripts';
-import { decodeReservationHash, scopePrefixes } from '../src/ledger/reservationRecord';
+import { decodeReservationHash, scopePrefixes, subjectOfScope } from '../src/ledger/reservationRecord';
 import { renderReservation, reservationRecord } from '../src/ledger/reservationRead';
 
 const U = 'USD_MICROCENTS';
@@ -72,9 +72,11 @@ describe('compact reservation record', () => {
       expect(v.length, f).toBeLessThanOrEqual(64);
     }
     // long values are absent under their own name (never truncated), present in pieces
-    expect(raw.subject).toBeUndefined();
-    expect(raw.sj).toBeUndefined();
-    expect(raw['~1:sj']).toBeDefined();
+    expect(raw.action).toBeUndefined();
+    expect(raw.ac).toBeUndefined();
+    expect(raw['~1:ac']).toBeDefined();
+    // the subject is the one its scope path spells: not stored at all (DM6)
+    for (const f of ['subject', 'sj', '~1:sj']) expect(raw[f], f).toBeUndefined();
     // short names (DM4); derived values are not stored; the replay copies are not stored
     expect(raw.reservation_id).toBeUndefined();
     expect(raw.id).toBe(id);
@@ -264,6 +266,30 @@ end`;
     expect(second).toMatchObject({ reservation_id: 'r1', status: 'COMMITTED', metadata: 'y'.repeat(70) });
     expect(Object.keys(await redis().hgetall(k)).sort()).toEqual(['id', 'status', '~1:md', '~2:md']);
     expect(await redis().object('ENCODING', k)).toBe('listpack');
+  });
+
+  it('a subject its scope path does not spell exactly is stored and rendered as sent (DM6)', async () => {
+    const c = await deepTenant();
+    const variants: Record<string, unknown>[] = [
+      { ...c.subject, agent: 'Planner-With-A-Long-Name' }, // upper case: the scope is lower-cased
+      { agent: c.subject.agent, tenant: c.t, workspace: c.subject.workspace, app: c.subject.app }, // another order
+      { ...c.subject, dimensions: { region: 'eu' } },
+      { workspace: c.subject.workspace, app: c.subject.app, agent: c.subject.agent }, // tenant from the key
+    ];
+    for (const subject of variants) {
+      const r = await post(c.key, '/v1/reservations', reserveBody(subject as Record<string, string>));
+      expect(r.status, r.text).toBe(200);
+      const raw = await redis().hgetall(keys.reservation(c.t, r.body.reservation_id));
+      expect(raw.sj ?? raw['~1:sj'], JSON.stringify(subject)).toBeDefined();
+      const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${encodeURIComponent(r.body.reservation_id)}`, { key: c.key });
+      expect(JSON.stringify(g.body.subject)).toBe(JSON.stringify(subject));
+    }
+    // derived: the exact text comes back, here for a one-level subject too
+    const one = await post(c.key, '/v1/reservations', reserveBody({ tenant: c.t }));
+    const raw1 = await redis().hgetall(keys.reservation(c.t, one.body.reservation_id));
+    expect(raw1.sj).toBeUndefined();
+    expect(decodeReservationHash(raw1).subject).toBe(JSON.stringify({ tenant: c.t }));
+    expect(subjectOfScope('tenant:a/workspace:b/agent:c')).toBe('{"tenant":"a","workspace":"b","agent":"c"}');
   });
 
   it('scopePrefixes is the scope derivation chain', () => {

@@ -45,6 +45,16 @@ local function scope_prefixes(path)
   return out
 end
 
+-- The subject JSON a scope path spells, levels in path order: tenant:a/agent:b →
+-- {"tenant":"a","agent":"b"} (every ':' → '":"', every '/' → '","', then '{"' … '"}'; DM6). A new record leaves `subject` out when the request's
+-- subject is exactly this text (the common case: lower-case values, canonical order, no
+-- dimensions); readers rebuild it from scope_path (reservationRecord.ts subjectOfScope,
+-- the same steps). Scope values never need JSON escaping (src/ledger/scope.ts charset),
+-- and the writer compares bytes, so a rebuilt subject is always the one sent.
+local function subject_of_scope(path)
+  return '{"' .. string.gsub(string.gsub(path, ':', '":"'), '/', '","') .. '"}'
+end
+
 -- Stored (short) name of each documented field (DM4); fields not listed keep their name
 -- (status, ev:<action>, extend_hash:<key>, extend_result:<key>, bix, rbal, fbal, exp0).
 -- Built on first use (a script's top level runs on every call; reserve.lua writes stored
@@ -121,6 +131,7 @@ local function res_read(key)
     end
   end
   t.__st = st
+  if t.subject == nil and t.scope_path then t.subject = subject_of_scope(t.scope_path) end
   if t.affected_scopes == nil and t.scope_path then
     t.affected_list = scope_prefixes(t.scope_path)
     t.affected_scopes = cjson.encode(t.affected_list)
@@ -142,10 +153,25 @@ end
 local function res_write(key, flat, prev, stored)
   local nf = #flat
   if stored and not prev then
-    -- a new record under its stored names (reserve.lua): as is unless a value needs pieces
+    -- a new record under its stored names (reserve.lua): the subject is left out when its
+    -- scope path spells it (DM6; removed from `flat` itself), and the rest goes to HSET as
+    -- is unless a value needs pieces
     local long = false
-    for i = 2, nf, 2 do
-      if #flat[i] > RES_CHUNK then long = true; break end
+    local isj, sp = nil, nil
+    for i = 1, nf, 2 do
+      local f = flat[i]
+      if f == 'sj' then isj = i elseif f == 'sp' then sp = flat[i + 1] end
+      if #flat[i + 1] > RES_CHUNK then long = true end
+    end
+    if isj and sp and flat[isj + 1] == subject_of_scope(sp) then
+      -- the last pair takes its place (field order does not matter to a hash)
+      flat[isj], flat[isj + 1] = flat[nf - 1], flat[nf]
+      flat[nf - 1], flat[nf] = nil, nil
+      nf = nf - 2
+      if long then
+        long = false
+        for i = 2, nf, 2 do if #flat[i] > RES_CHUNK then long = true; break end end
+      end
     end
     if not long then
       redis.call('HSET', key, unpack(flat))
