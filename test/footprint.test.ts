@@ -77,11 +77,14 @@ describe('compact reservation record', () => {
     expect(raw['~1:ac']).toBeDefined();
     // the subject is the one its scope path spells: not stored at all (DM6)
     for (const f of ['subject', 'sj', '~1:sj']) expect(raw[f], f).toBeUndefined();
+    // enum values as one digit (DM7)
+    expect([raw.u, raw.op]).toEqual(['1', '2']);
     // short names (DM4); derived values are not stored; the replay copies are not stored
     expect(raw.reservation_id).toBeUndefined();
     expect(raw.id).toBe(id);
     for (const f of ['affected_scopes', 'budgeted', 'commit_result', 'as', 'bd', 'cr']) expect(raw[f], f).toBeUndefined();
     const h = decodeReservationHash(raw);
+    expect([h.unit, h.overage_policy]).toEqual([U, 'ALLOW_IF_AVAILABLE']);
     expect(JSON.parse(h.subject)).toEqual(c.subject);
     expect(JSON.parse(h.action)).toEqual(req.action);
     expect(JSON.parse(h.metadata)).toEqual(req.metadata);

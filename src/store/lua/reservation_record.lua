@@ -55,6 +55,30 @@ local function subject_of_scope(path)
   return '{"' .. string.gsub(string.gsub(path, ':', '":"'), '/', '","') .. '"}'
 end
 
+-- unit and overage_policy values are stored as one digit (DM7): the enums of the runtime
+-- spec (UnitEnum, CommitOveragePolicy), which never are digits themselves; any other value
+-- is stored as is. Idempotent both ways. reservationRecord.ts has the same tables.
+local function unit_code(v)
+  if v == 'USD_MICROCENTS' then return '1' elseif v == 'TOKENS' then return '2'
+  elseif v == 'CREDITS' then return '3' elseif v == 'RISK_POINTS' then return '4' end
+  return v
+end
+local function unit_name(v)
+  if v == '1' then return 'USD_MICROCENTS' elseif v == '2' then return 'TOKENS'
+  elseif v == '3' then return 'CREDITS' elseif v == '4' then return 'RISK_POINTS' end
+  return v
+end
+local function overage_code(v)
+  if v == 'ALLOW_IF_AVAILABLE' then return '2' elseif v == 'REJECT' then return '1'
+  elseif v == 'ALLOW_WITH_OVERDRAFT' then return '3' end
+  return v
+end
+local function overage_name(v)
+  if v == '2' then return 'ALLOW_IF_AVAILABLE' elseif v == '1' then return 'REJECT'
+  elseif v == '3' then return 'ALLOW_WITH_OVERDRAFT' end
+  return v
+end
+
 -- Stored (short) name of each documented field (DM4); fields not listed keep their name
 -- (status, ev:<action>, extend_hash:<key>, extend_result:<key>, bix, rbal, fbal, exp0).
 -- Built on first use (a script's top level runs on every call; reserve.lua writes stored
@@ -131,6 +155,8 @@ local function res_read(key)
     end
   end
   t.__st = st
+  if t.unit then t.unit = unit_name(t.unit) end
+  if t.overage_policy then t.overage_policy = overage_name(t.overage_policy) end
   if t.subject == nil and t.scope_path then t.subject = subject_of_scope(t.scope_path) end
   if t.affected_scopes == nil and t.scope_path then
     t.affected_list = scope_prefixes(t.scope_path)
@@ -160,7 +186,9 @@ local function res_write(key, flat, prev, stored)
     local isj, sp = nil, nil
     for i = 1, nf, 2 do
       local f = flat[i]
-      if f == 'sj' then isj = i elseif f == 'sp' then sp = flat[i + 1] end
+      if f == 'sj' then isj = i elseif f == 'sp' then sp = flat[i + 1]
+      elseif f == 'u' then flat[i + 1] = unit_code(flat[i + 1])
+      elseif f == 'op' then flat[i + 1] = overage_code(flat[i + 1]) end
       if #flat[i + 1] > RES_CHUNK then long = true end
     end
     if isj and sp and flat[isj + 1] == subject_of_scope(sp) then
@@ -186,6 +214,7 @@ local function res_write(key, flat, prev, stored)
   for i = 1, nf, 2 do
     local f, v = flat[i], flat[i + 1]
     local sf = stored and f or (RES_SHORT[f] or f)
+    if sf == 'u' then v = unit_code(v) elseif sf == 'op' then v = overage_code(v) end
     local n = 0
     local lv = #v
     if lv > RES_CHUNK and lv <= CHUNK_MAX then
