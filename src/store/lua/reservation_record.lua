@@ -46,10 +46,10 @@ local function scope_prefixes(path)
 end
 
 -- The subject JSON a scope path spells, levels in path order: tenant:a/agent:b →
--- {"tenant":"a","agent":"b"} (every ':' → '":"', every '/' → '","', then '{"' … '"}'; DM6). A new record leaves `subject` out when the request's
--- subject is exactly this text (the common case: lower-case values, canonical order, no
--- dimensions); readers rebuild it from scope_path (reservationRecord.ts subjectOfScope,
--- the same steps). Scope values never need JSON escaping (src/ledger/scope.ts charset),
+-- {"tenant":"a","agent":"b"} (every ':' → '":"', every '/' → '","', then '{"' … '"}';
+-- DM6). A new record leaves `subject` out when the request's subject is exactly this text
+-- (the common case: lower-case values, canonical order, no dimensions); readers rebuild it
+-- from scope_path (reservationRecord.ts subjectOfScope, the same replacement). Scope values never need JSON escaping (src/ledger/scope.ts charset),
 -- and the writer compares bytes, so a rebuilt subject is always the one sent.
 local function subject_of_scope(path)
   return '{"' .. string.gsub(string.gsub(path, ':', '":"'), '/', '","') .. '"}'
