@@ -103,9 +103,10 @@ async function* verbatim(redis: Redis, from: number, index: string, record: (id:
 
 /** The JSON lines (without newline) of one class for the UTC day starting at `from`. An
  *  index entry whose record is gone (expired before the export) is skipped. */
-/** `evidenceServerId`: the issuer base reservation evidence links are rendered with (the
- *  exporting process's EvidenceIdentity, as the API renders them; docs/decisions.md DM5). */
-export function dayLines(redis: Redis, cls: ExportClass, from: number, evidenceServerId?: string): AsyncGenerator<string> {
+/** Reservation evidence links stay bare ids (`{evidence_id}`), whatever the exporting
+ *  process's evidence identity: a segment's bytes must not depend on configuration, and the
+ *  envelope (evidence class) names its issuer itself (docs/decisions.md DM5). */
+export function dayLines(redis: Redis, cls: ExportClass, from: number): AsyncGenerator<string> {
   switch (cls) {
     case 'reservations':
       return perTenantHashes(redis, from, keys.reservationIndex, keys.reservation, (stored) => {
@@ -113,7 +114,7 @@ export function dayLines(redis: Redis, cls: ExportClass, from: number, evidenceS
         const h = decodeReservationHash(stored);
         if (!h.reservation_id) return '';
         if (h.status === 'ACTIVE') throw new DayOpen(`reservation ${h.reservation_id} is still ACTIVE`);
-        return stringify(reservationRecord(h, evidenceServerId));
+        return stringify(reservationRecord(h));
       });
     case 'create_events':
       return perTenantHashes(redis, from, keys.eventRecordIndex, keys.eventRecord, (h) => (h.event_id ? stringify(eventRecordOf(h)) : ''));

@@ -44,7 +44,7 @@ export interface ExportReport {
 }
 
 /** Makes sure one segment exists and is listed; the manifest object is updated in place. */
-async function exportSegment(redis: Redis, dir: string, manifest: Manifest, cls: ExportClass, day: string, evidenceServerId?: string): Promise<SegmentOutcome> {
+async function exportSegment(redis: Redis, dir: string, manifest: Manifest, cls: ExportClass, day: string): Promise<SegmentOutcome> {
   const rel = segmentPath(cls, day);
   const file = path.join(dir, rel);
   const listed = manifest.files[rel];
@@ -54,7 +54,7 @@ async function exportSegment(redis: Redis, dir: string, manifest: Manifest, cls:
   }
   let info;
   try {
-    info = await writeSegment(file, dayLines(redis, cls, dayStart(day), evidenceServerId));
+    info = await writeSegment(file, dayLines(redis, cls, dayStart(day)));
   } catch (e) {
     if (e instanceof DayOpen) return 'open';
     throw e;
@@ -74,7 +74,7 @@ export async function runExport(o: ExportOptions): Promise<ExportReport> {
   for (const cls of o.classes ?? CLASSES) {
     for (const day of daysOf(o.from, o.to)) {
       if (!isClosed(day, o.nowMs)) { notClosed.add(day); continue; }
-      const outcome = await exportSegment(o.redis, o.dir, manifest, cls, day, o.config.evidence?.serverId);
+      const outcome = await exportSegment(o.redis, o.dir, manifest, cls, day);
       report[outcome].push(segmentPath(cls, day));
       await o.onSegment?.(cls, day, outcome);
       if (outcome === 'open') {
