@@ -58,15 +58,6 @@ const LATER_KEY: Record<string, (src: string, c: Call) => boolean> = {
 const REVIEWED: Record<string, Record<string, string>> = {
   // the finishing scripts write the reservation record through res_write (DM1–DM4)
   'reservation_record.lua': { 'unpack(args)': 'HSET of the reservation hash `key` (its callers pass res_key = KEYS[1]) built as a list' },
-  'reserve.lua': {
-    'unpack(f)': 'HSET/HINCRBY of a quota counter key under p.quota_prefix = keys.quotaPrefix(tenant)',
-    'p.budget_prefix .. p.scopes[i] .. \':\' .. u': 'budget key under keys.budget(tenant, …) prefix (DC7)',
-    'p.res_prefix .. rid': 'the tenant\'s reservation hash (keys.reservation(tenant, …) prefix)',
-    'key': 'quota counter key under p.quota_prefix (tenant slot)',
-    'b.key': 'budget key from load_scope_budgets (tenant prefix)',
-  },
-  'event.lua': { 'budget_prefix .. scope .. \':\' .. u': 'budget key under the tenant\'s budget prefix (DC7)' },
-  'tenant_update.lua': { 'ARGV[3] .. scope .. \':\' .. unit': 'budget key under keys.budget(tenant, …) prefix (close snapshot)' },
   'signals_rate.lua': {
     'key': 'bucket key under keys.signalBucketPrefix(tenant)',
     'unpack(keys)': 'PFCOUNT over bucket keys under the same tenant prefix',
@@ -78,7 +69,6 @@ const REVIEWED: Record<string, Record<string, string>> = {
   'evidence_common.lua': { 'unpack(args)': 'XADD to ev.key = keys.evidenceSource(tenant), passed by the caller' },
   'signals_worker.lua': { 'unpack(args)': 'generic call helper over KEYS of the script' },
   'ledger_common.lua': { 'unpack(args)': 'XADD to the outbox_key parameter' },
-  'reservation_common.lua': { 'unpack(args)': 'HSET of a budget key from load_scope_budgets (tenant prefix)' },
   // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
   // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
   'whd_claim.lua': { lk: 'DK7 cross-slot (lease per subscription)', dk: 'DK7 cross-slot (queue per subscription)' },

@@ -7,6 +7,8 @@
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
+-- KEYS[5..] the budget keys of the reservation's budgeted scopes (any order; more is
+--           harmless): missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] actual amount (int64 decimal)   ARGV[3] actual unit
 -- ARGV[4] idempotency key   ARGV[5] payload hash
@@ -65,6 +67,8 @@ if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
   return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
+local nk = need_reservation_keys(budget_prefix, r, false)
+if nk then return nk end
 local estimate = r.estimate
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end

@@ -9,6 +9,8 @@
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
+-- KEYS[5..] the budget keys of the reservation's budgeted scopes and its per_run quota
+--           counters: missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] reason ('' = none)
 -- ARGV[5] trace id   ARGV[6] request id   ARGV[7] actor JSON
@@ -56,6 +58,8 @@ if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
   return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
+local nk = need_reservation_keys(budget_prefix, r, true)
+if nk then return nk end
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end
 local plans, perr = plan_restore(budgets, r.estimate)
