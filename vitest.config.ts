@@ -13,6 +13,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     teardownTimeout: 30_000,
-    env: { NODE_ENV: 'test' },
+    // CYCLES_TEST_STRICT_KEYS: the ledger scripts refuse undeclared keys (src/store/scripts.ts, DK8)
+    env: { NODE_ENV: 'test', CYCLES_TEST_STRICT_KEYS: '1' },
   },
 });

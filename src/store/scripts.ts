@@ -56,6 +56,27 @@ function includesOf(source: string): string[] {
   return out;
 }
 
+// Test hook (docs/decisions.md DK8): with CYCLES_TEST_STRICT_KEYS=1 (vitest.config.ts sets
+// it for every suite) the ledger scripts run behind a `redis` that refuses any command on a
+// key that is not in KEYS: Redis itself only refuses undeclared keys of another Cluster
+// slot, so this is what proves a script declares everything it touches.
+const STRICT_SCRIPTS = new Set(['reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update',
+  'fund', 'budget_create', 'budget_update', 'budget_close_cascade', 'quota_reset']);
+const STRICT_SHIM = `-- ==== strict keys (CYCLES_TEST_STRICT_KEYS) ====
+local redis = (function(r)
+  local declared = {}
+  for i = 1, #KEYS do declared[KEYS[i]] = true end
+  local function check(cmd, key)
+    if string.upper(cmd) == 'TIME' then return end
+    if not declared[key] then error('strict keys: ' .. tostring(cmd) .. ' on undeclared key ' .. tostring(key)) end
+  end
+  local shim = setmetatable({}, {__index = r})
+  shim.call = function(...) check(...) return r.call(...) end
+  shim.pcall = function(...) check(...) return r.pcall(...) end
+  return shim
+end)(redis)
+`;
+
 /**
  * Load `<name>.lua` and build its final source: int64.lua first, then its
  * includes (depth-first, each file at most once), then the script itself.
@@ -86,6 +107,7 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
   add(LIBRARY, LUA_DIR);
   add(`${name}.lua`, dir);
 
+  if (process.env.CYCLES_TEST_STRICT_KEYS === '1' && STRICT_SCRIPTS.has(name)) parts.unshift(STRICT_SHIM);
   const source = parts.join('');
   const script: LoadedScript = { name, source, sha: createHash('sha1').update(source, 'utf8').digest('hex') };
   cache.set(key, script);
