@@ -107,7 +107,7 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
   add(LIBRARY, LUA_DIR);
   add(`${name}.lua`, dir);
 
-  if (process.env.CYCLES_TEST_STRICT_KEYS === '1' && STRICT_SCRIPTS.has(name)) parts.unshift(STRICT_SHIM);
+  if (process.env.CYCLES_TEST_STRICT_KEYS === '1' && process.env.NODE_ENV !== 'production' && STRICT_SCRIPTS.has(name)) parts.unshift(STRICT_SHIM);
   const source = parts.join('');
   const script: LoadedScript = { name, source, sha: createHash('sha1').update(source, 'utf8').digest('hex') };
   cache.set(key, script);
