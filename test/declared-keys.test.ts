@@ -42,10 +42,17 @@ async function tenant(): Promise<{ t: string; key: string; root: string; ws: str
   return { t, key: await srv.tenantKey(t), root, ws, subject: { tenant: t, workspace: 'w' } };
 }
 
+/** KEYS on every master (a cluster client sends KEYS to one node only). */
+async function keysMatching(pattern: string): Promise<string[]> {
+  const c = redis() as unknown as { nodes?: (role: string) => { keys(p: string): Promise<string[]> }[] };
+  if (typeof c.nodes === 'function') return (await Promise.all(c.nodes('master').map((n) => n.keys(pattern)))).flat();
+  return redis().keys(pattern);
+}
+
 /** Every key of the tenant's slot with its DUMP: equal snapshots = nothing was written. */
 async function slotSnapshot(t: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const k of (await redis().keys(`{t:${t}}*`)).sort()) out[k] = (await redis().dumpBuffer(k))?.toString('hex') ?? '';
+  for (const k of (await keysMatching(`{t:${t}}*`)).sort()) out[k] = (await redis().dumpBuffer(k))?.toString('hex') ?? '';
   return out;
 }
 
@@ -229,7 +236,7 @@ describe('quota counter keys', () => {
     expect(r.status, r.text).toBe(200);
     expect(runs.runs.reserve).toBe(2);
     const hour = new Date(await redisNowMs(redis())).toISOString().slice(0, 13);
-    const counters = await redis().keys(`${keys.quotaPrefix(c.t)}*`);
+    const counters = await keysMatching(`${keys.quotaPrefix(c.t)}*`);
     // one counter (the test may straddle an hour: then two, each in a window Redis named)
     expect(counters.length).toBeGreaterThanOrEqual(1);
     expect(counters.some((k) => k.endsWith(`:per_hour_tumbling:${hour}`))).toBe(true);
