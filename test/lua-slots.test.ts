@@ -73,7 +73,6 @@ const REVIEWED: Record<string, Record<string, string>> = {
   },
   'evidence_common.lua': { 'unpack(args)': 'XADD to ev.key = keys.evidenceSource(tenant), passed by the caller' },
   'signals_worker.lua': { 'unpack(args)': 'generic call helper over KEYS of the script' },
-  'ledger_common.lua': { 'unpack(args)': 'XADD to the outbox_key parameter' },
   // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
   // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
   'whd_claim.lua': { lk: 'DK7 cross-slot (lease per subscription)', dk: 'DK7 cross-slot (queue per subscription)' },
@@ -135,6 +134,13 @@ describe('Lua scripts touch only the slot of their KEYS', () => {
         expect(calls.some((c) => c.key === expr || c.cmd === expr), `${file}: ${expr}`).toBe(true);
       }
     }
+  });
+
+  it('the ledger scripts build no key outside KEYS: none has a reviewed entry (DK8)', () => {
+    const ledger = ['reserve.lua', 'commit.lua', 'release.lua', 'extend.lua', 'expire.lua', 'event.lua', 'tenant_update.lua',
+      'reservation_common.lua', 'quota_common.lua', 'quota_reset.lua', 'fund.lua', 'budget_create.lua', 'budget_update.lua',
+      'budget_close_cascade.lua', 'ledger_common.lua'];
+    expect(Object.keys(REVIEWED).filter((f) => ledger.includes(f))).toEqual([]);
   });
 
   it('only the webhook delivery scripts are known to span slots (DK7)', () => {
