@@ -64,7 +64,8 @@ export async function commitReservation(
   const actual = toBig(input.body.actual.amount);
   const evidenceRequest = input.evidence ? evidenceRequestOf(input.body, input.idempotencyKey) : undefined;
   const { raw, declared } = await runDeclared(redis, loadScript('commit'),
-    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant),
+      ...(evidenceRequest === undefined ? [] : [keys.evidenceSource(tenant)])],
     finishKeys.get(input.reservationId),
     [
       budgetPrefix(tenant),

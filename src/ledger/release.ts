@@ -56,7 +56,8 @@ async function runRelease(
 ): Promise<unknown> {
   const { tenant } = acting;
   const { raw, declared } = await runDeclared(redis, loadScript('release'),
-    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
+    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant),
+      ...(evidenceRequest === undefined ? [] : [keys.evidenceSource(tenant)])],
     finishKeys.get(reservationId),
     [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode,
       evidenceRequest === undefined ? '' : keys.evidenceSource(tenant), evidenceRequest ?? '', retain]);

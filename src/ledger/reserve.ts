@@ -161,6 +161,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.expirySchedule(tenant),
     keys.quotaIndex(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
+    // evidence on: the source stream the script appends to (declared, DK8)
+    ...(evRequest !== undefined ? [keys.evidenceSource(tenant)] : []),
   ];
 
   // v0.1.26 (flag on): the rules of every candidate policy for this request, the run id,

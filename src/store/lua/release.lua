@@ -9,7 +9,7 @@
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
--- KEYS[5..] the budget keys of the reservation's budgeted scopes and its per_run quota
+-- KEYS[5..] (evidence on) the evidence source stream ARGV[9]; the budget keys of the reservation's budgeted scopes and its per_run quota
 --           counters: missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] reason ('' = none)
@@ -29,7 +29,8 @@ local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[4]
 local budget_prefix = ARGV[1]
 local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
 local cascade = ARGV[8] == 'cascade'
-local ev = (ARGV[9] or '') ~= '' and {key = ARGV[9], request = ARGV[10]} or nil
+-- the evidence source stream is declared too (after the fixed KEYS, DK8)
+local ev = (ARGV[9] or '') ~= '' and {key = KEYS[key_index(ARGV[9])], request = ARGV[10]} or nil
 
 local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end

@@ -67,6 +67,8 @@ local n = #p.scopes
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_POLICIES, K_POLICY_VERSION, K_SCHEDULE, K_QUOTA_INDEX = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local B = 9 -- budget keys start after this index
+-- evidence on: its source stream is declared after the budget keys (DK8)
+if p.ev then p.ev.key = KEYS[key_index(p.ev.key)] end
 local ctx = {trace_id = p.trace_id, request_id = p.request_id, actor_json = p.actor_json}
 
 local estimate = i64_norm(p.estimate)
