@@ -1,9 +1,9 @@
 // Every key a ledger script touches is declared in KEYS (docs/decisions.md DK8): the
 // finishing scripts work from a cold key cache (another process reserved), correct a wrong
 // cached list instead of trusting it, a need_keys answer writes nothing, quota counter keys
-// guessed on a clock in another window are corrected, and the retries are bounded. The
-// whole suite also runs with CYCLES_TEST_STRICT_KEYS=1 (vitest.config.ts), under which
-// these scripts refuse any command on an undeclared key; the last case shows it does.
+// guessed on a clock in another window are corrected, and the retries are bounded. Every
+// suite also runs them under the DK19 guard (CYCLES_LUA_KEY_GUARD=1, vitest.config.ts),
+// which refuses any command on an undeclared key; the last case shows it covers them.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { TEST_CLUSTER } from './helpers/redis';
 import { getBudget, putBudget, putTenant } from './helpers/fixtures';
 import { commitPath, expectLedgerHolds, extendPath, releasePath, reserve, setExpiry, redisNowMs, uid, readReservation } from './helpers/reservations';
 import { keys } from '../src/store/keys';
-import { loadScript, runScript, setScriptObserver } from '../src/store/scripts';
+import { KEY_GUARD_EXEMPT, loadScript, luaKeyGuardOn, runScript, setScriptObserver } from '../src/store/scripts';
 import { finishKeys, needKeysOf, runDeclared } from '../src/store/declaredKeys';
 import { budgetPrefix } from '../src/ledger/reservationOps';
 import { sweepOnce } from '../src/ledger/sweeper';
@@ -263,11 +263,12 @@ describe('retries are bounded', () => {
     expect(runs.runs.dk_restless).toBe(3);
   });
 
-  it.skipIf(process.env.CYCLES_TEST_STRICT_KEYS !== '1')('the strict-keys test hook refuses an undeclared key', async () => {
+  it.skipIf(!luaKeyGuardOn())('the declared-keys guard (DK19) covers the ledger scripts: an undeclared key fails', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dk-'));
-    // named like a ledger script so the hook applies; reads a key it did not declare
+    // named like a ledger script (no longer exempt); reads a key it did not declare
     writeFileSync(join(dir, 'commit.lua'), "return redis.call('GET', KEYS[1] .. ':x') or 'none'\n");
     const t = uid('dk');
-    await expect(runScript(redis(), loadScript('commit', dir), [keys.tenant(t)], [])).rejects.toThrow(/strict keys: GET on undeclared key/);
+    await expect(runScript(redis(), loadScript('commit', dir), [keys.tenant(t)], [])).rejects.toThrow(/undeclared key/);
+    for (const name of ['reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update']) expect(KEY_GUARD_EXEMPT.has(name), name).toBe(false);
   });
 });

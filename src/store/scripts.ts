@@ -5,6 +5,9 @@
 // `-- @include other.lua` lines in its leading comment block. Redis has no
 // module system for scripts, so concatenation is the simplest way to share
 // helper functions. The SHA1 of the final text is what EVALSHA needs.
+//
+// With CYCLES_LUA_KEY_GUARD=1 (tests; docs/decisions.md DK19) a prelude that checks every
+// key a redis.call/pcall touches against the script's KEYS goes first (keyGuardPrelude).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +36,58 @@ const cache = new Map<string, LoadedScript>();
 const constants = new Map<string, string>();
 const CONST_RE = /^local ([A-Z][A-Z0-9_]*) = .* -- @const$/gm;
 
+// Declared-keys guard (DK19–DK20). Read once at start: off, nothing is prepended, so the
+// sources and SHAs are the production ones and the hot path pays nothing.
+let keyGuard = process.env.CYCLES_LUA_KEY_GUARD === '1';
+
+/** Scripts that still touch keys outside their KEYS, so the guard leaves them alone (DK21).
+ *  Each entry goes when its script declares every key it touches. */
+export const KEY_GUARD_EXEMPT: ReadonlySet<string> = new Set([
+  // (the ledger scripts declare every key they touch since DK8: guarded)
+  // webhook delivery (DK7): the branch reworking whd_* (issue 14, delivery) removes these
+  'whd_claim', 'whd_enqueue', 'whd_finish', 'whd_release', 'whd_renew', 'whd_unlock',
+]);
+
+/** Turns the declared-keys guard on or off for scripts loaded from now on (tests). */
+export function setLuaKeyGuard(on: boolean): void {
+  if (keyGuard !== on) { keyGuard = on; cache.clear(); }
+}
+
+export function luaKeyGuardOn(): boolean {
+  return keyGuard;
+}
+
+/**
+ * Lua prepended to a script in guard mode: a local `redis` that shadows the global one for
+ * the whole script (includes too, they are the same chunk). Its call/pcall ask Redis which
+ * arguments are keys (COMMAND GETKEYS: every command's key positions, multi-key and
+ * STREAMS forms included, as the server itself reads them) and raise
+ * "undeclared key <k> in <script>" for a key that is not one of KEYS. Raised by pcall too:
+ * an undeclared key is a bug in the script, not an outcome to handle.
+ */
+export function keyGuardPrelude(script: string): string {
+  return `-- ==== declared-keys guard (CYCLES_LUA_KEY_GUARD) ====
+local redis = (function(r, script)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local function check(cmd, ...)
+    if type(cmd) ~= 'string' or string.upper(cmd) == 'TIME' then return end
+    local ks = r.pcall('COMMAND', 'GETKEYS', cmd, ...)
+    if type(ks) ~= 'table' or ks.err then return end -- no key arguments (or bad arguments: the call itself says so)
+    for _, k in ipairs(ks) do
+      if not declared[k] then
+        error({err = 'ERR undeclared key ' .. tostring(k) .. ' in ' .. script .. ' (' .. string.upper(cmd) .. ')'})
+      end
+    end
+  end
+  return setmetatable({
+    call = function(...) check(...); return r.call(...) end,
+    pcall = function(...) check(...); return r.pcall(...) end,
+  }, {__index = r})
+end)(redis, ${JSON.stringify(script)})
+`;
+}
+
 /** Sets `@const` values (Lua expressions) for scripts loaded from now on; call at start,
  *  before serving. Every process of one deployment must use the same values. */
 export function setScriptConstants(values: Record<string, string>): void {
@@ -56,27 +111,6 @@ function includesOf(source: string): string[] {
   return out;
 }
 
-// Test hook (docs/decisions.md DK8): with CYCLES_TEST_STRICT_KEYS=1 (vitest.config.ts sets
-// it for every suite) the ledger scripts run behind a `redis` that refuses any command on a
-// key that is not in KEYS: Redis itself only refuses undeclared keys of another Cluster
-// slot, so this is what proves a script declares everything it touches.
-const STRICT_SCRIPTS = new Set(['reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update',
-  'fund', 'budget_create', 'budget_update', 'budget_close_cascade', 'quota_reset']);
-const STRICT_SHIM = `-- ==== strict keys (CYCLES_TEST_STRICT_KEYS) ====
-local redis = (function(r)
-  local declared = {}
-  for i = 1, #KEYS do declared[KEYS[i]] = true end
-  local function check(cmd, key)
-    if string.upper(cmd) == 'TIME' then return end
-    if not declared[key] then error('strict keys: ' .. tostring(cmd) .. ' on undeclared key ' .. tostring(key)) end
-  end
-  local shim = setmetatable({}, {__index = r})
-  shim.call = function(...) check(...) return r.call(...) end
-  shim.pcall = function(...) check(...) return r.pcall(...) end
-  return shim
-end)(redis)
-`;
-
 /**
  * Load `<name>.lua` and build its final source: int64.lua first, then its
  * includes (depth-first, each file at most once), then the script itself.
@@ -84,7 +118,7 @@ end)(redis)
  * int64.lua always comes from the built-in directory.
  */
 export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
-  const key = `${dir}\0${name}`;
+  const key = `${dir}\0${name}`; // the cache is cleared when the guard mode changes
   const hit = cache.get(key);
   if (hit) return hit;
   if (!NAME_RE.test(name)) throw new Error(`invalid Lua script name: ${JSON.stringify(name)}`);
@@ -104,10 +138,10 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
     // A marker line makes Redis error line numbers traceable to a file.
     parts.push(`-- ==== ${file} ====\n${text.endsWith('\n') ? text : text + '\n'}`);
   };
+  if (keyGuard && !KEY_GUARD_EXEMPT.has(name)) parts.push(keyGuardPrelude(`${name}.lua`));
   add(LIBRARY, LUA_DIR);
   add(`${name}.lua`, dir);
 
-  if (process.env.CYCLES_TEST_STRICT_KEYS === '1' && process.env.NODE_ENV !== 'production' && STRICT_SCRIPTS.has(name)) parts.unshift(STRICT_SHIM);
   const source = parts.join('');
   const script: LoadedScript = { name, source, sha: createHash('sha1').update(source, 'utf8').digest('hex') };
   cache.set(key, script);

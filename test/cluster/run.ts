@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { startLocalCluster } from '../helpers/redisCluster';
 
 /** The suites that run on the cluster: runtime and admin planes, API-key revocation, expiry,
- *  events and webhooks, plus the cluster-only cases (test/redis-cluster.test.ts). Left out:
+ *  events and webhooks, the derived signals, plus the cluster-only cases (test/redis-cluster.test.ts). Left out:
  *  suites that crash or restart their private redis-server (restart() has no cluster
  *  equivalent; the failover case in redis-cluster.test.ts stands in), the single-node
  *  key-cache unit suite (auth-cache; its cluster counterpart is in redis-cluster.test.ts),
@@ -24,6 +24,9 @@ export const CLUSTER_SUITES = [
   'test/admin-auth.security.test.ts', 'test/admin-bulk.test.ts',
   'test/events-relay.test.ts', 'test/events-api.test.ts',
   'test/webhooks-crud.test.ts',
+  // the declared-keys guard and the signal scripts that declare their bucket keys (DK19, DK20)
+  'test/lua-key-guard.test.ts',
+  'test/signals-rates.test.ts', 'test/signals-system.test.ts', 'test/signals-budget.test.ts', 'test/signals-burn.test.ts',
 ];
 
 const args = process.argv.slice(2);

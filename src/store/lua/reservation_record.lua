@@ -134,7 +134,7 @@ end
 -- form of a rewritten field (long name, plain value, surplus pieces) is deleted.
 -- `stored`: the names in `flat` are already the stored names (reserve.lua's new record).
 local function res_write(key, flat, prev, stored)
-  local args = {'HSET', key}
+  local args = {}
   local del = nil
   local prev_st = prev and prev.__st or {}
   if not stored then RES_SHORT = RES_SHORT or res_short_names() end
@@ -165,7 +165,7 @@ local function res_write(key, flat, prev, stored)
     end
   end
   if del then redis.call('HDEL', key, unpack(del)) end
-  redis.call(unpack(args))
+  redis.call('HSET', key, unpack(args))
 end
 
 -- The reserve's scope fields (stored names, for res_write(…, true)): nothing when affected_scopes is the prefix chain of
