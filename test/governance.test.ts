@@ -48,7 +48,13 @@ const reserve = (t: Setup, kind: string, extra: Record<string, unknown> = {}, ru
 
 async function counters(tenant: string): Promise<Record<string, Record<string, string>>> {
   const out: Record<string, Record<string, string>> = {};
-  for (const k of await s.redis.client.keys(`${keys.quotaPrefix(tenant)}*`)) out[k] = await s.redis.client.hgetall(k);
+  // KEYS on every master (a cluster client sends KEYS to one node only)
+  const c = s.redis.client as unknown as { nodes?: (role: string) => { keys(p: string): Promise<string[]> }[] };
+  const pattern = `${keys.quotaPrefix(tenant)}*`;
+  const found = typeof c.nodes === 'function'
+    ? (await Promise.all(c.nodes('master').map((n) => n.keys(pattern)))).flat()
+    : await s.redis.client.keys(pattern);
+  for (const k of found) out[k] = await s.redis.client.hgetall(k);
   return out;
 }
 const used = async (tenant: string) => Object.fromEntries(Object.entries(await counters(tenant)).map(([k, v]) => [k.slice(keys.quotaPrefix(tenant).length), Number(v.used)]));

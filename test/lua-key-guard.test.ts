@@ -105,9 +105,9 @@ describe('declared-keys guard', () => {
     expect(plain.sha).not.toBe(guarded.sha);
     expect(plain.sha).toBe(createHash('sha1').update(plain.source, 'utf8').digest('hex'));
     expect(guarded.source.endsWith(plain.source)).toBe(true);
-    const exemptOff = loadScript('reserve');
+    const exemptOff = loadScript('whd_claim');
     setLuaKeyGuard(true);
-    expect(loadScript('reserve').sha).toBe(exemptOff.sha);
+    expect(loadScript('whd_claim').sha).toBe(exemptOff.sha);
     expect(loadScript('fund').source).toContain('declared-keys guard');
   });
 

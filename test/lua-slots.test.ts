@@ -6,7 +6,10 @@
 // hash tag as KEYS (the tenant's `{t:<tenant>}`), which Redis ≥ 7 also enforces at run time
 // ("Script attempted to access keys that do not hash to the same slot"). A new key
 // expression fails this test until it is reviewed here. The run-time part is the cluster run
-// (npm run test:cluster), where Redis refuses a cross-slot access.
+// (npm run test:cluster), where Redis refuses a cross-slot access. The ledger scripts go
+// further (docs/decisions.md DK8): every key they touch is declared in KEYS, so none of them
+// has a reviewed entry, and under CYCLES_LUA_KEY_GUARD=1 (DK19, every suite) they refuse any
+// command on an undeclared key at run time (src/store/scripts.ts).
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KEY_GUARD_EXEMPT, LUA_DIR } from '../src/store/scripts';
@@ -56,18 +59,8 @@ const LATER_KEY: Record<string, (src: string, c: Call) => boolean> = {
 /** Reviewed key expressions that are neither KEYS[n] nor a KEYS alias nor a parameter:
  *  file → expression → why it is in the slot of the script's KEYS. */
 const REVIEWED: Record<string, Record<string, string>> = {
-  // the finishing scripts write the reservation record through res_write (DM1–DM4)
-  'reservation_record.lua': { 'unpack(args)': 'HSET of the reservation hash `key` (its callers pass res_key = KEYS[1]) built as a list' },
-  'reserve.lua': {
-    'unpack(f)': 'HSET/HINCRBY of a quota counter key under p.quota_prefix = keys.quotaPrefix(tenant)',
-    'p.budget_prefix .. p.scopes[i] .. \':\' .. u': 'budget key under keys.budget(tenant, …) prefix (DC7)',
-    'p.res_prefix .. rid': 'the tenant\'s reservation hash (keys.reservation(tenant, …) prefix)',
-    'key': 'quota counter key under p.quota_prefix (tenant slot)',
-    'b.key': 'budget key from load_scope_budgets (tenant prefix)',
-  },
-  'event.lua': { 'budget_prefix .. scope .. \':\' .. u': 'budget key under the tenant\'s budget prefix (DC7)' },
-  'tenant_update.lua': { 'ARGV[3] .. scope .. \':\' .. unit': 'budget key under keys.budget(tenant, …) prefix (close snapshot)' },
-  'reservation_common.lua': { 'unpack(args)': 'HSET of a budget key from load_scope_budgets (tenant prefix)' },
+  // (no entry for reserve, commit, release, extend, expire, event, tenant_update,
+  // reservation_common or quota_common: their keys are all declared, DK8)
   // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
   // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
   'whd_claim.lua': { lk: 'DK7 cross-slot (lease per subscription)', dk: 'DK7 cross-slot (queue per subscription)' },
@@ -130,6 +123,13 @@ describe('Lua scripts touch only the slot of their KEYS', () => {
         expect(calls.some((c) => c.key === expr || c.cmd === expr), `${file}: ${expr}`).toBe(true);
       }
     }
+  });
+
+  it('the ledger scripts build no key outside KEYS: none has a reviewed entry (DK8)', () => {
+    const ledger = ['reserve.lua', 'commit.lua', 'release.lua', 'extend.lua', 'expire.lua', 'event.lua', 'tenant_update.lua',
+      'reservation_common.lua', 'quota_common.lua', 'quota_reset.lua', 'fund.lua', 'budget_create.lua', 'budget_update.lua',
+      'budget_close_cascade.lua', 'ledger_common.lua', 'reservation_record.lua'];
+    expect(Object.keys(REVIEWED).filter((f) => ledger.includes(f))).toEqual([]);
   });
 
   it('a script with a reviewed key expression (its own or an include\'s) is exempt from the run-time guard (DK21)', () => {

@@ -3,7 +3,8 @@
 // the outbox, canonical JSON for stored maps, and time rendering.
 import type { Redis } from 'ioredis';
 import { ApiError, type ErrorCode } from '../errors';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { runDeclared } from '../store/declaredKeys';
 import type { HandlerContext } from '../http/types';
 
 export type ActorType = 'admin' | 'api_key' | 'admin_on_behalf_of' | 'system';
@@ -50,9 +51,10 @@ const SCRIPT_ERRORS: Record<string, { code: ErrorCode; status?: number }> = {
 /** Runs src/store/lua/<name>.lua; a returned {error} becomes an ApiError. */
 export async function runAdminScript<T = Record<string, any>>(
   redis: Redis, name: string, keys: string[], args: (string | number)[],
-  overrides: Record<string, ApiError> = {},
+  overrides: Record<string, ApiError> = {}, declared: string[] = [],
 ): Promise<T> {
-  const raw = await runScript(redis, loadScript(name), keys, args);
+  // a script may answer need_keys (docs/decisions.md DK8): run again with its list
+  const { raw } = await runDeclared(redis, loadScript(name), keys, declared, args);
   const res = JSON.parse(String(raw)) as Record<string, any>;
   if (typeof res.error === 'string') {
     if (overrides[res.error]) throw overrides[res.error];

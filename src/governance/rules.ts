@@ -119,3 +119,31 @@ export function governanceFor(policy: Policy, req: GovernanceRequest, registry: 
 /** Whether any rule needs subject.dimensions.run_id (a per_run window). */
 export const needsRunId = (g: ScriptGovernance | undefined): boolean =>
   !!g && (g.risk.some((r) => r.window === 'per_run') || g.kind.some((r) => r.window === 'per_run'));
+
+/** The calendar bucket of `window` at `nowMs` as quota_common.lua quota_window_key names it
+ *  (UTC; per_run: the run id, undefined without one). */
+export function quotaWindowKey(window: QuotaWindow, nowMs: number, runId: string): string | undefined {
+  if (window === 'per_run') return runId === '' ? undefined : runId;
+  const iso = new Date(nowMs).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  if (window === 'per_minute_tumbling') return iso.slice(0, 16);
+  if (window === 'per_hour_tumbling') return iso.slice(0, 13);
+  return iso.slice(0, 10);
+}
+
+/** The counter keys reserve.lua will read for these candidates' rules (docs/decisions.md
+ *  DK8): declared with the call, on this process's clock; the script corrects a guess that
+ *  missed (another window on Redis TIME, another candidate in effect) with need_keys. */
+export function quotaKeyGuess(quotaPrefix: string, candidates: unknown[], runId: string, nowMs: number): string[] {
+  const out = new Set<string>();
+  for (const c of candidates) {
+    const g = (c as { gov?: ScriptGovernance }).gov;
+    if (!g) continue;
+    for (const rule of [...g.risk, ...g.kind]) {
+      const wk = quotaWindowKey(rule.window, nowMs, runId);
+      if (wk === undefined) continue;
+      const part = rule.risk_class ? `__risk__:${rule.risk_class}` : rule.kind;
+      out.add(`${quotaPrefix}${rule.scope}:${part}:${rule.window}:${wk}`);
+    }
+  }
+  return [...out];
+}

@@ -6,12 +6,13 @@ import type { Principal } from '../auth/authenticate';
 import { stringify, toBig } from '../json';
 import { keys } from '../store/keys';
 import { DEFAULT_RETAIN_ARG } from './retention';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { finishKeys, runDeclared } from '../store/declaredKeys';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
 import {
   actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
-  renderBalances, toApiError,
+  renderBalances, settleFinishKeys, toApiError,
 } from './reservationOps';
 
 export interface CommitInput {
@@ -62,8 +63,10 @@ export async function commitReservation(
   const { tenant } = acting;
   const actual = toBig(input.body.actual.amount);
   const evidenceRequest = input.evidence ? evidenceRequestOf(input.body, input.idempotencyKey) : undefined;
-  const raw = await runScript(redis, loadScript('commit'),
-    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
+  const { raw, declared } = await runDeclared(redis, loadScript('commit'),
+    [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant),
+      ...(evidenceRequest === undefined ? [] : [keys.evidenceSource(tenant)])],
+    finishKeys.get(input.reservationId),
     [
       budgetPrefix(tenant),
       actual.toString(),
@@ -78,6 +81,7 @@ export async function commitReservation(
       input.retain ?? DEFAULT_RETAIN_ARG,
     ]);
   const res = parseScriptJson(raw);
+  settleFinishKeys(input.reservationId, res, declared);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     const err = toApiError(res);

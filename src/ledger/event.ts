@@ -7,7 +7,8 @@ import type { Redis } from 'ioredis';
 import { ApiError, type ErrorCode } from '../errors';
 import { parseJsonBody, stringify, toBig, toJsonInt } from '../json';
 import { keys } from '../store/keys';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { runDeclared } from '../store/declaredKeys';
 import { amount, renderBalance, UNITS } from './model';
 import { deriveScopes } from './scope';
 import { requireScopeAllowed } from '../auth/scopeFilter';
@@ -53,13 +54,13 @@ export async function createEvent(redis: Redis, input: EventInput): Promise<Reco
   const hash = payloadHash({ ...body, overage_policy: policy, idempotency_key: input.idempotencyKey });
 
   const eventId = `evt_${randomUUID()}`;
-  const raw = await runScript(redis, loadScript('event'), [
+  const { raw } = await runDeclared(redis, loadScript('event'), [
     keys.idem(tenant, 'event', input.idempotencyKey),
     keys.tenant(tenant),
     keys.outbox(tenant),
     keys.eventRecord(tenant, eventId),
     keys.eventRecordIndex(tenant),
-  ], [
+  ], scopes.map((s) => keys.budget(tenant, s, unit)), [
     keys.budget(tenant, '', '').slice(0, -1), // "{t:<tenant>}:budget:" (scope and unit follow)
     JSON.stringify(scopes),
     scopePath,

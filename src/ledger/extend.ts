@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
 import { stringify, toBig, toJsonInt } from '../json';
 import { keys } from '../store/keys';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { finishKeys, runDeclared } from '../store/declaredKeys';
 import { payloadHash } from './idempotency';
 import {
   actingTenant, budgetPrefix, isScriptError, notFound, parseScriptJson, renderBalances,
@@ -46,8 +47,9 @@ export async function extendReservation(
 ): Promise<{ tenant: string; body: Record<string, unknown> }> {
   const acting = await actingTenant(redis, input.principal, input.reservationId);
   const { tenant } = acting;
-  const raw = await runScript(redis, loadScript('extend'),
+  const { raw, declared, retries } = await runDeclared(redis, loadScript('extend'),
     [keys.reservation(tenant, input.reservationId), keys.tenant(tenant), keys.expirySchedule(tenant)],
+    finishKeys.get(input.reservationId),
     [
       budgetPrefix(tenant),
       input.idempotencyKey,
@@ -56,6 +58,9 @@ export async function extendReservation(
       input.body.metadata === undefined ? '' : stringify(input.body.metadata),
     ]);
   const res = parseScriptJson(raw);
+  // the script corrected the guess: remember its list (budgets only; a release adds the
+  // per_run counters the same way)
+  if (retries > 0) finishKeys.set(input.reservationId, declared);
   if (isScriptError(res)) {
     if (res.error === 'NOT_FOUND') throw notFound(input.reservationId);
     throw toApiError(res);

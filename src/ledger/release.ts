@@ -5,13 +5,14 @@ import type { Redis } from 'ioredis';
 import type { Principal } from '../auth/authenticate';
 import { keys } from '../store/keys';
 import { DEFAULT_RETAIN_ARG } from './retention';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { finishKeys, runDeclared } from '../store/declaredKeys';
 import { amount } from './model';
 import { payloadHash } from './idempotency';
 import { evidenceRequestOf } from './commit';
 import {
   actingTenant, budgetPrefix, eventContext, isScriptError, notFound, parseScriptJson,
-  renderBalances, toApiError, type Acting,
+  renderBalances, settleFinishKeys, toApiError, type Acting,
 } from './reservationOps';
 
 /** Idempotency key (and payload hash) the cascade records on the reservations it
@@ -54,11 +55,15 @@ async function runRelease(
   retain = DEFAULT_RETAIN_ARG,
 ): Promise<unknown> {
   const { tenant } = acting;
-  const raw = await runScript(redis, loadScript('release'),
-    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant)],
+  const { raw, declared } = await runDeclared(redis, loadScript('release'),
+    [keys.reservation(tenant, reservationId), keys.tenant(tenant), keys.outbox(tenant), keys.expirySchedule(tenant),
+      ...(evidenceRequest === undefined ? [] : [keys.evidenceSource(tenant)])],
+    finishKeys.get(reservationId),
     [budgetPrefix(tenant), idemKey, hash, reason, ...eventContext(ctx, acting), mode,
       evidenceRequest === undefined ? '' : keys.evidenceSource(tenant), evidenceRequest ?? '', retain]);
-  return parseScriptJson(raw);
+  const res = parseScriptJson(raw);
+  settleFinishKeys(reservationId, res, declared);
+  return res;
 }
 
 export async function releaseReservation(

@@ -10,6 +10,7 @@ import { requireScopeAllowed } from '../auth/scopeFilter';
 import { renderBalance } from './model';
 import { ownerOf } from './reservationId';
 import { decodeReservationHash } from './reservationRecord';
+import { finishKeys } from '../store/declaredKeys';
 
 /** "{t:<tenant>}:budget:" — the scripts append "<scope>:<unit>" (keys.budget layout). */
 export function budgetPrefix(tenant: string): string {
@@ -90,6 +91,17 @@ export function parseScriptJson(raw: unknown): unknown {
 export function renderBalances(snaps: unknown): Record<string, unknown>[] {
   if (!Array.isArray(snaps)) return [];
   return snaps.map((s) => renderBalance(s as Record<string, string>));
+}
+
+/** After a commit or release: a finished (or missing) reservation leaves the key cache; one
+ *  still ACTIVE after an error keeps the list its script accepted (DK8). */
+export function settleFinishKeys(reservationId: string, res: unknown, declared: string[]): void {
+  if (!isScriptError(res) || res.error === 'NOT_FOUND' || res.error === 'RESERVATION_FINALIZED'
+    || res.error === 'RESERVATION_EXPIRED') {
+    finishKeys.delete(reservationId);
+  } else if (declared.length > 0) {
+    finishKeys.set(reservationId, declared);
+  }
 }
 
 /** The trace/request/actor arguments every mutation script takes. */

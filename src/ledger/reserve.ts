@@ -27,7 +27,8 @@ import { budgetPrefix } from './reservationOps';
 import { newReservationId } from './reservationId';
 import type { HandlerContext } from '../http/types';
 import { requireDeclaredKind, registryFor, type ActionKindRegistry } from '../governance/registry';
-import { governanceFor, needsRunId, type GovernanceRequest } from '../governance/rules';
+import { governanceFor, needsRunId, quotaKeyGuess, type GovernanceRequest } from '../governance/rules';
+import { finishKeys, needKeysOf, NEED_KEYS_RETRIES } from '../store/declaredKeys';
 
 export type ReserveMode = 'live' | 'dry_run' | 'decide';
 
@@ -160,6 +161,8 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
     keys.expirySchedule(tenant),
     keys.quotaIndex(tenant),
     ...scopes.map((s) => keys.budget(tenant, s, unit)),
+    // evidence on: the source stream the script appends to (declared, DK8)
+    ...(evRequest !== undefined ? [keys.evidenceSource(tenant)] : []),
   ];
 
   // v0.1.26 (flag on): the rules of every candidate policy for this request, the run id,
@@ -186,14 +189,27 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
 
   type Reply = ScriptErrorReply
     & { replay?: boolean; now_ms?: string; active?: boolean; result?: ScriptResult }
-    & { stale?: boolean; version?: string; policies?: string[] | Record<string, never> };
+    & { stale?: boolean; version?: string; policies?: string[] | Record<string, never>; fk?: string[] };
   let policies = policyCache.get(tenant);
   let out: Reply | undefined;
+  // extra KEYS (DK8): the quota counters guessed from the candidates, or the script's list
+  let extra: string[] | undefined;
+  let needRetries = 0;
   for (let attempt = 1; ; attempt++) {
     params.policy_version = policies?.version ?? '';
     params.candidates = candidatesWithRules(policies, scopePath, gov, registry);
-    out = JSON.parse(await runScript(redis, script(), scriptKeys, [JSON.stringify(params)]) as string) as Reply;
+    extra ??= gov ? quotaKeyGuess(params.quota_prefix as string, params.candidates as unknown[], params.run_id as string, Date.now()) : [];
+    const raw = await runScript(redis, script(), extra.length ? [...scriptKeys, ...extra] : scriptKeys, [JSON.stringify(params)]);
+    const need = needKeysOf(raw);
+    if (need) {
+      if (++needRetries > NEED_KEYS_RETRIES) throw new ApiError('INTERNAL_ERROR', 'reserve: the keys the evaluation needs kept changing; retry the request');
+      extra = need;
+      attempt--; // not a policy change
+      continue;
+    }
+    out = JSON.parse(raw as string) as Reply;
     if (!out.stale) break;
+    extra = undefined; // new candidates: guess again
     const flat = Array.isArray(out.policies) ? out.policies : [];
     const hashObj: Record<string, string> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) hashObj[flat[i]] = flat[i + 1];
@@ -211,6 +227,7 @@ export async function evaluateReserve(ctx: HandlerContext, mode: ReserveMode): P
   }
 
   const result = out.result!;
+  if (Array.isArray(out.fk) && result.reservation_id) finishKeys.set(result.reservation_id, out.fk);
   return { result, replay: out.replay === true, nowMs: Number(out.now_ms), active: out.active !== false, evidenceRequest: evRequest };
 }
 

@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Deps } from '../http/types';
 import { keys } from '../store/keys';
-import { loadScript, runScript } from '../store/scripts';
+import { loadScript } from '../store/scripts';
+import { finishKeys, runDeclared } from '../store/declaredKeys';
 import { budgetPrefix } from './reservationOps';
 import { reservationRetainArg } from './retention';
 
@@ -34,13 +35,14 @@ export async function sweepOnce(deps: Deps): Promise<SweepStats & { candidates: 
 
   const expireOne = async (tenant: string, id: string) => {
     try {
-      const raw = await runScript(redis, script,
+      const { raw } = await runDeclared(redis, script,
         [keys.reservation(tenant, id), keys.outbox(tenant), keys.expirySchedule(tenant)],
-        [budgetPrefix(tenant), traceId, id, retain]);
+        finishKeys.get(id), [budgetPrefix(tenant), traceId, id, retain]);
       const reply = JSON.parse(String(raw)) as ExpireReply;
       if (reply.outcome === 'corrupt') {
         log.error({ tenant, reservation_id: id, reason: reply.message }, 'expiry sweep: reservation left untouched (corrupt record)');
       }
+      if (reply.outcome !== 'pending') finishKeys.delete(id);
       stats[reply.outcome]++;
     } catch (err) {
       stats.failed++;

@@ -43,10 +43,7 @@ let keyGuard = process.env.CYCLES_LUA_KEY_GUARD === '1';
 /** Scripts that still touch keys outside their KEYS, so the guard leaves them alone (DK21).
  *  Each entry goes when its script declares every key it touches. */
 export const KEY_GUARD_EXEMPT: ReadonlySet<string> = new Set([
-  // ledger scripts: budget, quota and reservation keys built from tenant prefixes (DK1);
-  // the branch that moves them into KEYS (issue 14, ledger keys) removes these entries
-  // (quota_reset already declares its keys: guarded)
-  'reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update',
+  // (the ledger scripts declare every key they touch since DK8: guarded)
   // webhook delivery (DK7): the branch reworking whd_* (issue 14, delivery) removes these
   'whd_claim', 'whd_enqueue', 'whd_finish', 'whd_release', 'whd_renew', 'whd_unlock',
 ]);

@@ -13,7 +13,7 @@ import { startLocalCluster } from '../helpers/redisCluster';
  *  webhook delivery (off on a cluster, DK7), and suites that do not use Redis. */
 export const CLUSTER_SUITES = [
   'test/redis-cluster.test.ts',
-  'test/lua-slots.test.ts',
+  'test/lua-slots.test.ts', 'test/declared-keys.test.ts', 'test/governance.test.ts',
   'test/reserve.test.ts', 'test/commit.test.ts', 'test/release.test.ts', 'test/extend.test.ts',
   'test/expiry.test.ts', 'test/decide.test.ts', 'test/balances.test.ts', 'test/events.test.ts',
   'test/get-reservation.test.ts', 'test/list-reservations.test.ts', 'test/tenant-suspended.test.ts',

@@ -7,6 +7,8 @@
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
+-- KEYS[5..] (evidence on) the evidence source stream ARGV[11]; the budget keys of the reservation's budgeted scopes (any order; more is
+--           harmless): missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] actual amount (int64 decimal)   ARGV[3] actual unit
 -- ARGV[4] idempotency key   ARGV[5] payload hash
@@ -29,7 +31,8 @@ local unit = ARGV[3]
 local idem_key, payload_hash = ARGV[4], ARGV[5]
 local metrics_json, metadata_json = ARGV[6], ARGV[7]
 local ctx = {trace_id = ARGV[8], request_id = ARGV[9], actor_json = ARGV[10]}
-local ev = (ARGV[11] or '') ~= '' and {key = ARGV[11], request = ARGV[12]} or nil
+-- the evidence source stream is declared too (after the fixed KEYS, DK8)
+local ev = (ARGV[11] or '') ~= '' and {key = KEYS[key_index(ARGV[11])], request = ARGV[12]} or nil
 
 local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
@@ -65,6 +68,8 @@ if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
   return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
+local nk = need_reservation_keys(budget_prefix, r, false)
+if nk then return nk end
 local estimate = r.estimate
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end

@@ -5,6 +5,9 @@
 --
 -- KEYS[1] idempotency record   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] event record hash   KEYS[5] the tenant's createEvent index (zset id by created ms)
+-- KEYS[6..] declared keys (docs/decisions.md DK8): the budget of every derived scope in
+--           the unit; the same scopes in the other units only when none of those exists
+--           (the UNIT_MISMATCH probe): a missing one → {"need_keys": [...]}, nothing written
 -- ARGV[1]  budget key prefix "{t:<tenant>}:budget:"   ARGV[2] derived scopes (JSON array,
 --          canonical order)   ARGV[3] scope_path
 -- ARGV[4]  actual amount (int64 decimal)   ARGV[5] unit   ARGV[6] overage policy
@@ -71,13 +74,26 @@ if policy ~= 'REJECT' and policy ~= 'ALLOW_IF_AVAILABLE' and policy ~= 'ALLOW_WI
 end
 
 -- 3. Budgeted scopes (derived scopes that have a budget in this unit).
+local bkeys = {}
+for _, scope in ipairs(scopes) do bkeys[#bkeys + 1] = budget_prefix .. scope .. ':' .. unit end
+local nk = need_keys(bkeys)
+if nk then return nk end
 local budgets = load_scope_budgets(budget_prefix, scopes, unit)
 if #budgets == 0 then
+  local probe = {}
+  for _, scope in ipairs(scopes) do
+    for _, u in ipairs(all_units) do
+      if u ~= unit then probe[#probe + 1] = budget_prefix .. scope .. ':' .. u end
+    end
+  end
+  nk = need_keys(probe)
+  if nk then return nk end
   local found = {}
   local at = nil
   for _, scope in ipairs(scopes) do
     for _, u in ipairs(all_units) do
-      if u ~= unit and redis.call('EXISTS', budget_prefix .. scope .. ':' .. u) == 1 then
+      local ki = u ~= unit and key_index(budget_prefix .. scope .. ':' .. u)
+      if ki and redis.call('EXISTS', KEYS[ki]) == 1 then
         found[#found + 1] = u
         at = at or scope
       end

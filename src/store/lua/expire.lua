@@ -6,6 +6,8 @@
 -- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] outbox stream   KEYS[3] expiry schedule
+-- KEYS[4..] the budget keys of the reservation's budgeted scopes and its per_run quota
+--           counters: missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"   ARGV[2] trace id (one per sweep batch)
 -- ARGV[3] reservation id (the schedule member)
 -- ARGV[4] retention ms of the finished reservation ('0' = held for the export job; DX1/DX3)
@@ -45,6 +47,8 @@ if now <= tonumber(deadline) then
   return cjson.encode({outcome = 'pending', deadline_ms = deadline})
 end
 
+local nk = need_reservation_keys(budget_prefix, r, true)
+if nk then return nk end
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return unscheduled({outcome = 'corrupt', message = 'budgeted scopes unreadable'}) end
 local plans, perr = plan_restore(budgets, r.estimate)

@@ -4,6 +4,8 @@
 -- @include reservation_record.lua
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] expiry schedule
+-- KEYS[4..] the budget keys of the reservation's budgeted scopes (read for the Balance
+--           rows): missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] extend_by_ms
 -- ARGV[5] metadata JSON ('' = none)
@@ -62,6 +64,8 @@ end
 -- Timestamps stay far below 2^53, so doubles are exact here.
 local new_expires = string.format('%.0f', expires_at + extend_by)
 
+local nk = need_reservation_keys(budget_prefix, r, false)
+if nk then return nk end
 local budgets = load_budgets(budget_prefix, r) or {}
 local result_json = cjson.encode({
   status = 'ACTIVE',

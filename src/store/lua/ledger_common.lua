@@ -154,3 +154,45 @@ local function outbox(outbox_key, event_type, data_json, ts_ms, ctx)
   end
   redis.call('XADD', outbox_key, '*', unpack(fields))
 end
+
+-- Declared keys (docs/decisions.md DK8): a key a script touches beyond its fixed KEYS
+-- (budgets of a reservation, quota counters, the reservation an idempotency record names)
+-- is declared by the caller after the fixed ones. The script computes the exact list it
+-- needs from what it read; if one is not declared it answers {"need_keys": [...]} BEFORE
+-- writing anything, and the caller runs it again with that list. The key is then used
+-- as KEYS[i] (declared_index), never as the string built here, so an undeclared key cannot
+-- be touched even by mistake.
+local DECLARED_INDEX = nil
+local NEEDED_KEYS = {} -- every extra key this run needed so far (the answer lists them all)
+local NEEDED_SEEN = {}
+
+-- Index i with KEYS[i] == k, or nil.
+local function declared_index(k)
+  if not DECLARED_INDEX then
+    DECLARED_INDEX = {}
+    for i = #KEYS, 1, -1 do DECLARED_INDEX[KEYS[i]] = i end
+  end
+  return DECLARED_INDEX[k]
+end
+
+-- Adds `list` to the keys this run needs; nil when every needed key is declared, else the
+-- need_keys answer (JSON text) naming all of them (earlier steps' keys included).
+local function need_keys(list)
+  local missing = false
+  for _, k in ipairs(list) do
+    if not NEEDED_SEEN[k] then
+      NEEDED_SEEN[k] = true
+      NEEDED_KEYS[#NEEDED_KEYS + 1] = k
+    end
+    if not declared_index(k) then missing = true end
+  end
+  if not missing then return nil end
+  return cjson.encode({need_keys = NEEDED_KEYS})
+end
+
+-- The declared index of `k`, which need_keys has vouched for; a Lua error otherwise.
+local function key_index(k)
+  local i = declared_index(k)
+  if not i then error('script touched an undeclared key ' .. tostring(k)) end
+  return i
+end

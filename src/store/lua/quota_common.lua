@@ -82,7 +82,8 @@ local function quota_release_run_counters(r)
   if not raw or raw == '' then return end
   local ok, list = pcall(cjson.decode, raw)
   if not ok or type(list) ~= 'table' then return end
+  -- declared by the caller (need_reservation_keys with counters, DK8)
   for _, key in ipairs(list) do
-    if type(key) == 'string' then quota_decrement(key) end
+    if type(key) == 'string' then quota_decrement(KEYS[key_index(key)]) end
   end
 end

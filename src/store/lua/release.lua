@@ -9,6 +9,8 @@
 --
 -- KEYS[1] reservation hash   KEYS[2] tenant hash   KEYS[3] outbox stream
 -- KEYS[4] expiry schedule
+-- KEYS[5..] (evidence on) the evidence source stream ARGV[9]; the budget keys of the reservation's budgeted scopes and its per_run quota
+--           counters: missing ones → {"need_keys": [...]} before any write (DK8)
 -- ARGV[1] budget key prefix "{t:<tenant>}:budget:"
 -- ARGV[2] idempotency key   ARGV[3] payload hash   ARGV[4] reason ('' = none)
 -- ARGV[5] trace id   ARGV[6] request id   ARGV[7] actor JSON
@@ -27,7 +29,8 @@ local res_key, tenant_key, schedule_key = KEYS[1], KEYS[2], KEYS[4]
 local budget_prefix = ARGV[1]
 local idem_key, payload_hash, reason = ARGV[2], ARGV[3], ARGV[4]
 local cascade = ARGV[8] == 'cascade'
-local ev = (ARGV[9] or '') ~= '' and {key = ARGV[9], request = ARGV[10]} or nil
+-- the evidence source stream is declared too (after the fixed KEYS, DK8)
+local ev = (ARGV[9] or '') ~= '' and {key = KEYS[key_index(ARGV[9])], request = ARGV[10]} or nil
 
 local r = res_read(res_key)
 if not r then return script_error('NOT_FOUND', 'Reservation not found') end
@@ -56,6 +59,8 @@ if now > tonumber(r.expires_at_ms) + tonumber(r.grace_ms or '0') then
   return ev_error(script_error('RESERVATION_EXPIRED', 'Reservation expired (past expires_at_ms + grace_period_ms)'))
 end
 
+local nk = need_reservation_keys(budget_prefix, r, true)
+if nk then return nk end
 local budgets = load_budgets(budget_prefix, r)
 if not budgets then return script_error('INTERNAL_ERROR', 'Reservation record has no readable budgeted scopes') end
 local plans, perr = plan_restore(budgets, r.estimate)

@@ -7,8 +7,9 @@
 -- Budget keys: a reservation stores the scope paths it touched (`budgeted`) and its unit;
 -- the budget keys are `<budget_prefix><scope>:<unit>` where budget_prefix is
 -- keys.budget(tenant, '', '') minus the trailing ':' i.e. "{t:<tenant>}:budget:".
--- The caller passes the prefix (so the key layout lives in src/store/keys.ts only); every
--- key shares the tenant's hash tag, so the script stays in one Cluster slot.
+-- The caller passes the prefix (so the key layout lives in src/store/keys.ts only) and
+-- declares the keys themselves in KEYS (docs/decisions.md DK8): the script builds each key
+-- only to find it among KEYS (ledger_common.lua need_keys / key_index).
 
 local function script_error(code, message, details)
   local e = {error = code, message = message}
@@ -28,11 +29,13 @@ end
 -- {scope, key, b = snapshot with amounts defaulted to '0'}. Missing hashes are skipped:
 -- one HMGET per scope, a hash with none of the snapshot fields (every budget has them
 -- all, from budget_create.lua) counts as missing.
+-- Every key must be declared (need_keys first): it is read as KEYS[ki].
 local function load_scope_budgets(budget_prefix, scopes, unit)
   local out = {}
   for _, scope in ipairs(scopes) do
-    local key = budget_prefix .. scope .. ':' .. unit
-    local raw = budget_snapshot(key)
+    local ki = key_index(budget_prefix .. scope .. ':' .. unit)
+    local key = KEYS[ki]
+    local raw = budget_snapshot(KEYS[ki])
     if raw.scope or raw.allocated or raw.remaining or raw.status then
       local b = {}
       for f, v in pairs(raw) do b[f] = v end
@@ -40,7 +43,7 @@ local function load_scope_budgets(budget_prefix, scopes, unit)
         b[f] = b[f] or '0'
       end
       -- raw: the Balance row as read (snapshots() reports it, updated by write_plan)
-      out[#out + 1] = {scope = scope, key = key, b = b, raw = raw}
+      out[#out + 1] = {scope = scope, key = key, ki = ki, b = b, raw = raw}
     end
   end
   return out
@@ -52,6 +55,33 @@ local function load_budgets(budget_prefix, r)
   local scopes = r.budgeted_list or decode_scopes(r.budgeted)
   if not scopes then return nil end
   return load_scope_budgets(budget_prefix, scopes, r.unit)
+end
+
+-- The keys finishing reservation `r` touches beyond the fixed KEYS (DK8): the budget of
+-- every budgeted scope in its unit, then (counters) the per_run quota counters its reserve
+-- incremented. nil when the budgeted scope list is corrupt.
+local function reservation_keys(budget_prefix, r, counters)
+  local scopes = r.budgeted_list or decode_scopes(r.budgeted)
+  if not scopes then return nil end
+  local out = {}
+  for _, scope in ipairs(scopes) do out[#out + 1] = budget_prefix .. scope .. ':' .. r.unit end
+  if counters and r.run_counters and r.run_counters ~= '' then
+    local ok, list = pcall(cjson.decode, r.run_counters)
+    if ok and type(list) == 'table' then
+      for _, k in ipairs(list) do
+        if type(k) == 'string' then out[#out + 1] = k end
+      end
+    end
+  end
+  return out
+end
+
+-- need_keys for finishing `r` (nil: all declared, or a corrupt scope list — load_budgets
+-- then reports it as before).
+local function need_reservation_keys(budget_prefix, r, counters)
+  local list = reservation_keys(budget_prefix, r, counters)
+  if not list then return nil end
+  return need_keys(list)
 end
 
 -- Checks a planned new state of one budget before anything is written: every value is
@@ -97,7 +127,7 @@ end
 -- verified the invariant on exactly these values, so it is not re-read; e.raw becomes the
 -- row as it now stands (what an HMGET after the write would return).
 local function write_plan(e, new, now)
-  local args = {'HSET', e.key, 'remaining', new.remaining, 'reserved', new.reserved,
+  local args = {'remaining', new.remaining, 'reserved', new.reserved,
     'spent', new.spent, 'debt', new.debt, 'updated_at_ms', string.format('%d', now)}
   local raw = e.raw
   raw.remaining, raw.reserved, raw.spent, raw.debt = new.remaining, new.reserved, new.spent, new.debt
@@ -105,7 +135,7 @@ local function write_plan(e, new, now)
     args[#args + 1] = 'is_over_limit'; args[#args + 1] = new.is_over_limit
     raw.is_over_limit = new.is_over_limit
   end
-  redis.call(unpack(args))
+  redis.call('HSET', KEYS[e.ki], unpack(args))
 end
 
 -- Plan that gives a reservation's whole estimate back (release, expire).

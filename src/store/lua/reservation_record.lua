@@ -206,8 +206,8 @@ local function res_write(key, flat, prev, stored)
       return
     end
   end
-  local args = {'HSET', key}
-  local na = 2 -- #args, kept by hand (the # operator searches the table each time)
+  local args = {}
+  local na = 0 -- #args, kept by hand (the # operator searches the table each time)
   local del = nil
   local prev_st = prev and prev.__st or {}
   if not stored then RES_SHORT = RES_SHORT or res_short_names() end
@@ -243,7 +243,7 @@ local function res_write(key, flat, prev, stored)
     end
   end
   if del then redis.call('HDEL', key, unpack(del)) end
-  redis.call(unpack(args))
+  redis.call('HSET', key, unpack(args))
 end
 
 -- The reserve's scope fields (stored names, for res_write(…, true)): nothing when affected_scopes is the prefix chain of

@@ -23,9 +23,14 @@
 --       8 expiry schedule (member = id, score = expires_at + grace),
 --       9 quota counter index (v0.1.26, keys.quotaIndex),
 --       10 .. 9+n         budget hash of each derived scope in the request unit
---       (budgets of the same scopes in the other units are only looked at when none of
---       these exists, to tell UNIT_MISMATCH from NOT_FOUND; their keys are built here from
---       p.budget_prefix, as the finishing scripts do (docs/decisions.md DC7): same slot)
+--       10+n ..           declared extra keys (docs/decisions.md DK8): the quota counters of
+--       the candidate rules in their current window, and when needed the reservation an
+--       idempotency record names or the same scopes' budgets in the other units (looked
+--       at only when no budget of the request unit exists, to tell UNIT_MISMATCH from
+--       NOT_FOUND). The script builds each from the p.*_prefix values and uses it only if
+--       declared; else it answers {"need_keys": [...]} before any write.
+-- A fresh live ALLOW also returns "fk": the keys finishing the reservation will touch
+-- (its budgets, its per_run counters) for the caller's FinishKeyCache.
 -- ARGV: 1 JSON params (see src/ledger/reserve.ts; int64 as strings). Policy part:
 --       p.policy_version  the keys.policyVersion value the caller's policies came from
 --       p.candidates      matching policies in selection order (src/policy/cache.ts
@@ -62,6 +67,8 @@ local n = #p.scopes
 local K_IDEM, K_TENANT, K_RES, K_RES_INDEX, K_OUTBOX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_POLICIES, K_POLICY_VERSION, K_SCHEDULE, K_QUOTA_INDEX = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local B = 9 -- budget keys start after this index
+-- evidence on: its source stream is declared after the budget keys (DK8)
+if p.ev then p.ev.key = KEYS[key_index(p.ev.key)] end
 local ctx = {trace_id = p.trace_id, request_id = p.request_id, actor_json = p.actor_json}
 
 local estimate = i64_norm(p.estimate)
@@ -81,7 +88,10 @@ if rec then
   local stored = string.sub(rec, nl + 1)
   local active = true
   if string.byte(stored, 1) == 64 then -- '@<reservation id>' (DM2)
-    local r = res_read(p.res_prefix .. string.sub(stored, 2))
+    local rk = p.res_prefix .. string.sub(stored, 2)
+    local nk = need_keys({rk})
+    if nk then return nk end
+    local r = res_read(KEYS[key_index(rk)])
     -- the reservation outlives its idempotency record (finish() checks the retention), so
     -- this is a record removed by hand: the original outcome cannot be given back
     if not r or not r.rbal then return cjson.encode({err = 'IDEMPOTENCY_GONE'}) end
@@ -90,7 +100,10 @@ if rec then
   else
     local rid = cjson.decode(stored).reservation_id
     if type(rid) == 'string' and rid ~= '' then
-      active = redis.call('HGET', p.res_prefix .. rid, 'status') == 'ACTIVE'
+      local rk = p.res_prefix .. rid
+      local nk = need_keys({rk})
+      if nk then return nk end
+      active = redis.call('HGET', KEYS[key_index(rk)], 'status') == 'ACTIVE'
     end
   end
   return '{"replay":true,"now_ms":"' .. now_s .. '","active":' .. tostring(active) .. ',"result":' .. stored .. '}'
@@ -148,7 +161,7 @@ end
 -- Stores a 200 outcome for replay and returns it. `ref`: the stored value is a reference
 -- to the reservation just written, whose record rebuilds this result (DM2).
 local DAY_MS = 86400000
-local function finish(result, idem_ttl_ms, ref)
+local function finish(result, idem_ttl_ms, ref, fk)
   -- evidence (not for OBSERVE outcomes: DEV6): the replay of this result rebuilds the same
   -- envelope from ev_ms / ev_trace, so it is recorded once, here
   local ev = p.ev and not observe
@@ -159,7 +172,8 @@ local function finish(result, idem_ttl_ms, ref)
   local enc = cjson.encode(result)
   redis.call('SET', K_IDEM, p.hash .. '\n' .. (ref and ('@' .. ref) or enc), 'PX', string.format('%d', idem_ttl_ms or DAY_MS))
   if ev then evidence_source(p.ev, mode == 'decide' and 'decide' or 'reserve', p.tenant, now_s, p.trace_id, enc) end
-  return '{"replay":false,"now_ms":"' .. now_s .. '","active":true,"result":' .. enc .. '}'
+  local fk_json = fk and (',"fk":' .. cjson.encode(fk)) or ''
+  return '{"replay":false,"now_ms":"' .. now_s .. '","active":true' .. fk_json .. ',"result":' .. enc .. '}'
 end
 
 -- The action as the observed_* events carry it: kind, name, policy_keys.
@@ -317,18 +331,30 @@ if gov then
   if gov.access then
     return deny(gov.access, nil, nil, nil, true)
   end
-  -- the most restrictive violated rule of a list (lowest headroom), or nil
   local wkeys = {} -- window → window_key, computed once per call
+  local function window_key(window)
+    local wk = wkeys[window]
+    if not wk then wk = quota_window_key(window, now, p.run_id); wkeys[window] = wk end
+    return wk
+  end
+  -- every counter this evaluation may read or write must be declared (DK8)
+  local ckeys = {}
+  for _, list in ipairs({gov.risk or {}, gov.kind or {}}) do
+    for _, rule in ipairs(list) do ckeys[#ckeys + 1] = quota_key(p.quota_prefix, rule, window_key(rule.window)) end
+  end
+  local nk = need_keys(ckeys)
+  if nk then return nk end
+  -- the most restrictive violated rule of a list (lowest headroom), or nil
   local function violated(rules)
     local worst = nil
     for _, rule in ipairs(rules) do
-      local wk = wkeys[rule.window]
-      if not wk then wk = quota_window_key(rule.window, now, p.run_id); wkeys[rule.window] = wk end
+      local wk = window_key(rule.window)
       local key = quota_key(p.quota_prefix, rule, wk)
-      local raw = redis.call('HGET', key, 'used')
+      local ki = key_index(key)
+      local raw = redis.call('HGET', KEYS[ki], 'used')
       local used = tonumber(raw or '0') or 0
       -- fresh: no counter yet (the script is atomic, so this still holds in step 4)
-      local inst = {rule = rule, key = key, window_key = wk, used = used, fresh = (raw == false)}
+      local inst = {rule = rule, key = key, ki = ki, window_key = wk, used = used, fresh = (raw == false)}
       quota_rules[#quota_rules + 1] = inst
       if used >= rule.limit and (worst == nil or rule.limit - used < worst.rule.limit - worst.used) then
         worst = inst
@@ -357,16 +383,24 @@ for i = 1, n do
   local k = KEYS[B + i]
   local h = hgetall(k)
   if h then
-    budgeted[#budgeted + 1] = {key = k, scope = p.scopes[i], h = h}
+    budgeted[#budgeted + 1] = {key = k, ki = B + i, scope = p.scopes[i], h = h}
   end
 end
 
 if #budgeted == 0 then
   -- ERROR SEMANTICS unit-mismatch bullet: a budget in another unit → 400 everywhere.
+  -- Those keys are declared only on this path (need_keys: one more round trip, no writes yet).
+  local probe = {}
+  for i = 1, n do
+    for _, u in ipairs(p.other_units) do probe[#probe + 1] = p.budget_prefix .. p.scopes[i] .. ':' .. u end
+  end
+  local nk = need_keys(probe)
+  if nk then return nk end
   for i = 1, n do
     local units = {}
     for _, u in ipairs(p.other_units) do
-      if redis.call('EXISTS', p.budget_prefix .. p.scopes[i] .. ':' .. u) == 1 then
+      local ki = key_index(p.budget_prefix .. p.scopes[i] .. ':' .. u)
+      if redis.call('EXISTS', KEYS[ki]) == 1 then
         units[#units + 1] = u
       end
     end
@@ -496,7 +530,7 @@ for i, b in ipairs(budgeted) do
     h.remaining = i64_sub(amount(h, 'remaining', b.key), estimate)
   end
   h.updated_at_ms = now_s
-  redis.call('HSET', b.key, 'reserved', h.reserved, 'remaining', h.remaining, 'updated_at_ms', now_s)
+  redis.call('HSET', KEYS[b.ki], 'reserved', h.reserved, 'remaining', h.remaining, 'updated_at_ms', now_s)
   util_signal(b.key, b.scope, p.unit, u0, h, h.sig_util or '0', now, K_OUTBOX, ctx)
   if estimate ~= '0' and h.remaining == '0' then
     local s = snapshot_of(h)
@@ -580,7 +614,7 @@ for _, inst in ipairs(quota_rules) do
     -- one write per counter: `used` was read in step 2 and nothing ran since (atomic script)
     local fresh = inst.fresh
     local used = inst.used + 1
-    local f = {'HSET', key, 'used', string.format('%d', used), 'limit', string.format('%d', rule.limit),
+    local f = {'used', string.format('%d', used), 'limit', string.format('%d', rule.limit),
       'policy_id', policy_id, 'last_ms', now_s}
     if fresh then
       local more = {'scope', rule.scope, 'action_kind', rule.risk_class and '__risk__' or rule.kind,
@@ -589,20 +623,20 @@ for _, inst in ipairs(quota_rules) do
       if rule.ttl_ms then more[#more + 1] = 'ttl_ms'; more[#more + 1] = string.format('%d', rule.ttl_ms) end
       for _, v in ipairs(more) do f[#f + 1] = v end
     end
-    redis.call(unpack(f))
+    redis.call('HSET', KEYS[inst.ki], unpack(f))
     if fresh then redis.call('ZREMRANGEBYSCORE', K_QUOTA_INDEX, '-inf', '(' .. now_s) end
     if rule.window == 'per_run' then
       local ttl_q = rule.ttl_ms or QUOTA_RUN_TTL_DEFAULT_MS
-      redis.call('PEXPIRE', key, string.format('%d', ttl_q))
+      redis.call('PEXPIRE', KEYS[inst.ki], string.format('%d', ttl_q))
       redis.call('ZADD', K_QUOTA_INDEX, string.format('%d', now + ttl_q), key)
       run_counters[#run_counters + 1] = key
     elseif fresh then
       local ttl_q = QUOTA_CLEANUP_MS[rule.window] or 90000000
-      redis.call('PEXPIRE', key, string.format('%d', ttl_q))
+      redis.call('PEXPIRE', KEYS[inst.ki], string.format('%d', ttl_q))
       redis.call('ZADD', K_QUOTA_INDEX, string.format('%d', now + ttl_q), key)
     end
     local thr = rule.pct * rule.limit - 1e-9
-    if used - 1 < thr and used >= thr and redis.call('HSETNX', key, 'th:' .. rule.pct, '1') == 1 then
+    if used - 1 < thr and used >= thr and redis.call('HSETNX', KEYS[inst.ki], 'th:' .. rule.pct, '1') == 1 then
       local kind_or_rc = rule.risk_class or rule.kind
       local data = {scope = rule.scope, action_kind = rule.risk_class and '__risk__' or rule.kind,
         window = rule.window, window_key = inst.window_key, used = used, limit = rule.limit,
@@ -629,4 +663,8 @@ if caps_json ~= '' then r.caps_json = caps_json end
 r.reservation_id = p.reservation_id
 r.expires_at_ms = expires_at
 r.balances = final_snaps
-return finish(r, idem_ttl, rbal and p.reservation_id)
+-- the keys commit / release / expire of this reservation will declare (DK8)
+local fk = {}
+for _, b in ipairs(budgeted) do fk[#fk + 1] = b.key end
+for _, k in ipairs(run_counters) do fk[#fk + 1] = k end
+return finish(r, idem_ttl, rbal and p.reservation_id, fk)

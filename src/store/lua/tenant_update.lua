@@ -4,7 +4,9 @@
 -- snapshots every budget's `reserved` into the cascade state hash, atomically with the
 -- flip, so the per-budget reservation.released_via_tenant_cascade aggregate is exact even
 -- if the cascade is interrupted and resumed later.
--- KEYS: 1 tenant hash, 2 outbox, 3 close-cascade hash, 4 budget index zset
+-- KEYS: 1 tenant hash, 2 outbox, 3 close-cascade hash, 4 budget index zset,
+--       5.. (a close only) every budget key of the index (docs/decisions.md DK8): a missing
+--       one → {"need_keys": [...]} before anything is written
 -- ARGV: 1 patch JSON (field -> string; `status` optional), 2 event ctx JSON,
 --       3 budget key prefix ("{t:<id>}:budget:"), 4 correlation id for a close
 local t = hgetall(KEYS[1])
@@ -45,6 +47,22 @@ end
 local status_changes = target ~= nil and target ~= cur
 if #changed == 0 and not status_changes then return cjson.encode({tenant = t}) end
 
+-- A close snapshots every budget's `reserved`: those keys must be declared (DK8).
+local budget_keys = nil -- member → key
+if status_changes and target == 'CLOSED' then
+  budget_keys = {}
+  local list = {}
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local scope, unit = string.match(member, '^(.*)|([^|]+)$')
+    if scope then
+      budget_keys[#budget_keys + 1] = {member = member, key = ARGV[3] .. scope .. ':' .. unit}
+      list[#list + 1] = budget_keys[#budget_keys].key
+    end
+  end
+  local nk = need_keys(list)
+  if nk then return nk end
+end
+
 local now = now_ms()
 local writes = {'updated_at_ms', tostring(now)}
 for _, k in ipairs(changed) do writes[#writes + 1] = k; writes[#writes + 1] = patch[k] end
@@ -82,11 +100,11 @@ if status_changes then
     emit('tenant.closed', {'status'}, cctx)
     local state = {'request_id', ctx.request_id or '', 'trace_id', ctx.trace_id or '',
       'actor_json', ctx.actor_json or '{}', 'correlation_id', ARGV[4], 'started_at_ms', tostring(now)}
-    for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-      local scope, unit = string.match(member, '^(.*)|([^|]+)$')
-      local reserved = redis.call('HGET', ARGV[3] .. scope .. ':' .. unit, 'reserved')
+    for _, b in ipairs(budget_keys) do
+      local ki = key_index(b.key)
+      local reserved = redis.call('HGET', KEYS[ki], 'reserved')
       if reserved and reserved ~= '0' then
-        state[#state + 1] = 'reserved:' .. member; state[#state + 1] = reserved
+        state[#state + 1] = 'reserved:' .. b.member; state[#state + 1] = reserved
       end
     end
     redis.call('DEL', KEYS[3])
