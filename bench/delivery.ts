@@ -210,7 +210,7 @@ async function main() {
     const split = { fanout: [] as number[], send: [] as number[], rt: [] as number[] };
     let cursor = '0';
     do {
-      const [next, found] = await rdb.scan(cursor, 'MATCH', `${keys.webhookDelivery('dlv_')}*`, 'COUNT', 1000);
+      const [next, found] = await rdb.scan(cursor, 'MATCH', `${keys.webhookDelivery('*', 'dlv_')}*`, 'COUNT', 1000);
       cursor = next;
       const rows = await Promise.all(found.map((k) => rdb.hmget(k, 'event_id', 'created_ms', 'attempted_ms', 'response_time_ms')));
       for (const [eventId, created, attempted, rt] of rows) {

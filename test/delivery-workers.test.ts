@@ -60,7 +60,7 @@ describe('several delivery workers', () => {
     // all three workers took part
     const claims = extra.map((e) => e.d.stats.claims);
     expect(claims.every((c) => c > 0)).toBe(true);
-    expect(await s.redis.client.zcard(keys.webhookDueSubs())).toBe(0);
+    for (const t of tenants) expect(await s.redis.client.zcard(keys.webhookDueSubs(t))).toBe(0);
   });
 
   it('a worker stopped while holding queues hands them back; the others finish the work', async () => {
@@ -71,7 +71,7 @@ describe('several delivery workers', () => {
     await extra[0].d.stop();
     await waitFor(() => new Set(rx.at('/mw-stop').map((r) => r.event.event_id)).size === 30, 15_000, 'all delivered');
     // every queue let go (the last holder releases right after its last attempt is recorded)
-    await waitFor(async () => (await s.redis.client.keys(`${keys.webhookLease('')}*`)).length === 0 && (await s.redis.client.zcard(keys.webhookDueSubs())) === 0, 5000, 'no lease left');
+    await waitFor(async () => (await s.redis.client.keys(`${keys.webhookLease('mw-stop', '')}*`)).length === 0 && (await s.redis.client.zcard(keys.webhookDueSubs('mw-stop'))) === 0, 5000, 'no lease left');
     expect(new Set(rx.at('/mw-stop').map((r) => r.event.event_id)).size).toBe(30);
   });
 });

@@ -79,15 +79,21 @@ const REVIEWED: Record<string, Record<string, string>> = {
   'signals_worker.lua': { 'unpack(args)': 'generic call helper over KEYS of the script' },
   'ledger_common.lua': { 'unpack(args)': 'XADD to the outbox_key parameter' },
   'reservation_common.lua': { 'unpack(args)': 'HSET of a budget key from load_scope_budgets (tenant prefix)' },
-  // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
-  // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
-  'whd_claim.lua': { lk: 'DK7 cross-slot (lease per subscription)', dk: 'DK7 cross-slot (queue per subscription)' },
-  'whd_renew.lua': { lk: 'DK7 cross-slot (lease per subscription)' },
-  'whd_finish.lua': { left_key: 'DK7 cross-slot (replay counter)', lock: 'DK7 cross-slot (replay lock)' },
+  // Webhook delivery: every key under the subscription owner's tag (DK13); the prefixes are
+  // keys.webhookDue(owner, '') / keys.webhookLease(owner, '') / keys.webhookReplay*(owner, '').
+  'whd_claim.lua': {
+    lk: 'lease key under keys.webhookLease(owner, \'\') (the owner\'s slot, like KEYS[1])',
+    dk: 'queue key under keys.webhookDue(owner, \'\') (the owner\'s slot)',
+  },
+  'whd_renew.lua': { lk: 'lease key under keys.webhookLease(owner, \'\') (the owner\'s slot)' },
+  'whd_finish.lua': {
+    left_key: 'replay counter under keys.webhookReplayLeft(owner, \'\') (the owner\'s slot)',
+    lock: 'replay lock under keys.webhookReplayLock(owner, \'\') (the owner\'s slot)',
+  },
 };
 
-/** Scripts that may touch keys of several slots; not run on a cluster (DK7). */
-const CROSS_SLOT_SCRIPTS = ['whd_claim.lua', 'whd_enqueue.lua', 'whd_finish.lua', 'whd_release.lua', 'whd_renew.lua'];
+/** Scripts that may touch keys of several slots: none (DK7 ended with DK13). */
+const CROSS_SLOT_SCRIPTS: string[] = [];
 
 function isKeysAlias(src: string, id: string): boolean {
   // `local a, b = KEYS[1], KEYS[2]` or `local a = KEYS[3]`: the id's position on the left
@@ -142,9 +148,9 @@ describe('Lua scripts touch only the slot of their KEYS', () => {
     }
   });
 
-  it('only the webhook delivery scripts are known to span slots (DK7)', () => {
-    const cross = Object.entries(REVIEWED).filter(([, e]) => Object.values(e).some((why) => why.startsWith('DK7'))).map(([f]) => f);
-    for (const f of cross) expect(CROSS_SLOT_SCRIPTS).toContain(f);
-    expect(CROSS_SLOT_SCRIPTS.every((f) => f.startsWith('whd_'))).toBe(true);
+  it('no script is known to span slots (DK13)', () => {
+    expect(CROSS_SLOT_SCRIPTS).toEqual([]);
+    const cross = Object.entries(REVIEWED).filter(([, e]) => Object.values(e).some((why) => /cross-slot/i.test(why))).map(([f]) => f);
+    expect(cross).toEqual([]);
   });
 });

@@ -2,6 +2,12 @@
 // signed Event bytes, and records each attempt (whd_finish.lua: retries, FAILED,
 // consecutive failures, auto-disable). Safe with any number of worker processes.
 //
+// Every delivery key lives in the slot of the subscription's owner (DK13), so each script
+// runs on one slot, on a single Redis and a Redis Cluster alike. The dispatcher finds owners
+// with due work in a cross-slot index (whd_owners.lua, DK14), claims per owner, and a
+// repair sweep re-marks every owner whose own scheduler holds work (a crash between a
+// script and its index write loses nothing).
+//
 // Ownership is per subscription queue, under a lease (whd_claim.lua): one holder sends a
 // subscription's due deliveries in queue order (first attempts in event order; a retry is
 // re-queued at its due time and may overtake nothing that was due before it). A holder
@@ -29,10 +35,11 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { stringify } from '../json';
 import { ApiError } from '../errors';
-import { fieldsOf, parseEventId, renderEvent, type Event } from './model';
+import { fieldsOf, parseEventId, renderEvent, SYSTEM_TENANT, type Event } from './model';
 import { checkWebhookUrl, loadWebhookSecurityConfig, type EffectiveSecurityConfig } from './urlCheck';
 import { loadDispatchSubscription, ownerOf, type DispatchSubscription } from './subscriptions';
-import { configureFanout, deliveryIdOfMember, onEnqueued, subscriptionTable } from './fanout';
+import { configureFanout, deliveryIdOfMember, markOwnerDue, onEnqueued, subscriptionTable } from './fanout';
+import { migrateLegacyDeliveries } from './whdMigrate';
 import { countWebhookDelivery } from '../metrics';
 
 /** Deliveries taken from one queue per claim (then the queue is let go and rescheduled). */
@@ -49,6 +56,12 @@ const CLAIM_ERROR_BACKOFF_MS = 1000;
 /** Rendered events kept per dispatcher: every subscription of one event sends the same
  *  bytes (only the signature differs), so they are read and serialised once. */
 const EVENT_CACHE_MAX = 4096;
+/** Owners read from the cross-slot due index per claim round. */
+const OWNERS_PER_ROUND = 64;
+/** How often the repair sweep re-marks owners whose own scheduler holds work (DK14). */
+export const REPAIR_SWEEP_MS = 30_000;
+/** Owners whose scheduler one sweep round reads at once. */
+const REPAIR_BATCH = 200;
 
 const VERSION = (() => {
   try { return String(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version ?? '0'); } catch { return '0'; }
@@ -198,7 +211,7 @@ export async function sendWebhook(
 // ------------------------------------------------------------------ the worker
 interface FinishReply { state: string; sub_status: string; attempts?: number; next_retry_ms?: number; disabled?: boolean }
 
-interface QueueWork { lost: boolean; done: Promise<void> }
+interface QueueWork { owner: string; lost: boolean; done: Promise<void> }
 
 interface CachedEvent { event: Event; body: Buffer; traceFlags?: string }
 
@@ -224,8 +237,9 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
   const stats: DispatcherStats = { sent: 0, succeeded: 0, failed: 0, skipped: 0, claims: 0 };
   const scripts = {
     claim: loadScript('whd_claim'), renew: loadScript('whd_renew'),
-    release: loadScript('whd_release'), finish: loadScript('whd_finish'),
+    release: loadScript('whd_release'), finish: loadScript('whd_finish'), owners: loadScript('whd_owners'),
   };
+  const ownerKeys = [keys.webhookDueOwners(), keys.webhookDueOwnersGen()];
   let stopped = false;
   // The claim loop sleeps until the poll interval ends or someone wakes it (fan-out queued
   // work, a queue was let go, stop); a wake while it is not sleeping ends the next sleep at once.
@@ -251,12 +265,15 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }): Promise<FinishReply> => {
     const id = deliveryIdOfMember(member);
     const raw = await runScript(redis, scripts.finish,
-      [keys.webhookDelivery(id), keys.webhookDue(sub.id), keys.webhookLease(sub.id), keys.webhook(sub.owner, sub.id),
-        keys.outbox(sub.owner), keys.webhooksVersion()],
+      [keys.webhookDelivery(sub.owner, id), keys.webhookDue(sub.owner, sub.id), keys.webhookLease(sub.owner, sub.id),
+        keys.webhook(sub.owner, sub.id), keys.outbox(sub.owner)],
       [token, outcome, r.status ?? '', r.timeMs ?? '', (r.error ?? '').slice(0, ERROR_MESSAGE_MAX), member,
-        keys.webhookReplayLeft(''), keys.webhookReplayLock(''),
+        keys.webhookReplayLeft(sub.owner, ''), keys.webhookReplayLock(sub.owner, ''),
         JSON.stringify({ trace_id: ev.trace_id ?? '', request_id: ev.request_id ?? '' }), sub.id, sub.owner]);
     const reply = JSON.parse(String(raw)) as FinishReply;
+    // the one cross-tenant key of an auto-disable, outside the owner's slot (DK13); the
+    // fan-out table that lags without it is only a hint (whd_enqueue.lua re-reads the status)
+    if (reply.disabled) await redis.incr(keys.webhooksVersion());
     countWebhookDelivery(outcome, reply.state);
     if (outcome === 'skip') stats.skipped++;
     else if (reply.state === 'SUCCESS') stats.succeeded++;
@@ -266,11 +283,12 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
 
   /** Works through one claimed queue: `members` in queue order. */
   const workQueue = async (subId: string, members: string[], cfg: EffectiveSecurityConfig, work: QueueWork): Promise<void> => {
-    const owner = ownerOf(subId);
-    if (owner === undefined) {
-      // not one of our ids (never minted by subscriptions.ts): nothing can be delivered
+    const owner = work.owner;
+    if (ownerOf(subId) !== owner) {
+      // not one of our ids (never minted by subscriptions.ts), or not this owner's: nothing
+      // can be delivered
       log.error({ subscription_id: subId }, 'webhook dispatch: dropping the queue of an unparsable subscription id');
-      await redis.del(keys.webhookDue(subId));
+      await redis.del(keys.webhookDue(owner, subId));
       return;
     }
     const ref = { id: subId, owner };
@@ -282,7 +300,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       // Deleted: every queued delivery ends FAILED now (not only the due ones);
       // PAUSED / DISABLED: the due ones (later ones when they come due).
       const gone = recStatus === null || (recStatus === 'ACTIVE' && !sub);
-      const list = gone ? await redis.zrange(keys.webhookDue(subId), 0, QUEUE_BATCH - 1) : members;
+      const list = gone ? await redis.zrange(keys.webhookDue(owner, subId), 0, QUEUE_BATCH - 1) : members;
       const reason = gone ? 'subscription deleted' : `subscription is ${recStatus}`;
       for (const m of list) {
         if (work.lost) return;
@@ -294,7 +312,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
 
     // rows, then the events they point at (two pipelined round trips; events another
     // subscription's queue just rendered come from the cache)
-    const rowsRes = (await redis.pipeline(members.map((m) => ['hgetall', keys.webhookDelivery(deliveryIdOfMember(m))])).exec()) ?? [];
+    const rowsRes = (await redis.pipeline(members.map((m) => ['hgetall', keys.webhookDelivery(owner, deliveryIdOfMember(m))])).exec()) ?? [];
     const rows = rowsRes.map(([err, h]) => (err ? undefined : (h as Record<string, string>)));
     const locs = rows.map((h) => (h && h.event_id ? parseEventId(h.event_id) : undefined));
     const bodies: (CachedEvent | undefined)[] = rows.map((h) => (h?.event_id ? eventCache.get(h.event_id) : undefined));
@@ -379,36 +397,81 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     await Promise.all(outstanding);
   };
 
+  /** Claims up to `free` queues: owners with due work from the cross-slot index, then each
+   *  owner's own scheduler (its slot); the owner's index entry is settled to its real next
+   *  time unless an enqueue marked it meanwhile (DK14). */
   const claimRound = async (free: number): Promise<number> => {
-    const claimed = (await runScript(redis, scripts.claim, [keys.webhookDueSubs()],
-      [token, leaseMs, free, QUEUE_BATCH, keys.webhookDue(''), keys.webhookLease('')])) as [string, string[]][];
-    if (claimed.length === 0) return 0;
-    stats.claims += claimed.length;
-    let cfg: EffectiveSecurityConfig;
-    try {
-      cfg = await loadWebhookSecurityConfig(redis);
-    } catch (e) {
-      // unreadable config: refuse every URL (fail closed) rather than loosen the check
-      log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
-      cfg = { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
+    const flat = (await runScript(redis, scripts.owners, ownerKeys, ['due', Math.min(OWNERS_PER_ROUND, free * 4 + 16)])) as string[];
+    if (flat.length === 0) return 0;
+    let cfg: EffectiveSecurityConfig | undefined;
+    let total = 0;
+    for (let i = 0; i < flat.length && total < free; i += 2) {
+      const owner = flat[i];
+      const gen = flat[i + 1];
+      const [claimed, nextMs] = (await runScript(redis, scripts.claim, [keys.webhookDueSubs(owner)],
+        [token, leaseMs, free - total, QUEUE_BATCH, keys.webhookDue(owner, ''), keys.webhookLease(owner, '')])) as [[string, string[]][], string];
+      await runScript(redis, scripts.owners, ownerKeys, ['settle', owner, gen, nextMs]);
+      if (claimed.length === 0) continue;
+      total += claimed.length;
+      stats.claims += claimed.length;
+      if (!cfg) {
+        try {
+          cfg = await loadWebhookSecurityConfig(redis);
+        } catch (e) {
+          // unreadable config: refuse every URL (fail closed) rather than loosen the check
+          log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
+          cfg = { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
+        }
+      }
+      for (const [subId, members] of claimed) startQueue(owner, subId, members, cfg);
     }
-    for (const [subId, members] of claimed) {
-      const work: QueueWork = { lost: false, done: Promise.resolve() };
-      active.set(subId, work);
-      work.done = workQueue(subId, members, cfg, work)
-        .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); })
-        .then(async () => {
-          if (!work.lost) {
-            await runScript(redis, scripts.release, [keys.webhookDueSubs(), keys.webhookDue(subId), keys.webhookLease(subId)], [token, subId])
-              .catch((err: unknown) => { log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)'); });
-          }
-        })
-        .finally(() => { active.delete(subId); wake(); });
-    }
-    return claimed.length;
+    return total;
+  };
+
+  const startQueue = (owner: string, subId: string, members: string[], cfg: EffectiveSecurityConfig) => {
+    const work: QueueWork = { owner, lost: false, done: Promise.resolve() };
+    active.set(subId, work);
+    work.done = workQueue(subId, members, cfg, work)
+      .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); })
+      .then(async () => {
+        if (work.lost) return;
+        try {
+          const next = await runScript(redis, scripts.release,
+            [keys.webhookDueSubs(owner), keys.webhookDue(owner, subId), keys.webhookLease(owner, subId)], [token, subId]);
+          if (typeof next === 'string' && next !== '') await markOwnerDue(redis, owner, next);
+        } catch (err) {
+          log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)');
+        }
+      })
+      .finally(() => { active.delete(subId); wake(); });
+  };
+
+  /** Re-marks every owner whose own scheduler holds work: repairs a crash between a
+   *  delivery script and its index write (DK14), and a lost index after a failover. */
+  const repairSweep = async () => {
+    const check = async (owners: string[]) => {
+      const heads = await Promise.all(owners.map((o) => redis.zrange(keys.webhookDueSubs(o), 0, 0, 'WITHSCORES')));
+      await Promise.all(owners.map((o, j) => (heads[j].length === 2 ? markOwnerDue(redis, o, heads[j][1]) : undefined)));
+    };
+    await check([SYSTEM_TENANT]);
+    let cursor = '0';
+    do {
+      const [nextCursor, list] = await redis.sscan(keys.tenants(), cursor, 'COUNT', REPAIR_BATCH);
+      cursor = nextCursor;
+      if (stopped) return;
+      await check(list);
+    } while (cursor !== '0');
   };
 
   const loop = (async () => {
+    // the pre-DK13 layout's queued deliveries move into their owners' slots first (once per
+    // Redis; a no-op afterwards), then every owner with work is marked
+    try {
+      await migrateLegacyDeliveries(redis, log);
+      await repairSweep();
+    } catch (err) {
+      log.error({ err }, 'webhook dispatch: start-up sweep failed (retried every 30 s)');
+    }
     while (!stopped) {
       const free = maxQueues - active.size;
       let claimed = 0;
@@ -431,18 +494,35 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     // the work objects as they are now: a queue released and claimed again while the renewal
     // is under way is new work, and a "lost" answer about the old lease is not about it
     const snapshot = new Map(active);
-    runScript(redis, scripts.renew, [keys.webhookDueSubs()], [token, leaseMs, keys.webhookLease(''), ...snapshot.keys()])
-      .then((lost) => {
-        for (const s of lost as string[]) {
-          const w = snapshot.get(s);
-          if (!w || active.get(s) !== w) continue;
-          w.lost = true;
-          log.warn({ subscription_id: s }, 'webhook dispatch: lease lost; another worker owns the queue now');
-        }
-      })
-      .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: lease renewal failed'); });
+    const byOwner = new Map<string, string[]>();
+    for (const [subId, w] of snapshot) {
+      let l = byOwner.get(w.owner);
+      if (!l) byOwner.set(w.owner, (l = []));
+      l.push(subId);
+    }
+    for (const [owner, subIds] of byOwner) {
+      runScript(redis, scripts.renew, [keys.webhookDueSubs(owner)], [token, leaseMs, keys.webhookLease(owner, ''), ...subIds])
+        .then((lost) => {
+          for (const s of lost as string[]) {
+            const w = snapshot.get(s);
+            if (!w || active.get(s) !== w) continue;
+            w.lost = true;
+            log.warn({ subscription_id: s }, 'webhook dispatch: lease lost; another worker owns the queue now');
+          }
+        })
+        .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: lease renewal failed'); });
+    }
   }, Math.max(100, Math.floor(leaseMs / 3)));
   heartbeat.unref();
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping || stopped) return;
+    sweeping = true;
+    repairSweep()
+      .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: repair sweep failed'); })
+      .finally(() => { sweeping = false; });
+  }, REPAIR_SWEEP_MS);
+  sweeper.unref();
 
   return {
     stats,
@@ -456,6 +536,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       await loop;
       await Promise.all([...active.values()].map((w) => w.done));
       clearInterval(heartbeat);
+      clearInterval(sweeper);
     },
   };
 }

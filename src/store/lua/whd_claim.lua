@@ -1,4 +1,6 @@
--- whd_claim: a dispatcher takes the due work of up to N subscriptions (src/events/dispatch.ts).
+-- whd_claim: a dispatcher takes the due work of up to N subscriptions of one owner
+-- (src/events/dispatch.ts). Every key is in the owner's slot `{t:<owner>}` (DK13); the
+-- dispatcher finds owners with due work in keys.webhookDueOwners() (DK14).
 -- The unit of ownership is a subscription's queue, held by a lease (a key with the
 -- worker's token and a PX bound). One holder per queue keeps a subscription's first
 -- attempts in order and bounds what one slow receiver can occupy; a worker that dies
@@ -7,10 +9,11 @@
 -- The scheduler zset scores each subscription by when it is next eligible: its head due
 -- time, or the end of its lease while held. Only entries scored <= now are looked at, so
 -- a busy or slow subscription never stands in front of the others.
--- KEYS: 1 due-subscriptions zset
+-- KEYS: 1 the owner's due-subscriptions zset
 -- ARGV: 1 token, 2 lease ms, 3 max subscriptions, 4 max entries per subscription,
---       5 due key prefix, 6 lease key prefix
--- Returns {{subscription_id, {member, ...}}, ...}
+--       5 due key prefix, 6 lease key prefix (both under the owner's tag)
+-- Returns {{{subscription_id, {member, ...}}, ...}, next} where next is the earliest score
+-- left in the owner's zset ('' when it is empty): when the owner is next worth a look.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local token, lease_ms = ARGV[1], tonumber(ARGV[2])
@@ -43,4 +46,5 @@ for _, sub in ipairs(cands) do
     end
   end
 end
-return out
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {out, first[2] or ''}

@@ -15,7 +15,10 @@
 -- are due at the same ms leave in the order they were queued (stream order per tenant).
 -- The per-subscription index uses the same member with score = created ms: lists show
 -- deliveries created in the same ms in queue order too.
--- KEYS: 1 seq counter, 2 due-subscriptions zset, 3 replay outstanding counter, 4 replay
+-- One call per owner (fanout.ts groups the items): every key is in the owner's slot
+-- `{t:<owner>}`, the subscription records included (DK13). The caller then marks the owner
+-- in the dispatcher's cross-slot index (whd_owners.lua, DK14).
+-- KEYS: 1 the owner's seq counter, 2 the owner's due-subscriptions zset, 3 replay outstanding counter, 4 replay
 --       lock, then 5 per item: row hash, sub due zset, sub deliveries index, subscription
 --       record, sub lease
 -- ARGV: 1 retention ms, 2 mode, 3 replay id, 4 replay lock ttl ms, then 7 per item:

@@ -1,8 +1,9 @@
 -- whd_renew: a dispatcher extends its leases on the queues it is working on (heartbeat,
 -- every lease/3). A lease that is gone or held by another token is reported back: the
--- worker stops sending from that queue (someone else owns it now).
--- KEYS: 1 due-subscriptions zset
--- ARGV: 1 token, 2 lease ms, 3 lease key prefix, 4.. subscription ids
+-- worker stops sending from that queue (someone else owns it now). One call per owner:
+-- every key is in the owner's slot (DK13).
+-- KEYS: 1 the owner's due-subscriptions zset
+-- ARGV: 1 token, 2 lease ms, 3 lease key prefix (under the owner's tag), 4.. subscription ids
 -- Returns the subscription ids whose lease was lost.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
