@@ -52,7 +52,8 @@ export async function migrateLegacyDeliveries(redis: Redis, log?: Pick<Logger, '
 async function moveSubscription(redis: Redis, owner: string, subId: string, seq: string | null): Promise<number> {
   const oldIndex = keys.legacyWebhookDeliveriesBySub(subId);
   const oldDue = keys.legacyWebhookDue(subId);
-  if ((await redis.exists(oldIndex, oldDue)) === 0) return 0;
+  // one key per command: the old keys are in different slots on a cluster
+  if ((await redis.exists(oldIndex)) === 0 && (await redis.exists(oldDue)) === 0) return 0;
   if (seq !== null) {
     const cur = Number((await redis.get(keys.webhookSeq(owner))) ?? 0);
     if (cur < Number(seq)) await redis.set(keys.webhookSeq(owner), seq);
