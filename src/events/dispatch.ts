@@ -146,8 +146,11 @@ function agentFor(u: URL, addresses: string[], timeoutMs: number): Agent {
     keepAliveTimeout: 4_000,
     connections: 64,
     pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
+    // undici's own header/body timers are its coarse "fast timers" (a ~0.5 s tick: they can
+    // fire that much early or late); the request's AbortSignal.timeout is the exact bound,
+    // these only back it up
+    headersTimeout: timeoutMs + 1000,
+    bodyTimeout: timeoutMs + 1000,
   });
   agents.set(key, agent);
   while (agents.size > AGENTS_MAX) {
