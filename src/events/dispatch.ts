@@ -408,12 +408,16 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     if (flat.length === 0) return 0;
     let cfg: EffectiveSecurityConfig | undefined;
     let total = 0;
+    const settles: Promise<unknown>[] = [];
     for (let i = 0; i < flat.length && total < free; i += 2) {
       const owner = flat[i];
       const gen = flat[i + 1];
       const [claimed, nextMs] = (await runScript(redis, scripts.claim, [keys.webhookDueSubs(owner)],
         [token, leaseMs, free - total, QUEUE_BATCH, keys.webhookDue(owner, ''), keys.webhookLease(owner, '')])) as [[string, string[]][], string];
-      await runScript(redis, scripts.owners, ownerKeys, ['settle', owner, gen, nextMs]);
+      // settled while the claimed queues already start (a failed settle only leaves the
+      // owner's entry low: one more look later)
+      settles.push(runScript(redis, scripts.owners, ownerKeys, ['settle', owner, gen, nextMs])
+        .catch((err: unknown) => { log.warn({ err, owner }, 'webhook dispatch: settling the due index failed'); }));
       if (claimed.length === 0) continue;
       total += claimed.length;
       stats.claims += claimed.length;
@@ -428,6 +432,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       }
       for (const [subId, members] of claimed) startQueue(owner, subId, members, cfg);
     }
+    await Promise.all(settles);
     return total;
   };
 

@@ -129,6 +129,7 @@ export async function enqueueDeliveries(
   const script = loadScript('whd_enqueue');
   const replayId = opts.replayId ?? '';
   const byOwner = new Map<string, DeliveryItem[]>();
+  let anyScheduled = false;
   for (const it of items) {
     const owner = ownerOfSub(it.subscriptionId);
     let l = byOwner.get(owner);
@@ -136,7 +137,7 @@ export async function enqueueDeliveries(
     l.push(it);
   }
   await Promise.all([...byOwner].map(async ([owner, list]) => {
-    let touched = false;
+    let scheduled = 0;
     for (let i = 0; i < list.length; i += ENQUEUE_CHUNK) {
       const chunk = list.slice(i, i + ENQUEUE_CHUNK);
       const keyList = [keys.webhookSeq(owner), keys.webhookDueSubs(owner), keys.webhookReplayLeft(owner, replayId),
@@ -148,17 +149,20 @@ export async function enqueueDeliveries(
         args.push(it.deliveryId, it.subscriptionId, it.eventId, it.eventType, it.traceId ?? '', it.traceFlags ?? '',
           parseEventId(it.eventId)?.ms.toString() ?? '0');
       }
-      const [created, duplicate, inactive] = (await runScript(redis, script, keyList, args)) as number[];
+      const [created, duplicate, inactive, sched] = (await runScript(redis, script, keyList, args)) as number[];
       total.created += created;
       total.duplicate += duplicate;
       total.inactive += inactive;
-      // a duplicate too: the batch may be re-relayed after a crash between the script and
-      // the mark, and then the mark is what was missing
-      if (created > 0 || duplicate > 0) touched = true;
+      scheduled += sched;
     }
-    if (touched) await markOwnerDue(redis, owner, 0);
+    // Only when a queue became eligible: a leased queue is rescheduled by its holder's
+    // release. A crash between the script and this mark is repaired by the sweep (DK14).
+    if (scheduled > 0) {
+      await markOwnerDue(redis, owner, 0);
+      anyScheduled = true;
+    }
   }));
-  if (total.created > 0) for (const w of s.wakers) w();
+  if (anyScheduled) for (const w of s.wakers) w();
   return total;
 }
 
