@@ -44,6 +44,8 @@ import { countWebhookDelivery } from '../metrics';
 
 /** Deliveries taken from one queue per claim (then the queue is let go and rescheduled). */
 export const QUEUE_BATCH = 50;
+/** Batches one claim may work in a row before the queue is let go (see startQueue). */
+export const QUEUE_BATCHES_PER_CLAIM = 4;
 /** Response bytes read (and discarded) per attempt; the rest is cut off. */
 const RESPONSE_READ_MAX = 64 * 1024;
 /** Kept connection pools (one per origin + vetted address set); least recently used go. */
@@ -421,37 +423,64 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       if (claimed.length === 0) continue;
       total += claimed.length;
       stats.claims += claimed.length;
-      if (!cfg) {
-        try {
-          cfg = await loadWebhookSecurityConfig(redis);
-        } catch (e) {
-          // unreadable config: refuse every URL (fail closed) rather than loosen the check
-          log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
-          cfg = { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
-        }
-      }
+      cfg ??= await loadCfg();
       for (const [subId, members] of claimed) startQueue(owner, subId, members, cfg);
     }
     await Promise.all(settles);
     return total;
   };
 
-  const startQueue = (owner: string, subId: string, members: string[], cfg: EffectiveSecurityConfig) => {
+  const loadCfg = async (): Promise<EffectiveSecurityConfig> => {
+    try {
+      return await loadWebhookSecurityConfig(redis);
+    } catch (e) {
+      // unreadable config: refuse every URL (fail closed) rather than loosen the check
+      log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
+      return { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
+    }
+  };
+
+  /** Works a claimed queue batch by batch: after each batch whd_release.lua either hands
+   *  back the next due batch under the renewed lease (at most QUEUE_BATCHES_PER_CLAIM in a
+   *  row, so other worker processes get their turn, and only while this process has a free
+   *  queue slot, so no other queue waits for this one here) or lets the queue go. */
+  const startQueue = (owner: string, subId: string, first: string[], firstCfg: EffectiveSecurityConfig) => {
     const work: QueueWork = { owner, lost: false, done: Promise.resolve() };
     active.set(subId, work);
-    work.done = workQueue(subId, members, cfg, work)
-      .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); })
-      .then(async () => {
+    work.done = (async () => {
+      let members = first;
+      let cfg = firstCfg;
+      let batches = 0;
+      for (;;) {
+        await workQueue(subId, members, cfg, work)
+          .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); });
         if (work.lost) return;
+        const more = !stopped && ++batches < QUEUE_BATCHES_PER_CLAIM && active.size < maxQueues ? QUEUE_BATCH : 0;
+        let reply: unknown;
         try {
-          const next = await runScript(redis, scripts.release,
-            [keys.webhookDueSubs(owner), keys.webhookDue(owner, subId), keys.webhookLease(owner, subId)], [token, subId]);
-          if (typeof next === 'string' && next !== '') await markOwnerDue(redis, owner, next);
+          // the security config is read again for every batch, as for every claim
+          const [r, c] = await Promise.all([
+            runScript(redis, scripts.release, [keys.webhookDueSubs(owner), keys.webhookDue(owner, subId), keys.webhookLease(owner, subId)],
+              [token, subId, more, leaseMs]),
+            more > 0 ? loadCfg() : Promise.resolve(cfg),
+          ]);
+          reply = r;
+          cfg = c;
         } catch (err) {
           log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)');
+          return;
         }
-      })
-      .finally(() => { active.delete(subId); wake(); });
+        if (!Array.isArray(reply)) return; // someone else's queue now
+        const [state, value] = reply as [string, string[] | string];
+        if (state === 'next') { members = value as string[]; stats.claims++; continue; }
+        if (typeof value === 'string' && value !== '') {
+          await markOwnerDue(redis, owner, value).catch((err: unknown) => {
+            log.warn({ err, owner }, 'webhook dispatch: marking the due index failed (the repair sweep will)');
+          });
+        }
+        return;
+      }
+    })().finally(() => { active.delete(subId); wake(); });
   };
 
   /** Re-marks every owner whose own scheduler holds work: repairs a crash between a
