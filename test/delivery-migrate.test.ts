@@ -14,12 +14,13 @@ import { keys } from '../src/store/keys';
 import { deliveryIdOf } from '../src/events/fanout';
 import { startWebhookDispatcher, type WebhookDispatcher } from '../src/events/dispatch';
 import { migrateLegacyDeliveries } from '../src/events/whdMigrate';
+import { loadScript, runScript } from '../src/store/scripts';
 import { Receiver, adminApi, allowLoopback, allDeliveries, createSub, fundedTenant, waitFor, sleep, expectWellFormed } from './delivery-helpers';
 
 let s: TestServer;
 let rx: Receiver;
 let admin: ReturnType<typeof adminApi>;
-let extra: { redis: Redis; d: WebhookDispatcher } | undefined;
+const extras: { redis: Redis; d: WebhookDispatcher }[] = [];
 
 beforeAll(async () => {
   s = await startTestServer({ CYCLES_WEBHOOK_POLL_MS: '20' });
@@ -28,10 +29,17 @@ beforeAll(async () => {
   await allowLoopback(admin);
 }, 30_000);
 afterAll(async () => {
-  if (extra) { await extra.d.stop(); extra.redis.disconnect(); }
+  for (const e of extras) { await e.d.stop(); e.redis.disconnect(); }
   await s?.stop();
   await rx?.stop();
 });
+
+/** One more dispatcher on its own connection, as a second worker process would be. */
+async function startExtraDispatcher(): Promise<void> {
+  const redis = await connectTestRedis(s.redis.url);
+  const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '20', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
+  extras.push({ redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) });
+}
 
 describe('legacy delivery keys (DK16)', () => {
   it('are moved into the owner slot at dispatcher start; the queued delivery is sent once', async () => {
@@ -67,9 +75,7 @@ describe('legacy delivery keys (DK16)', () => {
     await r.set(keys.legacyWebhookReplayLock(sub.id), 'rpl_x', 'PX', 600_000);
     await r.del(keys.webhookLayout()); // as on a Redis the previous release used
 
-    const redis = await connectTestRedis(s.redis.url);
-    const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '20', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
-    extra = { redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) };
+    await startExtraDispatcher();
 
     await waitFor(() => rx.at('/mig').length >= 1, 10_000, 'the moved delivery sent');
     await sleep(300);
@@ -93,5 +99,30 @@ describe('legacy delivery keys (DK16)', () => {
     }
     expect(await r.get(keys.webhookLayout())).toBe('2');
     expect(await migrateLegacyDeliveries(r)).toBe(0);
+  }, 30_000);
+});
+
+describe('the repair sweep (DK14)', () => {
+  it('a delivery queued without its index mark (a crash in between) is found by the next sweep', async () => {
+    const r = s.redis.client;
+    const tenant = 'mig-repair';
+    const fund = await fundedTenant(admin, tenant);
+    await fund();
+    const [e] = (await storedEvents(r, tenant)).filter((x) => x.event_type === 'budget.funded');
+    const sub = await createSub(admin, rx, { tenant, path: '/repair' });
+    // whd_enqueue.lua alone, as if the process died before whd_owners.lua 'mark'
+    const id = 'dlv_rp_repair_0';
+    const created = await runScript(r, loadScript('whd_enqueue'),
+      [keys.webhookSeq(tenant), keys.webhookDueSubs(tenant), keys.webhookReplayLeft(tenant, 'rpl_repair'), keys.webhookReplayLock(tenant, sub.id),
+        keys.webhookDelivery(tenant, id), keys.webhookDue(tenant, sub.id), keys.webhookDeliveriesBySub(tenant, sub.id),
+        keys.webhook(tenant, sub.id), keys.webhookLease(tenant, sub.id)],
+      [3_600_000, 'replay', 'rpl_repair', 60_000, id, sub.id, e.event_id, e.event_type, '', '', '0']) as number[];
+    expect(created[0]).toBe(1);
+    // nobody knows the owner has work (the server's own sweep runs only every 30 s)
+    expect(await r.zscore(keys.webhookDueOwners(), tenant)).toBeNull();
+    await startExtraDispatcher(); // its start-up sweep marks the owner
+    await waitFor(() => rx.at('/repair').length === 1, 10_000, 'the repaired delivery sent');
+    expect(rx.at('/repair')[0].event.event_id).toBe(e.event_id);
+    expectWellFormed(rx.at('/repair')[0]);
   }, 30_000);
 });

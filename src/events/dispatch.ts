@@ -35,7 +35,7 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { stringify } from '../json';
 import { ApiError } from '../errors';
-import { fieldsOf, parseEventId, renderEvent, SYSTEM_TENANT, type Event } from './model';
+import { fieldsOf, parseEventId, renderEvent, type Event } from './model';
 import { checkWebhookUrl, loadWebhookSecurityConfig, type EffectiveSecurityConfig } from './urlCheck';
 import { loadDispatchSubscription, ownerOf, type DispatchSubscription } from './subscriptions';
 import { configureFanout, deliveryIdOfMember, markOwnerDue, onEnqueued, subscriptionTable } from './fanout';
@@ -484,20 +484,28 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
   };
 
   /** Re-marks every owner whose own scheduler holds work: repairs a crash between a
-   *  delivery script and its index write (DK14), and a lost index after a failover. */
+   *  delivery script and its index write (DK14), and a lost index after a failover. The
+   *  owners looked at: those of every subscription (registry) and every owner the index
+   *  ever knew (its generation hash) — not every tenant. */
   const repairSweep = async () => {
-    const check = async (owners: string[]) => {
-      const heads = await Promise.all(owners.map((o) => redis.zrange(keys.webhookDueSubs(o), 0, 0, 'WITHSCORES')));
-      await Promise.all(owners.map((o, j) => (heads[j].length === 2 ? markOwnerDue(redis, o, heads[j][1]) : undefined)));
-    };
-    await check([SYSTEM_TENANT]);
+    const owners = new Set<string>();
     let cursor = '0';
     do {
-      const [nextCursor, list] = await redis.sscan(keys.tenants(), cursor, 'COUNT', REPAIR_BATCH);
-      cursor = nextCursor;
-      if (stopped) return;
-      await check(list);
-    } while (cursor !== '0');
+      const [next, flat] = await redis.zscan(keys.webhooksAll(), cursor, 'COUNT', REPAIR_BATCH);
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) { const o = ownerOf(flat[i]); if (o !== undefined) owners.add(o); }
+    } while (cursor !== '0' && !stopped);
+    do {
+      const [next, flat] = await redis.hscan(keys.webhookDueOwnersGen(), cursor, 'COUNT', REPAIR_BATCH);
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) owners.add(flat[i]);
+    } while (cursor !== '0' && !stopped);
+    const list = [...owners];
+    for (let i = 0; i < list.length && !stopped; i += REPAIR_BATCH) {
+      const part = list.slice(i, i + REPAIR_BATCH);
+      const heads = await Promise.all(part.map((o) => redis.zrange(keys.webhookDueSubs(o), 0, 0, 'WITHSCORES')));
+      await Promise.all(part.map((o, j) => (heads[j].length === 2 ? markOwnerDue(redis, o, heads[j][1]) : undefined)));
+    }
   };
 
   const loop = (async () => {
