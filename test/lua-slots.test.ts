@@ -79,17 +79,6 @@ const REVIEWED: Record<string, Record<string, string>> = {
   'signals_worker.lua': { 'unpack(args)': 'generic call helper over KEYS of the script' },
   'ledger_common.lua': { 'unpack(args)': 'XADD to the outbox_key parameter' },
   'reservation_common.lua': { 'unpack(args)': 'HSET of a budget key from load_scope_budgets (tenant prefix)' },
-  // Webhook delivery: every key under the subscription owner's tag (DK13); the prefixes are
-  // keys.webhookDue(owner, '') / keys.webhookLease(owner, '') / keys.webhookReplay*(owner, '').
-  'whd_claim.lua': {
-    lk: 'lease key under keys.webhookLease(owner, \'\') (the owner\'s slot, like KEYS[1])',
-    dk: 'queue key under keys.webhookDue(owner, \'\') (the owner\'s slot)',
-  },
-  'whd_renew.lua': { lk: 'lease key under keys.webhookLease(owner, \'\') (the owner\'s slot)' },
-  'whd_finish.lua': {
-    left_key: 'replay counter under keys.webhookReplayLeft(owner, \'\') (the owner\'s slot)',
-    lock: 'replay lock under keys.webhookReplayLock(owner, \'\') (the owner\'s slot)',
-  },
 };
 
 /** Scripts that may touch keys of several slots: none (DK7 ended with DK13). */

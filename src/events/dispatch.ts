@@ -266,14 +266,17 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     return c;
   };
 
+  /** `rp`: the row's replay id as read before the attempt ('' none), so the script can
+   *  declare that replay's counter among its KEYS (DK13). */
   const finish = async (sub: { id: string; owner: string }, member: string, outcome: 'ok' | 'fail' | 'skip',
-    r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }): Promise<FinishReply> => {
+    r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }, rp = ''): Promise<FinishReply> => {
     const id = deliveryIdOfMember(member);
     const raw = await runScript(redis, scripts.finish,
       [keys.webhookDelivery(sub.owner, id), keys.webhookDue(sub.owner, sub.id), keys.webhookLease(sub.owner, sub.id),
-        keys.webhook(sub.owner, sub.id), keys.outbox(sub.owner)],
+        keys.webhook(sub.owner, sub.id), keys.outbox(sub.owner), keys.webhookReplayLock(sub.owner, sub.id),
+        keys.webhookReplayLeft(sub.owner, rp)],
       [token, outcome, r.status ?? '', r.timeMs ?? '', (r.error ?? '').slice(0, ERROR_MESSAGE_MAX), member,
-        keys.webhookReplayLeft(sub.owner, ''), keys.webhookReplayLock(sub.owner, ''),
+        rp, '',
         JSON.stringify({ trace_id: ev.trace_id ?? '', request_id: ev.request_id ?? '' }), sub.id, sub.owner]);
     const reply = JSON.parse(String(raw)) as FinishReply;
     // the one cross-tenant key of an auto-disable, outside the owner's slot (DK13); the
@@ -307,9 +310,11 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       const gone = recStatus === null || (recStatus === 'ACTIVE' && !sub);
       const list = gone ? await redis.zrange(keys.webhookDue(owner, subId), 0, QUEUE_BATCH - 1) : members;
       const reason = gone ? 'subscription deleted' : `subscription is ${recStatus}`;
-      for (const m of list) {
+      // each row's replay id, so a skipped replay delivery still counts down its replay
+      const rps = await Promise.all(list.map((m) => redis.hget(keys.webhookDelivery(owner, deliveryIdOfMember(m)), 'rp')));
+      for (const [j, m] of list.entries()) {
         if (work.lost) return;
-        const r = await finish(ref, m, 'skip', { error: `not sent: ${reason}` }, {});
+        const r = await finish(ref, m, 'skip', { error: `not sent: ${reason}` }, {}, rps[j] ?? '');
         if (r.state === 'stale') { work.lost = true; return; }
       }
       return;
@@ -357,18 +362,19 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     const one = async (i: number): Promise<void> => {
       const member = members[i];
       const row = rows[i];
+      const rp = row?.rp ?? '';
       if (halt !== undefined) {
-        if (halt !== 'lost') await record(finish(ref, member, 'skip', { error: `not sent: ${halt}` }, {}));
+        if (halt !== 'lost') await record(finish(ref, member, 'skip', { error: `not sent: ${halt}` }, {}, rp));
         return;
       }
       if (!row || Object.keys(row).length === 0 || row.status === 'SUCCESS' || row.status === 'FAILED') {
         // expired or already final: the script only tidies the queue
-        await record(finish(ref, member, 'skip', { error: 'not sent: delivery row expired' }, {}));
+        await record(finish(ref, member, 'skip', { error: 'not sent: delivery row expired' }, {}, rp));
         return;
       }
       const cached = bodies[i];
       if (!cached) {
-        await record(finish(ref, member, 'skip', { error: `not sent: event ${row.event_id ?? '?'} is no longer stored (retention)` }, { trace_id: row.trace_id }));
+        await record(finish(ref, member, 'skip', { error: `not sent: event ${row.event_id ?? '?'} is no longer stored (retention)` }, { trace_id: row.trace_id }, rp));
         return;
       }
       const { event, body } = cached;
@@ -384,7 +390,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       }
       if (result.aborted) { halt = 'lost'; return; } // shutdown: not an attempt; re-sent later
       if (work.lost) { halt = 'lost'; return; }
-      await record(finish(ref, member, result.ok ? 'ok' : 'fail', { status: result.status, timeMs: result.timeMs, error: result.error }, ev));
+      await record(finish(ref, member, result.ok ? 'ok' : 'fail', { status: result.status, timeMs: result.timeMs, error: result.error }, ev, rp));
       // a failure may be the one that disables the subscription: nothing more is sent
       // before its reply is in
       if (!result.ok) await Promise.all(outstanding.splice(0));
@@ -414,8 +420,11 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     for (let i = 0; i < flat.length && total < free; i += 2) {
       const owner = flat[i];
       const gen = flat[i + 1];
-      const [claimed, nextMs] = (await runScript(redis, scripts.claim, [keys.webhookDueSubs(owner)],
-        [token, leaseMs, free - total, QUEUE_BATCH, keys.webhookDue(owner, ''), keys.webhookLease(owner, '')])) as [[string, string[]][], string];
+      // the owner's lowest-scored subscriptions first, so the claim can declare their keys
+      const cands = await redis.zrange(keys.webhookDueSubs(owner), 0, (free - total) * 4 + 15);
+      const candKeys = cands.flatMap((sub) => [keys.webhookDue(owner, sub), keys.webhookLease(owner, sub)]);
+      const [claimed, nextMs] = (await runScript(redis, scripts.claim, [keys.webhookDueSubs(owner), ...candKeys],
+        [token, leaseMs, free - total, QUEUE_BATCH, ...cands])) as [[string, string[]][], string];
       // settled while the claimed queues already start (a failed settle only leaves the
       // owner's entry low: one more look later)
       settles.push(runScript(redis, scripts.owners, ownerKeys, ['settle', owner, gen, nextMs])
@@ -546,7 +555,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       l.push(subId);
     }
     for (const [owner, subIds] of byOwner) {
-      runScript(redis, scripts.renew, [keys.webhookDueSubs(owner)], [token, leaseMs, keys.webhookLease(owner, ''), ...subIds])
+      runScript(redis, scripts.renew, [keys.webhookDueSubs(owner), ...subIds.map((sub) => keys.webhookLease(owner, sub))], [token, leaseMs, ...subIds])
         .then((lost) => {
           for (const s of lost as string[]) {
             const w = snapshot.get(s);

@@ -16,11 +16,11 @@
 -- are in the owner's slot `{t:<owner>}` (DK13). The one cross-tenant key an auto-disable
 -- moves, the webhooks version, is INCRed by the caller when the reply says `disabled`.
 -- KEYS: 1 row, 2 the subscription's due zset, 3 its lease, 4 subscription record,
---       5 outbox of the subscription's owner
+--       5 outbox of the subscription's owner, 6 its replay lock, 7 the outstanding counter
+--       of replay ARGV[7] (the row's `rp` as the caller read it)
 -- ARGV: 1 token, 2 outcome, 3 response status ('' none), 4 response time ms ('' none),
 --       5 error message ('' none), 6 queue member (used when the row is gone),
---       7 replay outstanding-counter key prefix, 8 replay lock key prefix (both under the
---       owner's tag),
+--       7 the row's replay id as read by the caller ('' none or unknown), 8 unused,
 --       9 event ctx JSON {trace_id, request_id}, 10 subscription id, 11 its tenant id
 local now = now_ms()
 local token, outcome = ARGV[1], ARGV[2]
@@ -44,15 +44,16 @@ local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= token then return reply({state = 'stale'}) end
 
 -- A replay's lock (REPLAY_IN_PROGRESS) ends when its last delivery is final.
+-- Its counter is the declared KEYS[7] when the caller named the row's replay (it reads the
+-- row before sending; a replay id never changes). A caller that could not (the row was
+-- unreadable) leaves the counter alone: the lock then ends by its TTL (DV26's 24 h bound).
 local function replay_done()
   local rp = row.rp
-  if not rp or rp == '' then return end
-  local left_key = ARGV[7] .. rp
-  local left = redis.call('DECR', left_key)
+  if not rp or rp == '' or rp ~= ARGV[7] then return end
+  local left = redis.call('DECR', KEYS[7])
   if left <= 0 then
-    redis.call('DEL', left_key)
-    local lock = ARGV[8] .. sub_id
-    if redis.call('GET', lock) == rp then redis.call('DEL', lock) end
+    redis.call('DEL', KEYS[7])
+    if redis.call('GET', KEYS[6]) == rp then redis.call('DEL', KEYS[6]) end
   end
 end
 
