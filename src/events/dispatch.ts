@@ -464,7 +464,10 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
         await workQueue(subId, members, cfg, work)
           .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); });
         if (work.lost) return;
-        const more = !stopped && ++batches < QUEUE_BATCHES_PER_CLAIM && active.size < maxQueues ? QUEUE_BATCH : 0;
+        // only a full batch (a backlog) goes on: a queue that keeps up is let go each time,
+        // so several worker processes keep sharing the queues
+        const more = !stopped && members.length >= QUEUE_BATCH && ++batches < QUEUE_BATCHES_PER_CLAIM
+          && active.size < maxQueues ? QUEUE_BATCH : 0;
         let reply: unknown;
         try {
           // the security config is read again for every batch, as for every claim
