@@ -185,6 +185,8 @@ async function main() {
     await fetch(`${rcvUrl}/window/on`, { method: 'POST' });
     countLedger = true;
     const w0 = Date.now();
+    const cpu0 = cpuMs(srv.child.pid);
+    const received0 = ((await (await fetch(`${rcvUrl}/`)).json()) as { total: number }).total;
     await sleep(DURATION_MS);
     await fetch(`${rcvUrl}/window/off`, { method: 'POST' });
     countLedger = false;
@@ -210,7 +212,7 @@ async function main() {
     const split = { fanout: [] as number[], send: [] as number[], rt: [] as number[] };
     let cursor = '0';
     do {
-      const [next, found] = await rdb.scan(cursor, 'MATCH', `${keys.webhookDelivery('dlv_')}*`, 'COUNT', 1000);
+      const [next, found] = await rdb.scan(cursor, 'MATCH', `${keys.webhookDelivery('*', 'dlv_')}*`, 'COUNT', 1000);
       cursor = next;
       const rows = await Promise.all(found.map((k) => rdb.hmget(k, 'event_id', 'created_ms', 'attempted_ms', 'response_time_ms')));
       for (const [eventId, created, attempted, rt] of rows) {
@@ -223,6 +225,10 @@ async function main() {
     } while (cursor !== '0' && split.fanout.length < 20_000);
     rdb.disconnect();
     const pct = (xs: number[], q: number) => { const a = [...xs].sort((x, y) => x - y); return a.length ? a[Math.min(a.length - 1, Math.floor(q * a.length))] : NaN; };
+    // CPU of the server process from the window's start to the end of the drain, per
+    // delivery received meanwhile: less sensitive to a busy machine than deliveries/s
+    const cpuNote = `server CPU ${((cpuMs(srv.child.pid) - cpu0) / Math.max(1, fin.total - received0)).toFixed(3)} ms per delivery (window + drain, ${fin.total - received0} deliveries)`;
+    console.error(cpuNote);
     const splitNote = `queued p50 ${pct(split.fanout, 0.5)} / p99 ${pct(split.fanout, 0.99)} ms; answered p50 ${pct(split.send, 0.5)} / p99 ${pct(split.send, 0.99)} ms (POST p50 ${pct(split.rt, 0.5)} / p99 ${pct(split.rt, 0.99)})`;
     console.error(splitNote);
 
@@ -257,3 +263,14 @@ async function main() {
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
+
+/** CPU time (user + system) of a process so far, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}

@@ -8,7 +8,6 @@ import { startWebhookDispatcher } from './events/dispatch';
 import { startEvidenceWorker } from './evidence/worker';
 import { startRetentionTrim } from './export/retention';
 import { startExportJob } from './export/job';
-import { isCluster } from './store/cluster';
 
 export interface Workers { stop(): Promise<void> }
 
@@ -33,12 +32,8 @@ export function startWorkers(deps: Deps): Workers {
 registerWorker(startExpirySweeper);
 registerWorker((deps) => startEventRelay(deps));
 registerWorker(startSignalWorkers);
-// Webhook delivery spans subscriptions in one script (DV20): not on a Redis Cluster yet (DK7).
-registerWorker((deps) => {
-  if (!isCluster(deps.redis)) return startWebhookDispatcher(deps);
-  deps.log.warn('webhook delivery is not available on Redis Cluster yet (docs/decisions.md DK7): subscriptions are stored, nothing is sent');
-  return { async stop() {} };
-});
+// Webhook delivery: every script on its owner's slot (DK13), on a single Redis and a cluster.
+registerWorker(startWebhookDispatcher);
 registerWorker((deps) => startEvidenceWorker(deps));
 registerWorker(startRetentionTrim);
 registerWorker(startExportJob);

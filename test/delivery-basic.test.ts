@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from './helpers/server';
 import { expectValidEvent } from './helpers/events';
+import { ownerOf } from '../src/events/subscriptions';
 import { keys } from '../src/store/keys';
 import { fanoutBatch } from '../src/events/fanout';
 import { fieldsOf, renderEvent } from '../src/events/model';
@@ -149,13 +150,13 @@ describe('fan-out rules', () => {
     expect((await admin('DELETE', `/v1/admin/webhooks/${sub.id}`)).status).toBe(204);
     const id = before[0].delivery_id;
     const row = await waitFor(async () => {
-      const h = await s.redis.client.hgetall(keys.webhookDelivery(id));
+      const h = await s.redis.client.hgetall(keys.webhookDelivery(ownerOf(sub.id)!, id));
       return h.status === 'FAILED' && h;
     }, 5000, 'FAILED row');
     expect(row.error_message).toMatch(/deleted/);
     await sleep(500);
     expect(rx.at('/d').length).toBe(n);
-    expect(await s.redis.client.zcard(keys.webhookDue(sub.id))).toBe(0);
+    expect(await s.redis.client.zcard(keys.webhookDue(ownerOf(sub.id)!, sub.id))).toBe(0);
   });
 
   it('fan-out is idempotent: the same batch relayed again queues nothing new', async () => {

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { startTestRedis, type TestRedis } from './helpers/redis';
 import { startChildServer, stopAllChildServers, type ChildServer } from './helpers/childServer';
 import { expectValidEvent, storedEvents } from './helpers/events';
+import { ownerOf } from '../src/events/subscriptions';
 import { keys } from '../src/store/keys';
 import { deliveryIdOf } from '../src/events/fanout';
 import { FINISH_WINDOW } from '../src/events/dispatch';
@@ -147,12 +148,12 @@ describe('webhook delivery across a server crash', () => {
       for (const s of subs) {
         const got = delivered(s.path);
         const missing = expected.get(s.path)!.filter((id) => !got.has(id));
-        const sample = await Promise.all(missing.slice(0, 5).map(async (id) => ({ id, row: await redis.client.hgetall(keys.webhookDelivery(deliveryIdOf(s.id, id))) })));
+        const sample = await Promise.all(missing.slice(0, 5).map(async (id) => ({ id, row: await redis.client.hgetall(keys.webhookDelivery(ownerOf(s.id)!, deliveryIdOf(s.id, id))) })));
         console.log(s.path, 'missing', missing.length, 'of', expected.get(s.path)!.length, JSON.stringify(sample),
-          'due', await redis.client.zrange(keys.webhookDue(s.id), 0, 5, 'WITHSCORES'),
-          'lease', await redis.client.pttl(keys.webhookLease(s.id)));
+          'due', await redis.client.zrange(keys.webhookDue(ownerOf(s.id)!, s.id), 0, 5, 'WITHSCORES'),
+          'lease', await redis.client.pttl(keys.webhookLease(ownerOf(s.id)!, s.id)));
       }
-      console.log('subs', await redis.client.zrange(keys.webhookDueSubs(), 0, -1, 'WITHSCORES'), 'now', Date.now(), '\n', server.log());
+      console.log('owners', await redis.client.zrange(keys.webhookDueOwners(), 0, -1, 'WITHSCORES'), 'now', Date.now(), '\n', server.log());
       throw e;
     }
 
@@ -175,12 +176,12 @@ describe('webhook delivery across a server crash', () => {
     for (const e of events.values()) expectValidEvent(e);
 
     // the store is clean: every row SUCCESS, nothing queued, no lease left
-    await waitFor(async () => (await redis.client.zcard(keys.webhookDueSubs())) === 0, 10_000, 'scheduler empty');
+    await waitFor(async () => (await Promise.all(subs.map((s) => redis.client.zcard(keys.webhookDueSubs(ownerOf(s.id)!))))).every((n) => n === 0), 10_000, 'scheduler empty');
     for (const s of subs) {
-      expect(await redis.client.zcard(keys.webhookDue(s.id))).toBe(0);
-      const members = await redis.client.zrange(keys.webhookDeliveriesBySub(s.id), 0, -1);
+      expect(await redis.client.zcard(keys.webhookDue(ownerOf(s.id)!, s.id))).toBe(0);
+      const members = await redis.client.zrange(keys.webhookDeliveriesBySub(ownerOf(s.id)!, s.id), 0, -1);
       expect(members.length).toBe(expected.get(s.path)!.length);
-      const statuses = await Promise.all(members.map((m) => redis.client.hget(keys.webhookDelivery(m.slice(m.indexOf('|') + 1)), 'status')));
+      const statuses = await Promise.all(members.map((m) => redis.client.hget(keys.webhookDelivery(ownerOf(s.id)!, m.slice(m.indexOf('|') + 1)), 'status')));
       expect(statuses.every((st) => st === 'SUCCESS')).toBe(true);
     }
     console.log(`delivery crash: ${events.size} events, ${rx.requests.length} requests (${receivedAtKill} before the kill), ${duplicates} duplicate deliveries`);

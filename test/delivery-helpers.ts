@@ -9,6 +9,7 @@ import { call, type ApiResponse } from './helpers/server';
 import type { Redis } from 'ioredis';
 import { expectValidEvent, storedEvents } from './helpers/events';
 import { keys } from '../src/store/keys';
+import { masterNodes } from '../src/store/cluster';
 import { tenantOfOutboxKey } from '../src/events/relay';
 
 export interface Received {
@@ -186,7 +187,9 @@ export function expectWellFormed(r: Received): void {
  *  a suite produced — its own and the ones the operations it called wrote). */
 export async function expectAllStoredEventsValid(redis: Redis): Promise<number> {
   let n = 0;
-  for (const key of await redis.keys(keys.outbox('*'))) {
+  // KEYS is node-local: every master on a cluster
+  const found = (await Promise.all(masterNodes(redis).map((n) => n.keys(keys.outbox('*'))))).flat();
+  for (const key of found) {
     const tenant = tenantOfOutboxKey(key);
     if (tenant === undefined) continue;
     for (const e of await storedEvents(redis, tenant)) { expectValidEvent(e); n++; }

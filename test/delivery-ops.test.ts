@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, call, type TestServer } from './helpers/server';
 import { expectValidEvent } from './helpers/events';
+import { ownerOf } from '../src/events/subscriptions';
 import { keys } from '../src/store/keys';
 import { appendEvent } from '../src/events/outbox';
 import {
@@ -156,14 +157,14 @@ describe('replay', () => {
     await sleep(200);
     expect(rx.at('/narrow')).toHaveLength(0);
     expect(await allDeliveries(admin, sub.id)).toHaveLength(0);
-    expect(await s.redis.client.exists(keys.webhookReplayLock(sub.id))).toBe(0); // a rejected replay holds no lock
+    expect(await s.redis.client.exists(keys.webhookReplayLock(ownerOf(sub.id)!, sub.id))).toBe(0); // a rejected replay holds no lock
 
     const only = await admin('POST', `/v1/admin/webhooks/${sub.id}/replay`, { from: iso(t0 - 60_000), to: iso(t1), max_events: 5, event_types: ['budget.created'] });
     expect(only.status).toBe(202);
     expect(only.body.events_queued).toBe(1);
     await waitFor(() => rx.at('/narrow').length === 1, 5000, 'one replayed');
     expect(rx.at('/narrow')[0].event.event_type).toBe('budget.created');
-    await waitFor(async () => (await s.redis.client.exists(keys.webhookReplayLock(sub.id))) === 0, 5000, 'lock released');
+    await waitFor(async () => (await s.redis.client.exists(keys.webhookReplayLock(ownerOf(sub.id)!, sub.id))) === 0, 5000, 'lock released');
     const all = await admin('POST', `/v1/admin/webhooks/${sub.id}/replay`, { from: iso(t0 - 60_000), to: iso(t1), max_events: 6 });
     expect(all.status).toBe(202);
     expect(all.body.events_queued).toBe(6);

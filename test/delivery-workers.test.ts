@@ -3,7 +3,8 @@
 // exactly once in the normal case, each subscription's first attempts arrive in event order
 // (one holder per queue at a time), and a worker stopped mid-way leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectTestRedis } from './helpers/redis';
 import { startTestServer, type TestServer } from './helpers/server';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
@@ -22,7 +23,7 @@ beforeAll(async () => {
   admin = adminApi(s.adminUrl, s.adminKey);
   await allowLoopback(admin);
   for (let i = 0; i < 2; i++) {
-    const redis = new Redis(s.redis.url);
+    const redis = await connectTestRedis(s.redis.url);
     const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '5', CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
     extra.push({ redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) });
   }
@@ -60,7 +61,7 @@ describe('several delivery workers', () => {
     // all three workers took part
     const claims = extra.map((e) => e.d.stats.claims);
     expect(claims.every((c) => c > 0)).toBe(true);
-    expect(await s.redis.client.zcard(keys.webhookDueSubs())).toBe(0);
+    for (const t of tenants) expect(await s.redis.client.zcard(keys.webhookDueSubs(t))).toBe(0);
   });
 
   it('a worker stopped while holding queues hands them back; the others finish the work', async () => {
@@ -71,7 +72,7 @@ describe('several delivery workers', () => {
     await extra[0].d.stop();
     await waitFor(() => new Set(rx.at('/mw-stop').map((r) => r.event.event_id)).size === 30, 15_000, 'all delivered');
     // every queue let go (the last holder releases right after its last attempt is recorded)
-    await waitFor(async () => (await s.redis.client.keys(`${keys.webhookLease('')}*`)).length === 0 && (await s.redis.client.zcard(keys.webhookDueSubs())) === 0, 5000, 'no lease left');
+    await waitFor(async () => (await s.redis.client.keys(`${keys.webhookLease('mw-stop', '')}*`)).length === 0 && (await s.redis.client.zcard(keys.webhookDueSubs('mw-stop'))) === 0, 5000, 'no lease left');
     expect(new Set(rx.at('/mw-stop').map((r) => r.event.event_id)).size).toBe(30);
   });
 });

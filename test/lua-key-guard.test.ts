@@ -97,7 +97,7 @@ describe('declared-keys guard', () => {
     await expect(run('g_include', [A], [C])).rejects.toThrow(`undeclared key ${C} in g_include.lua (INCR)`);
   });
 
-  it('off: nothing prepended, the production SHA; exempt scripts are unchanged in guard mode', () => {
+  it('off: nothing prepended, the production SHA; on: every built-in script is guarded', () => {
     const guarded = loadScript('g_call', dir);
     setLuaKeyGuard(false);
     const plain = loadScript('g_call', dir);
@@ -105,9 +105,10 @@ describe('declared-keys guard', () => {
     expect(plain.sha).not.toBe(guarded.sha);
     expect(plain.sha).toBe(createHash('sha1').update(plain.source, 'utf8').digest('hex'));
     expect(guarded.source.endsWith(plain.source)).toBe(true);
-    const exemptOff = loadScript('whd_claim');
     setLuaKeyGuard(true);
-    expect(loadScript('whd_claim').sha).toBe(exemptOff.sha);
+    // nothing is exempt any more (DK8, DK13): the delivery scripts run guarded too
+    expect(KEY_GUARD_EXEMPT.size).toBe(0);
+    expect(loadScript('whd_claim').source).toContain('declared-keys guard');
     expect(loadScript('fund').source).toContain('declared-keys guard');
   });
 

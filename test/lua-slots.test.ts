@@ -59,17 +59,12 @@ const LATER_KEY: Record<string, (src: string, c: Call) => boolean> = {
 /** Reviewed key expressions that are neither KEYS[n] nor a KEYS alias nor a parameter:
  *  file → expression → why it is in the slot of the script's KEYS. */
 const REVIEWED: Record<string, Record<string, string>> = {
-  // (no entry for reserve, commit, release, extend, expire, event, tenant_update,
-  // reservation_common or quota_common: their keys are all declared, DK8)
-  // Webhook delivery (DV20) spans subscriptions and the subscription's tenant: not on a
-  // cluster (DK7; the dispatcher and fan-out are off in cluster mode).
-  'whd_claim.lua': { lk: 'DK7 cross-slot (lease per subscription)', dk: 'DK7 cross-slot (queue per subscription)' },
-  'whd_renew.lua': { lk: 'DK7 cross-slot (lease per subscription)' },
-  'whd_finish.lua': { left_key: 'DK7 cross-slot (replay counter)', lock: 'DK7 cross-slot (replay lock)' },
+  // (empty: every script's keys are declared — the ledger scripts since DK8, the webhook
+  // delivery scripts since DK13; a new non-KEYS key expression fails until reviewed here)
 };
 
-/** Scripts that may touch keys of several slots; not run on a cluster (DK7). */
-const CROSS_SLOT_SCRIPTS = ['whd_claim.lua', 'whd_enqueue.lua', 'whd_finish.lua', 'whd_release.lua', 'whd_renew.lua'];
+/** Scripts that may touch keys of several slots: none (DK7 ended with DK13). */
+const CROSS_SLOT_SCRIPTS: string[] = [];
 
 function isKeysAlias(src: string, id: string): boolean {
   // `local a, b = KEYS[1], KEYS[2]` or `local a = KEYS[3]`: the id's position on the left
@@ -141,13 +136,13 @@ describe('Lua scripts touch only the slot of their KEYS', () => {
     const included = new Set(files.flatMap(includesOf));
     const scripts = files.filter((f) => !included.has(f));
     const needsExempt = scripts.filter((f) => [...closure(f)].some((x) => REVIEWED[x]));
-    expect(needsExempt.length).toBeGreaterThan(0);
+    expect(needsExempt).toEqual([]); // every script declares its keys (DK8, DK13)
     for (const f of needsExempt) expect(KEY_GUARD_EXEMPT.has(f.slice(0, -4)), f).toBe(true);
   });
 
-  it('only the webhook delivery scripts are known to span slots (DK7)', () => {
-    const cross = Object.entries(REVIEWED).filter(([, e]) => Object.values(e).some((why) => why.startsWith('DK7'))).map(([f]) => f);
-    for (const f of cross) expect(CROSS_SLOT_SCRIPTS).toContain(f);
-    expect(CROSS_SLOT_SCRIPTS.every((f) => f.startsWith('whd_'))).toBe(true);
+  it('no script is known to span slots (DK13)', () => {
+    expect(CROSS_SLOT_SCRIPTS).toEqual([]);
+    const cross = Object.entries(REVIEWED).filter(([, e]) => Object.values(e).some((why) => /cross-slot/i.test(why))).map(([f]) => f);
+    expect(cross).toEqual([]);
   });
 });

@@ -2,9 +2,9 @@
 // deliveries: listWebhookDeliveries / listTenantWebhookDeliveries, the test probe
 // (testWebhookSubscription / testTenantWebhook) and replayEvents.
 //
-// Rows (docs/events.md): hash keys.webhookDelivery(id), times as epoch ms (`created_ms`,
+// Rows (docs/events.md): hash keys.webhookDelivery(owner, id) in the owner's slot (DK13), times as epoch ms (`created_ms`,
 // `attempted_ms`, `completed_ms`, `next_retry_ms`), TTL = CYCLES_WEBHOOK_DELIVERY_RETENTION_DAYS;
-// keys.webhookDeliveriesBySub(sub) lists them by created ms.
+// keys.webhookDeliveriesBySub(owner, sub) lists them by created ms.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { components } from '../generated/admin.types';
@@ -99,7 +99,7 @@ const msOfValue = (v: string) => Number(v.slice(0, 16));
  * subscription (visibleRecord: unknown id or another tenant's → 404 WEBHOOK_NOT_FOUND).
  */
 export async function listDeliveries(redis: Redis, principal: Principal, subscriptionId: string, q: Record<string, any>) {
-  await visibleRecord(redis, principal, subscriptionId);
+  const owner = (await visibleRecord(redis, principal, subscriptionId)).tenant_id;
   const status = typeof q.status === 'string' && q.status !== '' ? q.status : undefined;
   const fromMs = timeParam(q.from, 'from');
   const toMs = timeParam(q.to, 'to');
@@ -111,7 +111,7 @@ export async function listDeliveries(redis: Redis, principal: Principal, subscri
     cursor: typeof q.cursor === 'string' ? q.cursor : undefined,
   });
   const after = page.after as CursorPosition | undefined;
-  const key = keys.webhookDeliveriesBySub(subscriptionId);
+  const key = keys.webhookDeliveriesBySub(owner, subscriptionId);
   const max = after ? String(msOfValue(String(after.value))) : toMs !== undefined ? String(toMs) : '+inf';
   const min = fromMs !== undefined ? String(fromMs) : '-inf';
 
@@ -132,7 +132,7 @@ export async function listDeliveries(redis: Redis, principal: Principal, subscri
       if (after && comparePositions(pos, after, 'desc') <= 0) continue; // same ms, already served
       cands.push(pos);
     }
-    const hs = await Promise.all(cands.map((c) => redis.hgetall(keys.webhookDelivery(deliveryIdOfMember(c.id)))));
+    const hs = await Promise.all(cands.map((c) => redis.hgetall(keys.webhookDelivery(owner, deliveryIdOfMember(c.id)))));
     for (let i = 0; i < cands.length && rows.length <= limit; i++) {
       last = cands[i];
       const h = hs[i];
@@ -200,14 +200,14 @@ export async function testSubscription(ctx: HandlerContext, onBehalf: boolean): 
     const headers = deliveryHeaders(event, body, sub.signing_secret, sub.headers);
     result = await sendWebhook(sub, body, headers, await loadWebhookSecurityConfig(redis), config.webhookTimeoutMs);
   }
-  await recordTestRow(redis, config, id, event, result);
+  await recordTestRow(redis, config, h.tenant_id, id, event, result);
   const out: WebhookTestResponse = { success: result.ok, response_time_ms: result.timeMs, event_id: event.event_id };
   if (result.status !== undefined) out.response_status = result.status;
   if (result.error) out.error_message = result.error;
   return out;
 }
 
-async function recordTestRow(redis: Redis, config: Config, subId: string, event: Event,
+async function recordTestRow(redis: Redis, config: Config, owner: string, subId: string, event: Event,
   r: { ok: boolean; status?: number; timeMs: number; error?: string }): Promise<void> {
   const id = `dlv_test_${randomBytes(12).toString('hex')}`;
   const [sec, usec] = await redis.time();
@@ -221,11 +221,11 @@ async function recordTestRow(redis: Redis, config: Config, subId: string, event:
   if (r.status !== undefined) row.response_status = String(r.status);
   if (r.error) row.error_message = r.error;
   if (event.trace_id) row.trace_id = event.trace_id;
-  const bySub = keys.webhookDeliveriesBySub(subId);
-  const member = `${String(await redis.incr(keys.webhookSeq())).padStart(16, '0')}|${id}`;
+  const bySub = keys.webhookDeliveriesBySub(owner, subId);
+  const member = `${String(await redis.incr(keys.webhookSeq(owner))).padStart(16, '0')}|${id}`;
   await redis.multi()
-    .hset(keys.webhookDelivery(id), row)
-    .pexpire(keys.webhookDelivery(id), retentionMs)
+    .hset(keys.webhookDelivery(owner, id), row)
+    .pexpire(keys.webhookDelivery(owner, id), retentionMs)
     .zadd(bySub, now - r.timeMs, member)
     .zremrangebyscore(bySub, '-inf', `(${now - retentionMs}`)
     .pexpire(bySub, retentionMs)
@@ -296,7 +296,7 @@ export async function replayEvents(ctx: HandlerContext): Promise<ReplayAccepted>
   const sub = await loadDispatchSubscription(redis, id, config);
   if (!sub) throw new ApiError('WEBHOOK_NOT_FOUND', `Webhook subscription ${id} not found`);
   const replayId = `rpl_${randomBytes(12).toString('hex')}`;
-  const lock = keys.webhookReplayLock(id);
+  const lock = keys.webhookReplayLock(sub.tenant_id, id);
   if ((await redis.set(lock, replayId, 'PX', REPLAY_SELECT_LOCK_MS, 'NX')) !== 'OK') {
     throw new ApiError('REPLAY_IN_PROGRESS', `A replay to subscription ${id} is still in progress; retry when its deliveries have finished`);
   }

@@ -2,6 +2,12 @@
 // signed Event bytes, and records each attempt (whd_finish.lua: retries, FAILED,
 // consecutive failures, auto-disable). Safe with any number of worker processes.
 //
+// Every delivery key lives in the slot of the subscription's owner (DK13), so each script
+// runs on one slot, on a single Redis and a Redis Cluster alike. The dispatcher finds owners
+// with due work in a cross-slot index (whd_owners.lua, DK14), claims per owner, and a
+// repair sweep re-marks every owner whose own scheduler holds work (a crash between a
+// script and its index write loses nothing).
+//
 // Ownership is per subscription queue, under a lease (whd_claim.lua): one holder sends a
 // subscription's due deliveries in queue order (first attempts in event order; a retry is
 // re-queued at its due time and may overtake nothing that was due before it). A holder
@@ -32,11 +38,14 @@ import { ApiError } from '../errors';
 import { fieldsOf, parseEventId, renderEvent, type Event } from './model';
 import { checkWebhookUrl, loadWebhookSecurityConfig, type EffectiveSecurityConfig } from './urlCheck';
 import { loadDispatchSubscription, ownerOf, type DispatchSubscription } from './subscriptions';
-import { configureFanout, deliveryIdOfMember, onEnqueued, subscriptionTable } from './fanout';
+import { configureFanout, deliveryIdOfMember, markOwnerDue, onEnqueued, subscriptionTable } from './fanout';
+import { migrateLegacyDeliveries } from './whdMigrate';
 import { countWebhookDelivery } from '../metrics';
 
 /** Deliveries taken from one queue per claim (then the queue is let go and rescheduled). */
 export const QUEUE_BATCH = 50;
+/** Batches one claim may work in a row before the queue is let go (see startQueue). */
+export const QUEUE_BATCHES_PER_CLAIM = 4;
 /** Response bytes read (and discarded) per attempt; the rest is cut off. */
 const RESPONSE_READ_MAX = 64 * 1024;
 /** Kept connection pools (one per origin + vetted address set); least recently used go. */
@@ -49,6 +58,12 @@ const CLAIM_ERROR_BACKOFF_MS = 1000;
 /** Rendered events kept per dispatcher: every subscription of one event sends the same
  *  bytes (only the signature differs), so they are read and serialised once. */
 const EVENT_CACHE_MAX = 4096;
+/** Owners read from the cross-slot due index per claim round. */
+const OWNERS_PER_ROUND = 64;
+/** How often the repair sweep re-marks owners whose own scheduler holds work (DK14). */
+export const REPAIR_SWEEP_MS = 30_000;
+/** Owners whose scheduler one sweep round reads at once. */
+const REPAIR_BATCH = 200;
 
 const VERSION = (() => {
   try { return String(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version ?? '0'); } catch { return '0'; }
@@ -133,8 +148,11 @@ function agentFor(u: URL, addresses: string[], timeoutMs: number): Agent {
     keepAliveTimeout: 4_000,
     connections: 64,
     pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
+    // undici's own header/body timers are its coarse "fast timers" (a ~0.5 s tick: they can
+    // fire that much early or late); the request's AbortSignal.timeout is the exact bound,
+    // these only back it up
+    headersTimeout: timeoutMs + 1000,
+    bodyTimeout: timeoutMs + 1000,
   });
   agents.set(key, agent);
   while (agents.size > AGENTS_MAX) {
@@ -198,7 +216,7 @@ export async function sendWebhook(
 // ------------------------------------------------------------------ the worker
 interface FinishReply { state: string; sub_status: string; attempts?: number; next_retry_ms?: number; disabled?: boolean }
 
-interface QueueWork { lost: boolean; done: Promise<void> }
+interface QueueWork { owner: string; lost: boolean; done: Promise<void> }
 
 interface CachedEvent { event: Event; body: Buffer; traceFlags?: string }
 
@@ -224,8 +242,9 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
   const stats: DispatcherStats = { sent: 0, succeeded: 0, failed: 0, skipped: 0, claims: 0 };
   const scripts = {
     claim: loadScript('whd_claim'), renew: loadScript('whd_renew'),
-    release: loadScript('whd_release'), finish: loadScript('whd_finish'),
+    release: loadScript('whd_release'), finish: loadScript('whd_finish'), owners: loadScript('whd_owners'),
   };
+  const ownerKeys = [keys.webhookDueOwners(), keys.webhookDueOwnersGen()];
   let stopped = false;
   // The claim loop sleeps until the poll interval ends or someone wakes it (fan-out queued
   // work, a queue was let go, stop); a wake while it is not sleeping ends the next sleep at once.
@@ -247,16 +266,22 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     return c;
   };
 
+  /** `rp`: the row's replay id as read before the attempt ('' none), so the script can
+   *  declare that replay's counter among its KEYS (DK13). */
   const finish = async (sub: { id: string; owner: string }, member: string, outcome: 'ok' | 'fail' | 'skip',
-    r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }): Promise<FinishReply> => {
+    r: { status?: number; timeMs?: number; error?: string }, ev: { trace_id?: string; request_id?: string }, rp = ''): Promise<FinishReply> => {
     const id = deliveryIdOfMember(member);
     const raw = await runScript(redis, scripts.finish,
-      [keys.webhookDelivery(id), keys.webhookDue(sub.id), keys.webhookLease(sub.id), keys.webhook(sub.owner, sub.id),
-        keys.outbox(sub.owner), keys.webhooksVersion()],
+      [keys.webhookDelivery(sub.owner, id), keys.webhookDue(sub.owner, sub.id), keys.webhookLease(sub.owner, sub.id),
+        keys.webhook(sub.owner, sub.id), keys.outbox(sub.owner), keys.webhookReplayLock(sub.owner, sub.id),
+        keys.webhookReplayLeft(sub.owner, rp)],
       [token, outcome, r.status ?? '', r.timeMs ?? '', (r.error ?? '').slice(0, ERROR_MESSAGE_MAX), member,
-        keys.webhookReplayLeft(''), keys.webhookReplayLock(''),
+        rp, '',
         JSON.stringify({ trace_id: ev.trace_id ?? '', request_id: ev.request_id ?? '' }), sub.id, sub.owner]);
     const reply = JSON.parse(String(raw)) as FinishReply;
+    // the one cross-tenant key of an auto-disable, outside the owner's slot (DK13); the
+    // fan-out table that lags without it is only a hint (whd_enqueue.lua re-reads the status)
+    if (reply.disabled) await redis.incr(keys.webhooksVersion());
     countWebhookDelivery(outcome, reply.state);
     if (outcome === 'skip') stats.skipped++;
     else if (reply.state === 'SUCCESS') stats.succeeded++;
@@ -266,11 +291,12 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
 
   /** Works through one claimed queue: `members` in queue order. */
   const workQueue = async (subId: string, members: string[], cfg: EffectiveSecurityConfig, work: QueueWork): Promise<void> => {
-    const owner = ownerOf(subId);
-    if (owner === undefined) {
-      // not one of our ids (never minted by subscriptions.ts): nothing can be delivered
+    const owner = work.owner;
+    if (ownerOf(subId) !== owner) {
+      // not one of our ids (never minted by subscriptions.ts), or not this owner's: nothing
+      // can be delivered
       log.error({ subscription_id: subId }, 'webhook dispatch: dropping the queue of an unparsable subscription id');
-      await redis.del(keys.webhookDue(subId));
+      await redis.del(keys.webhookDue(owner, subId));
       return;
     }
     const ref = { id: subId, owner };
@@ -282,11 +308,13 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       // Deleted: every queued delivery ends FAILED now (not only the due ones);
       // PAUSED / DISABLED: the due ones (later ones when they come due).
       const gone = recStatus === null || (recStatus === 'ACTIVE' && !sub);
-      const list = gone ? await redis.zrange(keys.webhookDue(subId), 0, QUEUE_BATCH - 1) : members;
+      const list = gone ? await redis.zrange(keys.webhookDue(owner, subId), 0, QUEUE_BATCH - 1) : members;
       const reason = gone ? 'subscription deleted' : `subscription is ${recStatus}`;
-      for (const m of list) {
+      // each row's replay id, so a skipped replay delivery still counts down its replay
+      const rps = await Promise.all(list.map((m) => redis.hget(keys.webhookDelivery(owner, deliveryIdOfMember(m)), 'rp')));
+      for (const [j, m] of list.entries()) {
         if (work.lost) return;
-        const r = await finish(ref, m, 'skip', { error: `not sent: ${reason}` }, {});
+        const r = await finish(ref, m, 'skip', { error: `not sent: ${reason}` }, {}, rps[j] ?? '');
         if (r.state === 'stale') { work.lost = true; return; }
       }
       return;
@@ -294,7 +322,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
 
     // rows, then the events they point at (two pipelined round trips; events another
     // subscription's queue just rendered come from the cache)
-    const rowsRes = (await redis.pipeline(members.map((m) => ['hgetall', keys.webhookDelivery(deliveryIdOfMember(m))])).exec()) ?? [];
+    const rowsRes = (await redis.pipeline(members.map((m) => ['hgetall', keys.webhookDelivery(owner, deliveryIdOfMember(m))])).exec()) ?? [];
     const rows = rowsRes.map(([err, h]) => (err ? undefined : (h as Record<string, string>)));
     const locs = rows.map((h) => (h && h.event_id ? parseEventId(h.event_id) : undefined));
     const bodies: (CachedEvent | undefined)[] = rows.map((h) => (h?.event_id ? eventCache.get(h.event_id) : undefined));
@@ -334,18 +362,19 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     const one = async (i: number): Promise<void> => {
       const member = members[i];
       const row = rows[i];
+      const rp = row?.rp ?? '';
       if (halt !== undefined) {
-        if (halt !== 'lost') await record(finish(ref, member, 'skip', { error: `not sent: ${halt}` }, {}));
+        if (halt !== 'lost') await record(finish(ref, member, 'skip', { error: `not sent: ${halt}` }, {}, rp));
         return;
       }
       if (!row || Object.keys(row).length === 0 || row.status === 'SUCCESS' || row.status === 'FAILED') {
         // expired or already final: the script only tidies the queue
-        await record(finish(ref, member, 'skip', { error: 'not sent: delivery row expired' }, {}));
+        await record(finish(ref, member, 'skip', { error: 'not sent: delivery row expired' }, {}, rp));
         return;
       }
       const cached = bodies[i];
       if (!cached) {
-        await record(finish(ref, member, 'skip', { error: `not sent: event ${row.event_id ?? '?'} is no longer stored (retention)` }, { trace_id: row.trace_id }));
+        await record(finish(ref, member, 'skip', { error: `not sent: event ${row.event_id ?? '?'} is no longer stored (retention)` }, { trace_id: row.trace_id }, rp));
         return;
       }
       const { event, body } = cached;
@@ -361,7 +390,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       }
       if (result.aborted) { halt = 'lost'; return; } // shutdown: not an attempt; re-sent later
       if (work.lost) { halt = 'lost'; return; }
-      await record(finish(ref, member, result.ok ? 'ok' : 'fail', { status: result.status, timeMs: result.timeMs, error: result.error }, ev));
+      await record(finish(ref, member, result.ok ? 'ok' : 'fail', { status: result.status, timeMs: result.timeMs, error: result.error }, ev, rp));
       // a failure may be the one that disables the subscription: nothing more is sent
       // before its reply is in
       if (!result.ok) await Promise.all(outstanding.splice(0));
@@ -379,36 +408,127 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     await Promise.all(outstanding);
   };
 
+  /** Claims up to `free` queues: owners with due work from the cross-slot index, then each
+   *  owner's own scheduler (its slot); the owner's index entry is settled to its real next
+   *  time unless an enqueue marked it meanwhile (DK14). */
   const claimRound = async (free: number): Promise<number> => {
-    const claimed = (await runScript(redis, scripts.claim, [keys.webhookDueSubs()],
-      [token, leaseMs, free, QUEUE_BATCH, keys.webhookDue(''), keys.webhookLease('')])) as [string, string[]][];
-    if (claimed.length === 0) return 0;
-    stats.claims += claimed.length;
-    let cfg: EffectiveSecurityConfig;
+    const flat = (await runScript(redis, scripts.owners, ownerKeys, ['due', Math.min(OWNERS_PER_ROUND, free * 4 + 16)])) as string[];
+    if (flat.length === 0) return 0;
+    let cfg: EffectiveSecurityConfig | undefined;
+    let total = 0;
+    const settles: Promise<unknown>[] = [];
+    for (let i = 0; i < flat.length && total < free; i += 2) {
+      const owner = flat[i];
+      const gen = flat[i + 1];
+      // the owner's lowest-scored subscriptions first, so the claim can declare their keys
+      const cands = await redis.zrange(keys.webhookDueSubs(owner), 0, (free - total) * 4 + 15);
+      const candKeys = cands.flatMap((sub) => [keys.webhookDue(owner, sub), keys.webhookLease(owner, sub)]);
+      const [claimed, nextMs] = (await runScript(redis, scripts.claim, [keys.webhookDueSubs(owner), ...candKeys],
+        [token, leaseMs, free - total, QUEUE_BATCH, ...cands])) as [[string, string[]][], string];
+      // settled while the claimed queues already start (a failed settle only leaves the
+      // owner's entry low: one more look later)
+      settles.push(runScript(redis, scripts.owners, ownerKeys, ['settle', owner, gen, nextMs])
+        .catch((err: unknown) => { log.warn({ err, owner }, 'webhook dispatch: settling the due index failed'); }));
+      if (claimed.length === 0) continue;
+      total += claimed.length;
+      stats.claims += claimed.length;
+      cfg ??= await loadCfg();
+      for (const [subId, members] of claimed) startQueue(owner, subId, members, cfg);
+    }
+    await Promise.all(settles);
+    return total;
+  };
+
+  const loadCfg = async (): Promise<EffectiveSecurityConfig> => {
     try {
-      cfg = await loadWebhookSecurityConfig(redis);
+      return await loadWebhookSecurityConfig(redis);
     } catch (e) {
       // unreadable config: refuse every URL (fail closed) rather than loosen the check
       log.error({ err: e }, 'webhook dispatch: security config unreadable; every attempt fails');
-      cfg = { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
+      return { blocked_cidr_ranges: ['0.0.0.0/0', '::/0'], allowed_url_patterns: [], allow_http: false };
     }
-    for (const [subId, members] of claimed) {
-      const work: QueueWork = { lost: false, done: Promise.resolve() };
-      active.set(subId, work);
-      work.done = workQueue(subId, members, cfg, work)
-        .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); })
-        .then(async () => {
-          if (!work.lost) {
-            await runScript(redis, scripts.release, [keys.webhookDueSubs(), keys.webhookDue(subId), keys.webhookLease(subId)], [token, subId])
-              .catch((err: unknown) => { log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)'); });
-          }
-        })
-        .finally(() => { active.delete(subId); wake(); });
+  };
+
+  /** Works a claimed queue batch by batch: after each batch whd_release.lua either hands
+   *  back the next due batch under the renewed lease (at most QUEUE_BATCHES_PER_CLAIM in a
+   *  row, so other worker processes get their turn, and only while this process has a free
+   *  queue slot, so no other queue waits for this one here) or lets the queue go. */
+  const startQueue = (owner: string, subId: string, first: string[], firstCfg: EffectiveSecurityConfig) => {
+    const work: QueueWork = { owner, lost: false, done: Promise.resolve() };
+    active.set(subId, work);
+    work.done = (async () => {
+      let members = first;
+      let cfg = firstCfg;
+      let batches = 0;
+      for (;;) {
+        await workQueue(subId, members, cfg, work)
+          .catch((err: unknown) => { log.error({ err, subscription_id: subId }, 'webhook dispatch: queue failed'); });
+        if (work.lost) return;
+        // only a full batch (a backlog) goes on: a queue that keeps up is let go each time,
+        // so several worker processes keep sharing the queues
+        const more = !stopped && members.length >= QUEUE_BATCH && ++batches < QUEUE_BATCHES_PER_CLAIM
+          && active.size < maxQueues ? QUEUE_BATCH : 0;
+        let reply: unknown;
+        try {
+          // the security config is read again for every batch, as for every claim
+          const [r, c] = await Promise.all([
+            runScript(redis, scripts.release, [keys.webhookDueSubs(owner), keys.webhookDue(owner, subId), keys.webhookLease(owner, subId)],
+              [token, subId, more, leaseMs]),
+            more > 0 ? loadCfg() : Promise.resolve(cfg),
+          ]);
+          reply = r;
+          cfg = c;
+        } catch (err) {
+          log.warn({ err, subscription_id: subId }, 'webhook dispatch: release failed (the lease will lapse)');
+          return;
+        }
+        if (!Array.isArray(reply)) return; // someone else's queue now
+        const [state, value] = reply as [string, string[] | string];
+        if (state === 'next') { members = value as string[]; stats.claims++; continue; }
+        if (typeof value === 'string' && value !== '') {
+          await markOwnerDue(redis, owner, value).catch((err: unknown) => {
+            log.warn({ err, owner }, 'webhook dispatch: marking the due index failed (the repair sweep will)');
+          });
+        }
+        return;
+      }
+    })().finally(() => { active.delete(subId); wake(); });
+  };
+
+  /** Re-marks every owner whose own scheduler holds work: repairs a crash between a
+   *  delivery script and its index write (DK14), and a lost index after a failover. The
+   *  owners looked at: those of every subscription (registry) and every owner the index
+   *  ever knew (its generation hash) — not every tenant. */
+  const repairSweep = async () => {
+    const owners = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, flat] = await redis.zscan(keys.webhooksAll(), cursor, 'COUNT', REPAIR_BATCH);
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) { const o = ownerOf(flat[i]); if (o !== undefined) owners.add(o); }
+    } while (cursor !== '0' && !stopped);
+    do {
+      const [next, flat] = await redis.hscan(keys.webhookDueOwnersGen(), cursor, 'COUNT', REPAIR_BATCH);
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) owners.add(flat[i]);
+    } while (cursor !== '0' && !stopped);
+    const list = [...owners];
+    for (let i = 0; i < list.length && !stopped; i += REPAIR_BATCH) {
+      const part = list.slice(i, i + REPAIR_BATCH);
+      const heads = await Promise.all(part.map((o) => redis.zrange(keys.webhookDueSubs(o), 0, 0, 'WITHSCORES')));
+      await Promise.all(part.map((o, j) => (heads[j].length === 2 ? markOwnerDue(redis, o, heads[j][1]) : undefined)));
     }
-    return claimed.length;
   };
 
   const loop = (async () => {
+    // the pre-DK13 layout's queued deliveries move into their owners' slots first (once per
+    // Redis; a no-op afterwards), then every owner with work is marked
+    try {
+      await migrateLegacyDeliveries(redis, log);
+      await repairSweep();
+    } catch (err) {
+      log.error({ err }, 'webhook dispatch: start-up sweep failed (retried every 30 s)');
+    }
     while (!stopped) {
       const free = maxQueues - active.size;
       let claimed = 0;
@@ -431,18 +551,35 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
     // the work objects as they are now: a queue released and claimed again while the renewal
     // is under way is new work, and a "lost" answer about the old lease is not about it
     const snapshot = new Map(active);
-    runScript(redis, scripts.renew, [keys.webhookDueSubs()], [token, leaseMs, keys.webhookLease(''), ...snapshot.keys()])
-      .then((lost) => {
-        for (const s of lost as string[]) {
-          const w = snapshot.get(s);
-          if (!w || active.get(s) !== w) continue;
-          w.lost = true;
-          log.warn({ subscription_id: s }, 'webhook dispatch: lease lost; another worker owns the queue now');
-        }
-      })
-      .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: lease renewal failed'); });
+    const byOwner = new Map<string, string[]>();
+    for (const [subId, w] of snapshot) {
+      let l = byOwner.get(w.owner);
+      if (!l) byOwner.set(w.owner, (l = []));
+      l.push(subId);
+    }
+    for (const [owner, subIds] of byOwner) {
+      runScript(redis, scripts.renew, [keys.webhookDueSubs(owner), ...subIds.map((sub) => keys.webhookLease(owner, sub))], [token, leaseMs, ...subIds])
+        .then((lost) => {
+          for (const s of lost as string[]) {
+            const w = snapshot.get(s);
+            if (!w || active.get(s) !== w) continue;
+            w.lost = true;
+            log.warn({ subscription_id: s }, 'webhook dispatch: lease lost; another worker owns the queue now');
+          }
+        })
+        .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: lease renewal failed'); });
+    }
   }, Math.max(100, Math.floor(leaseMs / 3)));
   heartbeat.unref();
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping || stopped) return;
+    sweeping = true;
+    repairSweep()
+      .catch((err: unknown) => { log.warn({ err }, 'webhook dispatch: repair sweep failed'); })
+      .finally(() => { sweeping = false; });
+  }, REPAIR_SWEEP_MS);
+  sweeper.unref();
 
   return {
     stats,
@@ -456,6 +593,7 @@ export function startWebhookDispatcher(deps: Deps): WebhookDispatcher {
       await loop;
       await Promise.all([...active.values()].map((w) => w.done));
       clearInterval(heartbeat);
+      clearInterval(sweeper);
     },
   };
 }

@@ -18,11 +18,10 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { parseEventId, SYSTEM_TENANT, type Event } from './model';
 import { registerEventHook, type RelayedEvent } from './relay';
-import { isCluster } from '../store/cluster';
 import { loadDispatchSubscriptions, matchSubscription, ownerOf, webhooksVersion, type DispatchSubscription } from './subscriptions';
 
 export const DELIVERY_FAILED_TYPE = 'system.webhook_delivery_failed';
-/** Items per whd_enqueue.lua call (5 keys + 7 args each): bounds one script's run time. */
+/** Items per whd_enqueue.lua call (5 keys + 7 args each, one owner): bounds one script's run time. */
 export const ENQUEUE_CHUNK = 250;
 export const DEFAULT_DELIVERY_RETENTION_DAYS = 14;
 const DAY_MS = 86_400_000;
@@ -116,7 +115,9 @@ export interface DeliveryItem {
 
 export interface EnqueueResult { created: number; duplicate: number; inactive: number }
 
-/** Runs whd_enqueue.lua over `items` in chunks (in order: the queue keeps it). */
+/** Runs whd_enqueue.lua over `items`: one call per owner and chunk, since an owner's
+ *  delivery keys share its slot (DK13); items keep their order within each owner (so each
+ *  subscription's queue keeps it). Then marks the owners in the dispatcher's index (DK14). */
 export async function enqueueDeliveries(
   redis: Redis, items: DeliveryItem[],
   opts: { mode: 'fanout' | 'replay'; replayId?: string; replayLockTtlMs?: number },
@@ -127,25 +128,48 @@ export async function enqueueDeliveries(
   const retentionMs = (s.config?.webhookDeliveryRetentionDays ?? DEFAULT_DELIVERY_RETENTION_DAYS) * DAY_MS;
   const script = loadScript('whd_enqueue');
   const replayId = opts.replayId ?? '';
-  for (let i = 0; i < items.length; i += ENQUEUE_CHUNK) {
-    const chunk = items.slice(i, i + ENQUEUE_CHUNK);
-    const keyList = [keys.webhookSeq(), keys.webhookDueSubs(), keys.webhookReplayLeft(replayId),
-      keys.webhookReplayLock(opts.mode === 'replay' ? chunk[0].subscriptionId : '')];
-    const args: (string | number)[] = [retentionMs, opts.mode, replayId, opts.replayLockTtlMs ?? 0];
-    for (const it of chunk) {
-      const owner = ownerOfSub(it.subscriptionId);
-      keyList.push(keys.webhookDelivery(it.deliveryId), keys.webhookDue(it.subscriptionId),
-        keys.webhookDeliveriesBySub(it.subscriptionId), keys.webhook(owner, it.subscriptionId), keys.webhookLease(it.subscriptionId));
-      args.push(it.deliveryId, it.subscriptionId, it.eventId, it.eventType, it.traceId ?? '', it.traceFlags ?? '',
-        parseEventId(it.eventId)?.ms.toString() ?? '0');
-    }
-    const [created, duplicate, inactive] = (await runScript(redis, script, keyList, args)) as number[];
-    total.created += created;
-    total.duplicate += duplicate;
-    total.inactive += inactive;
+  const byOwner = new Map<string, DeliveryItem[]>();
+  let anyScheduled = false;
+  for (const it of items) {
+    const owner = ownerOfSub(it.subscriptionId);
+    let l = byOwner.get(owner);
+    if (!l) byOwner.set(owner, (l = []));
+    l.push(it);
   }
-  if (total.created > 0) for (const w of s.wakers) w();
+  await Promise.all([...byOwner].map(async ([owner, list]) => {
+    let scheduled = 0;
+    for (let i = 0; i < list.length; i += ENQUEUE_CHUNK) {
+      const chunk = list.slice(i, i + ENQUEUE_CHUNK);
+      const keyList = [keys.webhookSeq(owner), keys.webhookDueSubs(owner), keys.webhookReplayLeft(owner, replayId),
+        keys.webhookReplayLock(owner, opts.mode === 'replay' ? chunk[0].subscriptionId : '')];
+      const args: (string | number)[] = [retentionMs, opts.mode, replayId, opts.replayLockTtlMs ?? 0];
+      for (const it of chunk) {
+        keyList.push(keys.webhookDelivery(owner, it.deliveryId), keys.webhookDue(owner, it.subscriptionId),
+          keys.webhookDeliveriesBySub(owner, it.subscriptionId), keys.webhook(owner, it.subscriptionId), keys.webhookLease(owner, it.subscriptionId));
+        args.push(it.deliveryId, it.subscriptionId, it.eventId, it.eventType, it.traceId ?? '', it.traceFlags ?? '',
+          parseEventId(it.eventId)?.ms.toString() ?? '0');
+      }
+      const [created, duplicate, inactive, sched] = (await runScript(redis, script, keyList, args)) as number[];
+      total.created += created;
+      total.duplicate += duplicate;
+      total.inactive += inactive;
+      scheduled += sched;
+    }
+    // Only when a queue became eligible: a leased queue is rescheduled by its holder's
+    // release. A crash between the script and this mark is repaired by the sweep (DK14).
+    if (scheduled > 0) {
+      await markOwnerDue(redis, owner, 0);
+      anyScheduled = true;
+    }
+  }));
+  if (anyScheduled) for (const w of s.wakers) w();
   return total;
+}
+
+/** Lowers `owner`'s entry in the dispatcher's cross-slot index to `dueMs` (0 = now or
+ *  earlier: look at once) and moves its generation (whd_owners.lua 'mark', DK14). */
+export async function markOwnerDue(redis: Redis, owner: string, dueMs: number | string): Promise<void> {
+  await runScript(redis, loadScript('whd_owners'), [keys.webhookDueOwners(), keys.webhookDueOwnersGen()], ['mark', owner, dueMs]);
 }
 
 /** Owner tenant named by a subscription id (ids are minted by subscriptions.ts). */
@@ -195,6 +219,4 @@ export async function fanoutBatch(redis: Redis, batch: RelayedEvent[]): Promise<
   return enqueueDeliveries(redis, matchBatch(table, batch), { mode: 'fanout' });
 }
 
-// On a Redis Cluster nothing is queued: the delivery scripts span slots (DK7); the relay
-// must not stall on them.
-registerEventHook('webhook-fanout', async (redis, batch) => { if (!isCluster(redis)) await fanoutBatch(redis, batch); });
+registerEventHook('webhook-fanout', async (redis, batch) => { await fanoutBatch(redis, batch); });

@@ -147,20 +147,41 @@ export const keys = {
   webhookSecurityConfig: () => 'cycles:config:webhook-security',
 
   // --- webhook deliveries (src/events/dispatch.ts, deliveries.ts; docs/events.md) ---
+  // Every delivery key lives in the slot of the subscription's owner `{t:<owner>}` (the
+  // record and outbox whd_finish.lua writes are there too), so each delivery script runs on
+  // one slot, on a single Redis and on a Redis Cluster alike (docs/decisions.md DK13).
   /** hash: one WebhookDelivery row (TTL = delivery retention); ids start with `dlv_` */
-  webhookDelivery: (id: string) => `cycles:whd:${id}`,
+  webhookDelivery: (owner: string, id: string) => `${tenantTag(owner)}:whd:${id}`,
   /** zset: delivery ids of one subscription, score = created ms (delivery lists) */
-  webhookDeliveriesBySub: (subId: string) => `cycles:whd:sub:${subId}`,
+  webhookDeliveriesBySub: (owner: string, subId: string) => `${tenantTag(owner)}:whd:sub:${subId}`,
   /** zset: queued deliveries of one subscription, score = due ms, member `<16-digit seq>|<delivery_id>` */
-  webhookDue: (subId: string) => `cycles:whd:due:${subId}`,
-  /** zset: subscriptions with queued deliveries, score = when next eligible (head due ms or lease end) */
-  webhookDueSubs: () => 'cycles:whd:subs',
+  webhookDue: (owner: string, subId: string) => `${tenantTag(owner)}:whd:due:${subId}`,
+  /** zset: the owner's subscriptions with queued deliveries, score = when next eligible (head due ms or lease end) */
+  webhookDueSubs: (owner: string) => `${tenantTag(owner)}:whd:subs`,
   /** string: a dispatcher's lease on one subscription's queue (worker token, PX lease) */
-  webhookLease: (subId: string) => `cycles:whd:lease:${subId}`,
-  /** string: counter that orders queued deliveries (FIFO among equal due times) */
-  webhookSeq: () => 'cycles:whd:seq',
+  webhookLease: (owner: string, subId: string) => `${tenantTag(owner)}:whd:lease:${subId}`,
+  /** string: counter that orders the owner's queued deliveries (FIFO among equal due times) */
+  webhookSeq: (owner: string) => `${tenantTag(owner)}:whd:seq`,
   /** string: replay in progress on a subscription (replay_id; PX safety bound) */
-  webhookReplayLock: (subId: string) => `cycles:whd:replay:${subId}`,
+  webhookReplayLock: (owner: string, subId: string) => `${tenantTag(owner)}:whd:replay:${subId}`,
   /** string: deliveries of one replay not yet SUCCESS/FAILED (the lock ends at 0) */
-  webhookReplayLeft: (replayId: string) => `cycles:whd:replay-left:${replayId}`,
+  webhookReplayLeft: (owner: string, replayId: string) => `${tenantTag(owner)}:whd:replay-left:${replayId}`,
+  /** zset: owners that may have due work, score = a lower bound of when (the dispatcher's
+   *  index across slots; written outside the delivery scripts, repaired by a sweep: DK14) */
+  webhookDueOwners: () => '{cycles:whd}:owners',
+  /** hash: owner → generation, INCRed by every write that may make an owner due sooner (DK14) */
+  webhookDueOwnersGen: () => '{cycles:whd}:owners-gen',
+  /** the pre-DK13 layout (one key per delivery outside any tenant slot), read only by the
+   *  upgrade that moves it (src/events/whdMigrate.ts) */
+  legacyWebhookDelivery: (id: string) => `cycles:whd:${id}`,
+  legacyWebhookDeliveriesBySub: (subId: string) => `cycles:whd:sub:${subId}`,
+  legacyWebhookDue: (subId: string) => `cycles:whd:due:${subId}`,
+  legacyWebhookDueSubs: () => 'cycles:whd:subs',
+  legacyWebhookSeq: () => 'cycles:whd:seq',
+  legacyWebhookReplayLock: (subId: string) => `cycles:whd:replay:${subId}`,
+  legacyWebhookReplayLeft: (replayId: string) => `cycles:whd:replay-left:${replayId}`,
+  /** string: '2' once the legacy delivery keys were moved (the upgrade runs until then) */
+  webhookLayout: () => 'cycles:whd:layout',
+  /** string: lease of the process moving the legacy delivery keys */
+  webhookMigrateLock: () => 'cycles:whd:migrate-lock',
 };

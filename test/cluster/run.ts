@@ -10,7 +10,8 @@ import { startLocalCluster } from '../helpers/redisCluster';
  *  suites that crash or restart their private redis-server (restart() has no cluster
  *  equivalent; the failover case in redis-cluster.test.ts stands in), the single-node
  *  key-cache unit suite (auth-cache; its cluster counterpart is in redis-cluster.test.ts),
- *  webhook delivery (off on a cluster, DK7), and suites that do not use Redis. */
+ *  and suites that do not use Redis. Webhook delivery runs here too (DK13–DK16): its
+ *  crash suite SIGKILLs the server process, not Redis. */
 export const CLUSTER_SUITES = [
   'test/redis-cluster.test.ts',
   'test/lua-slots.test.ts', 'test/declared-keys.test.ts', 'test/governance.test.ts',
@@ -23,7 +24,11 @@ export const CLUSTER_SUITES = [
   'test/admin-cascade.test.ts', 'test/admin-overview.test.ts', 'test/admin-audit.test.ts',
   'test/admin-auth.security.test.ts', 'test/admin-bulk.test.ts',
   'test/events-relay.test.ts', 'test/events-api.test.ts',
-  'test/webhooks-crud.test.ts',
+  'test/webhooks-crud.test.ts', 'test/webhooks-bulk.test.ts', 'test/webhooks-invariants.test.ts',
+  'test/webhooks-security.test.ts',
+  'test/delivery-basic.test.ts', 'test/delivery-retry.test.ts', 'test/delivery-ops.test.ts',
+  'test/delivery-workers.test.ts', 'test/delivery-access.security.test.ts', 'test/delivery-cluster.test.ts',
+  'test/delivery-migrate.test.ts', 'test/delivery-crash.test.ts',
   // the declared-keys guard and the signal scripts that declare their bucket keys (DK19, DK20)
   'test/lua-key-guard.test.ts',
   'test/signals-rates.test.ts', 'test/signals-system.test.ts', 'test/signals-budget.test.ts', 'test/signals-burn.test.ts',

@@ -15,7 +15,13 @@
 -- are due at the same ms leave in the order they were queued (stream order per tenant).
 -- The per-subscription index uses the same member with score = created ms: lists show
 -- deliveries created in the same ms in queue order too.
--- KEYS: 1 seq counter, 2 due-subscriptions zset, 3 replay outstanding counter, 4 replay
+-- One call per owner (fanout.ts groups the items): every key is in the owner's slot
+-- `{t:<owner>}`, the subscription records included (DK13). The caller then marks the owner
+-- in the dispatcher's cross-slot index (whd_owners.lua, DK14) when `scheduled` (rows that
+-- made a queue eligible: its subscription was not leased; a leased queue is rescheduled by
+-- its holder's release) is not 0.
+-- Returns {created, duplicate, inactive, scheduled}.
+-- KEYS: 1 the owner's seq counter, 2 the owner's due-subscriptions zset, 3 replay outstanding counter, 4 replay
 --       lock, then 5 per item: row hash, sub due zset, sub deliveries index, subscription
 --       record, sub lease
 -- ARGV: 1 retention ms, 2 mode, 3 replay id, 4 replay lock ttl ms, then 7 per item:
@@ -26,7 +32,7 @@ local retention = tonumber(ARGV[1])
 local mode = ARGV[2]
 local replay_id = ARGV[3]
 local n = (#KEYS - 4) / 5
-local created, duplicate, inactive = 0, 0, 0
+local created, duplicate, inactive, scheduled = 0, 0, 0, 0
 local trimmed = {}
 
 for i = 1, n do
@@ -64,7 +70,10 @@ for i = 1, n do
       trimmed[bysub] = true
     end
     -- A leased queue is rescheduled by its holder when it lets go (whd_release.lua).
-    if redis.call('EXISTS', lease) == 0 then redis.call('ZADD', KEYS[2], 'LT', now, sub) end
+    if redis.call('EXISTS', lease) == 0 then
+      redis.call('ZADD', KEYS[2], 'LT', now, sub)
+      scheduled = scheduled + 1
+    end
     created = created + 1
   end
 end
@@ -76,4 +85,4 @@ if mode == 'replay' then
     redis.call('PEXPIRE', KEYS[4], ARGV[4])
   end
 end
-return {created, duplicate, inactive}
+return {created, duplicate, inactive, scheduled}

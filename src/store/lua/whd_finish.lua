@@ -12,13 +12,15 @@
 --          connection is not a skip — it is a failed attempt): FAILED, no counters.
 -- A row already SUCCESS/FAILED is left alone (a duplicate finish after a reclaim). A queue
 -- leased by another worker means this worker lost it: nothing is written ('stale').
--- Writes the delivery keys and the subscription's tenant slot (record + outbox) together:
--- correct on the single Redis we run (docs/decisions.md DV20).
+-- Writes the delivery keys and the subscription's record and outbox together: all of them
+-- are in the owner's slot `{t:<owner>}` (DK13). The one cross-tenant key an auto-disable
+-- moves, the webhooks version, is INCRed by the caller when the reply says `disabled`.
 -- KEYS: 1 row, 2 the subscription's due zset, 3 its lease, 4 subscription record,
---       5 outbox of the subscription's tenant, 6 webhooks version
+--       5 outbox of the subscription's owner, 6 its replay lock, 7 the outstanding counter
+--       of replay ARGV[7] (the row's `rp` as the caller read it)
 -- ARGV: 1 token, 2 outcome, 3 response status ('' none), 4 response time ms ('' none),
 --       5 error message ('' none), 6 queue member (used when the row is gone),
---       7 replay outstanding-counter key prefix, 8 replay lock key prefix,
+--       7 the row's replay id as read by the caller ('' none or unknown), 8 unused,
 --       9 event ctx JSON {trace_id, request_id}, 10 subscription id, 11 its tenant id
 local now = now_ms()
 local token, outcome = ARGV[1], ARGV[2]
@@ -42,15 +44,16 @@ local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= token then return reply({state = 'stale'}) end
 
 -- A replay's lock (REPLAY_IN_PROGRESS) ends when its last delivery is final.
+-- Its counter is the declared KEYS[7] when the caller named the row's replay (it reads the
+-- row before sending; a replay id never changes). A caller that could not (the row was
+-- unreadable) leaves the counter alone: the lock then ends by its TTL (DV26's 24 h bound).
 local function replay_done()
   local rp = row.rp
-  if not rp or rp == '' then return end
-  local left_key = ARGV[7] .. rp
-  local left = redis.call('DECR', left_key)
+  if not rp or rp == '' or rp ~= ARGV[7] then return end
+  local left = redis.call('DECR', KEYS[7])
   if left <= 0 then
-    redis.call('DEL', left_key)
-    local lock = ARGV[8] .. sub_id
-    if redis.call('GET', lock) == rp then redis.call('DEL', lock) end
+    redis.call('DEL', KEYS[7])
+    if redis.call('GET', KEYS[6]) == rp then redis.call('DEL', KEYS[6]) end
   end
 end
 
@@ -142,7 +145,6 @@ if exists then
   if failures >= threshold and (rec_status == 'ACTIVE' or rec_status == 'PAUSED') then
     local rev = (tonumber(redis.call('HGET', KEYS[4], 'rev') or '0') or 0) + 1
     redis.call('HSET', KEYS[4], 'status', 'DISABLED', 'updated_at_ms', tostring(now), 'rev', tostring(rev))
-    redis.call('INCR', KEYS[6])
     ctx.correlation_id = 'webhook_auto_disable:' .. sub_id .. ':' .. row.delivery_id
     outbox(KEYS[5], 'webhook.disabled', cjson.encode({subscription_id = sub_id, tenant_id = owner,
       previous_status = rec_status, new_status = 'DISABLED',
