@@ -35,6 +35,17 @@ async function clusterTestRedis(): Promise<TestRedis> {
   cluster.on('error', () => {});
   await cluster.connect();
   (cluster as unknown as { flushall: () => Promise<'OK'> }).flushall = async () => { await flushCluster(cluster); return 'OK'; };
+  // KEYS and SCAN answer for one node; a test asking them means the whole keyspace, so they
+  // go to every master (SCAN's cursor becomes `<master index>-<node cursor>`, '0' at the end).
+  const masters = () => cluster.nodes('master');
+  (cluster as unknown as { keys: (p: string) => Promise<string[]> }).keys = async (pattern) => (await Promise.all(masters().map((n) => n.keys(pattern)))).flat();
+  (cluster as unknown as { scan: (c: string | number, ...a: (string | number)[]) => Promise<[string, string[]]> }).scan = async (cursor, ...args) => {
+    const [i, c] = String(cursor) === '0' ? [0, '0'] : String(cursor).split('-') as [string, string];
+    const nodes = masters();
+    const [next, batch] = await nodes[Number(i)]!.call('SCAN', c, ...args) as [string, string[]];
+    if (next !== '0') return [`${i}-${next}`, batch];
+    return [Number(i) + 1 < nodes.length ? `${Number(i) + 1}-0` : '0', batch];
+  };
   const client = patchCluster(cluster);
   await flushCluster(cluster);
   const port = Number(seeds[0]!.split(':')[1]);
