@@ -4,7 +4,6 @@
 // Once per crossing, re-armed after a window without a high observation; counting is
 // idempotent, so several relay processes (or a re-relayed batch) still give one event.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { startTestServer, call, type TestServer } from './helpers/server';
 import { expectValidEvent, storedEvents } from './helpers/events';
 import { keys } from '../src/store/keys';
@@ -120,7 +119,7 @@ describe('reservation.denial_rate_spike', () => {
     // the relayed batch replayed by three other "processes" (own connections), concurrently
     const rows = await s.redis.client.xrange(keys.outbox(t), '-', '+');
     const batch: RelayedEvent[] = rows.map(([id, flat]) => ({ tenant: t, streamId: id, event: renderEvent(t, id, fieldsOf(flat)) }));
-    const clients = [0, 1, 2].map(() => new Redis(s.redis.url));
+    const clients = [0, 1, 2].map(() => s.redis.client.duplicate()); // cluster clients on the cluster run
     try {
       const out = await Promise.all(clients.map((c) => rateHook(c, batch, s.server.config.signals)));
       expect(out.flat()).toEqual([]);
