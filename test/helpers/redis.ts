@@ -46,6 +46,14 @@ async function clusterTestRedis(): Promise<TestRedis> {
     if (next !== '0') return [`${i}-${next}`, batch];
     return [Number(i) + 1 < nodes.length ? `${Number(i) + 1}-0` : '0', batch];
   };
+  // ioredis finds no key in XINFO (a subcommand comes first), sends it anywhere and does not
+  // follow the MOVED: send it to the master of the key
+  (cluster as unknown as { xinfo: (sub: string, key: string, ...a: string[]) => Promise<unknown> }).xinfo = async (sub, key, ...rest) => {
+    const slot = Number(await cluster.call('CLUSTER', 'KEYSLOT', key));
+    const owner = (cluster as unknown as { slots: string[][] }).slots[slot]![0]!;
+    const node = masters().find((n) => `${n.options.host}:${n.options.port}` === owner)!;
+    return node.call('XINFO', sub, key, ...rest);
+  };
   const client = patchCluster(cluster);
   await flushCluster(cluster);
   const port = Number(seeds[0]!.split(':')[1]);
