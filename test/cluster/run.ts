@@ -4,8 +4,9 @@
 // cluster clients, servers get REDIS_CLUSTER=1), each test server as TWO instances behind a
 // round-robin proxy per plane (CYCLES_TEST_INSTANCES=2, test/helpers/server.ts). Files run
 // one at a time per cluster, since a suite flushes its cluster at start; the list is dealt
-// over CYCLES_TEST_CLUSTER_SHARDS clusters (default 2; balanced by the suites' known
-// durations), one vitest process each, in parallel.
+// over CYCLES_TEST_CLUSTER_SHARDS clusters (default 3; balanced by the suites' known
+// durations), one vitest process each, in parallel (the suites mostly wait on timers and
+// Redis: on this 2-core machine, at load ~20, 3 shards took 310 s, 2 took 374 s at ~15).
 // Stops the clusters after.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -65,7 +66,7 @@ const DEFAULT_WEIGHT_S = 5; // a short suite plus vitest's per-file start
 
 const args = process.argv.slice(2);
 const files = args.length ? args : CLUSTER_SUITES;
-const shardCount = Math.max(1, Math.min(Number(process.env.CYCLES_TEST_CLUSTER_SHARDS || '2'), files.length));
+const shardCount = Math.max(1, Math.min(Number(process.env.CYCLES_TEST_CLUSTER_SHARDS || '3'), files.length));
 // longest first, each onto the shard with the least work so far
 const shards: string[][] = Array.from({ length: shardCount }, () => []);
 const load = new Array<number>(shardCount).fill(0);
@@ -75,6 +76,7 @@ for (const f of [...files].sort((a, b) => weight(b) - weight(a))) {
   shards[i]!.push(f);
   load[i]! += weight(f);
 }
+const instances = process.env.CYCLES_TEST_INSTANCES || '2';
 const t0 = Date.now();
 const clusters: LocalCluster[] = [];
 let status = 1;
@@ -88,7 +90,7 @@ try {
       env: {
         ...process.env,
         CYCLES_TEST_REDIS_CLUSTER: clusters[i]!.seeds,
-        CYCLES_TEST_INSTANCES: process.env.CYCLES_TEST_INSTANCES || '2',
+        CYCLES_TEST_INSTANCES: instances,
       },
     });
     if (shardCount > 1) {
@@ -104,5 +106,5 @@ try {
 } finally {
   await Promise.all(clusters.map((c) => c.stop()));
 }
-console.log(`test:cluster finished in ${Math.round((Date.now() - t0) / 1000)} s (exit ${status}; ${files.length} files, ${shardCount} cluster(s), two server instances per test server)`);
+console.log(`test:cluster finished in ${Math.round((Date.now() - t0) / 1000)} s (exit ${status}; ${files.length} files, ${shardCount} cluster(s), ${instances} server instance(s) per test server)`);
 process.exit(status);
