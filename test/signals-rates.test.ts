@@ -5,6 +5,7 @@
 // idempotent, so several relay processes (or a re-relayed batch) still give one event.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, call, type TestServer } from './helpers/server';
+import { extraClient } from './helpers/redis';
 import { expectValidEvent, storedEvents } from './helpers/events';
 import { keys } from '../src/store/keys';
 import { fieldsOf, renderEvent } from '../src/events/model';
@@ -119,7 +120,7 @@ describe('reservation.denial_rate_spike', () => {
     // the relayed batch replayed by three other "processes" (own connections), concurrently
     const rows = await s.redis.client.xrange(keys.outbox(t), '-', '+');
     const batch: RelayedEvent[] = rows.map(([id, flat]) => ({ tenant: t, streamId: id, event: renderEvent(t, id, fieldsOf(flat)) }));
-    const clients = [0, 1, 2].map(() => s.redis.client.duplicate()); // cluster clients on the cluster run
+    const clients = await Promise.all([0, 1, 2].map(() => extraClient(s.redis)));
     try {
       const out = await Promise.all(clients.map((c) => rateHook(c, batch, s.server.config.signals)));
       expect(out.flat()).toEqual([]);

@@ -5,6 +5,9 @@
 // `-- @include other.lua` lines in its leading comment block. Redis has no
 // module system for scripts, so concatenation is the simplest way to share
 // helper functions. The SHA1 of the final text is what EVALSHA needs.
+//
+// With CYCLES_LUA_KEY_GUARD=1 (tests; docs/decisions.md DK19) a prelude that checks every
+// key a redis.call/pcall touches against the script's KEYS goes first (keyGuardPrelude).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +35,61 @@ const cache = new Map<string, LoadedScript>();
 // `local NAME = <default> -- @const` gets the configured Lua value instead of <default>.
 const constants = new Map<string, string>();
 const CONST_RE = /^local ([A-Z][A-Z0-9_]*) = .* -- @const$/gm;
+
+// Declared-keys guard (DK19–DK20). Read once at start: off, nothing is prepended, so the
+// sources and SHAs are the production ones and the hot path pays nothing.
+let keyGuard = process.env.CYCLES_LUA_KEY_GUARD === '1';
+
+/** Scripts that still touch keys outside their KEYS, so the guard leaves them alone (DK21).
+ *  Each entry goes when its script declares every key it touches. */
+export const KEY_GUARD_EXEMPT: ReadonlySet<string> = new Set([
+  // ledger scripts: budget, quota and reservation keys built from tenant prefixes (DK1);
+  // the branch that moves them into KEYS (issue 14, ledger keys) removes these entries
+  // (quota_reset already declares its keys: guarded)
+  'reserve', 'commit', 'release', 'extend', 'expire', 'event', 'tenant_update',
+  // webhook delivery (DK7): the branch reworking whd_* (issue 14, delivery) removes these
+  'whd_claim', 'whd_enqueue', 'whd_finish', 'whd_release', 'whd_renew', 'whd_unlock',
+]);
+
+/** Turns the declared-keys guard on or off for scripts loaded from now on (tests). */
+export function setLuaKeyGuard(on: boolean): void {
+  if (keyGuard !== on) { keyGuard = on; cache.clear(); }
+}
+
+export function luaKeyGuardOn(): boolean {
+  return keyGuard;
+}
+
+/**
+ * Lua prepended to a script in guard mode: a local `redis` that shadows the global one for
+ * the whole script (includes too, they are the same chunk). Its call/pcall ask Redis which
+ * arguments are keys (COMMAND GETKEYS: every command's key positions, multi-key and
+ * STREAMS forms included, as the server itself reads them) and raise
+ * "undeclared key <k> in <script>" for a key that is not one of KEYS. Raised by pcall too:
+ * an undeclared key is a bug in the script, not an outcome to handle.
+ */
+export function keyGuardPrelude(script: string): string {
+  return `-- ==== declared-keys guard (CYCLES_LUA_KEY_GUARD) ====
+local redis = (function(r, script)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local function check(cmd, ...)
+    if type(cmd) ~= 'string' or string.upper(cmd) == 'TIME' then return end
+    local ks = r.pcall('COMMAND', 'GETKEYS', cmd, ...)
+    if type(ks) ~= 'table' or ks.err then return end -- no key arguments (or bad arguments: the call itself says so)
+    for _, k in ipairs(ks) do
+      if not declared[k] then
+        error({err = 'ERR undeclared key ' .. tostring(k) .. ' in ' .. script .. ' (' .. string.upper(cmd) .. ')'})
+      end
+    end
+  end
+  return setmetatable({
+    call = function(...) check(...); return r.call(...) end,
+    pcall = function(...) check(...); return r.pcall(...) end,
+  }, {__index = r})
+end)(redis, ${JSON.stringify(script)})
+`;
+}
 
 /** Sets `@const` values (Lua expressions) for scripts loaded from now on; call at start,
  *  before serving. Every process of one deployment must use the same values. */
@@ -63,7 +121,7 @@ function includesOf(source: string): string[] {
  * int64.lua always comes from the built-in directory.
  */
 export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
-  const key = `${dir}\0${name}`;
+  const key = `${dir}\0${name}`; // the cache is cleared when the guard mode changes
   const hit = cache.get(key);
   if (hit) return hit;
   if (!NAME_RE.test(name)) throw new Error(`invalid Lua script name: ${JSON.stringify(name)}`);
@@ -83,6 +141,7 @@ export function loadScript(name: string, dir: string = LUA_DIR): LoadedScript {
     // A marker line makes Redis error line numbers traceable to a file.
     parts.push(`-- ==== ${file} ====\n${text.endsWith('\n') ? text : text + '\n'}`);
   };
+  if (keyGuard && !KEY_GUARD_EXEMPT.has(name)) parts.push(keyGuardPrelude(`${name}.lua`));
   add(LIBRARY, LUA_DIR);
   add(`${name}.lua`, dir);
 

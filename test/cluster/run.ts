@@ -24,8 +24,8 @@ import { startLocalCluster, type LocalCluster } from '../helpers/redisCluster';
  *  rightly fails this cluster: no persistence), suites that start `cycles serve` processes
  *  with an embedded Redis, and suites that do not use Redis. */
 export const CLUSTER_SUITES = [
-  // cluster-only cases, the key guard, the two-instance proxy
-  'test/redis-cluster.test.ts', 'test/lua-slots.test.ts', 'test/two-instances.test.ts',
+  // cluster-only cases, the key guards (DK1, DK19), the two-instance proxy
+  'test/redis-cluster.test.ts', 'test/lua-slots.test.ts', 'test/lua-key-guard.test.ts', 'test/two-instances.test.ts',
   // runtime plane
   'test/reserve.test.ts', 'test/commit.test.ts', 'test/release.test.ts', 'test/extend.test.ts',
   'test/expiry.test.ts', 'test/decide.test.ts', 'test/balances.test.ts', 'test/events.test.ts',

@@ -100,6 +100,17 @@ export async function startTestRedis(opts: Partial<Omit<RedisServerOptions, 'dat
   };
 }
 
+/** Another connection to the same Redis (another "process"): a cluster client on the cluster
+ *  run, a plain one otherwise. The caller disconnects it. */
+export async function extraClient(r: TestRedis): Promise<Redis> {
+  if (!TEST_CLUSTER) return new Redis(r.url);
+  const seeds = TEST_CLUSTER.split(',');
+  const cluster = clusterFromUrl(`redis://${seeds[0]}`, seeds.slice(1));
+  cluster.on('error', () => {});
+  await cluster.connect();
+  return patchCluster(cluster);
+}
+
 /** Empty every database of the given server (test isolation between cases). */
 export async function flushAll(client: Redis): Promise<void> {
   await client.flushall();

@@ -10,7 +10,8 @@ import type { ResponseInfo } from '../../http/types';
 import { keys } from '../../store/keys';
 import { loadScript, runScript } from '../../store/scripts';
 import { SYSTEM_TENANT } from '../model';
-import { bucketMsOf } from './rates';
+import { redisNowMs } from '../../governance/quotaCounters';
+import { bucketMsOf, windowBuckets } from './rates';
 import type { SignalConfig } from './config';
 
 /** Upper bounds (ms) of the latency histogram: 25% steps from 1 ms to ~70 s, then open. */
@@ -50,9 +51,10 @@ export function createSignalObserver(redis: Redis, cfg: SignalConfig, log: Logge
   const flush = async (): Promise<string[]> => {
     if (flushing) return flushing;
     if (attempts === 0 && timed === 0) return [];
+    const bucketMs = bucketMsOf(cfg.rateWindowMs);
     const args = {
-      prefix: keys.signalBucketPrefix(SYSTEM_TENANT),
-      bucket_ms: bucketMsOf(cfg.rateWindowMs),
+      now: 0,
+      bucket_ms: bucketMs,
       window_ms: cfg.rateWindowMs,
       min_samples: cfg.rateMinSamples,
       rearm: cfg.rearmRatio,
@@ -67,8 +69,14 @@ export function createSignalObserver(redis: Redis, cfg: SignalConfig, log: Logge
     failures = 0;
     lat = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
     timed = 0;
-    flushing = runScript(redis, loadScript('signals_system'), [keys.signals(SYSTEM_TENANT), keys.outbox(SYSTEM_TENANT)],
-      [JSON.stringify(args)])
+    // the script's clock, read here so every bucket it touches is declared in KEYS (DK20)
+    flushing = redisNowMs(redis)
+      .then((now) => {
+        args.now = now;
+        const prefix = keys.signalBucketPrefix(SYSTEM_TENANT);
+        return runScript(redis, loadScript('signals_system'), [keys.signals(SYSTEM_TENANT), keys.outbox(SYSTEM_TENANT),
+          ...windowBuckets(now, cfg.rateWindowMs, bucketMs).map((b) => `${prefix}sys:${b}`)], [JSON.stringify(args)]);
+      })
       .then((raw) => (JSON.parse(String(raw)) as { emitted: string[] }).emitted)
       .catch((err: unknown) => {
         // counts of this interval are dropped: a signal, not a ledger

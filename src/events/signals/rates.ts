@@ -5,6 +5,7 @@
 // expiries are already outbox entries, and the denominator (reservations created in the
 // window) is the tenant's created-at index.
 import type { Redis } from 'ioredis';
+import { redisNowMs } from '../../governance/quotaCounters';
 import { keys } from '../../store/keys';
 import { loadScript, runScript } from '../../store/scripts';
 import { SYSTEM_TENANT } from '../model';
@@ -19,6 +20,13 @@ const COUNTED: Record<string, 'denied' | 'expired'> = {
 /** Buckets per window: the window slides in steps of window/30 (at least 1 s). */
 export function bucketMsOf(windowMs: number): number {
   return Math.max(1000, Math.ceil(windowMs / 30 / 1000) * 1000);
+}
+
+/** Start ms of every bucket of width bucketMs that overlaps (nowMs - windowMs, nowMs]. */
+export function windowBuckets(nowMs: number, windowMs: number, bucketMs: number): number[] {
+  const out: number[] = [];
+  for (let b = Math.floor((nowMs - windowMs) / bucketMs) * bucketMs; b <= nowMs; b += bucketMs) out.push(b);
+  return out;
 }
 
 /** Entries judged per script call (the relay's batches are smaller; this bounds a call). */
@@ -45,16 +53,36 @@ export async function rateHook(redis: Redis, batch: RelayedEvent[], cfg: SignalC
     t.n++;
   }
   const emitted: string[] = [];
+  if (perTenant.size === 0) return emitted;
+  // the script's clock, read here so every bucket it touches is declared in KEYS (DK20)
+  const now = await redisNowMs(redis);
+  const window = windowBuckets(now, cfg.rateWindowMs, bucketMs);
   for (const [tenant, t] of perTenant) {
-    const raw = await runScript(redis, loadScript('signals_rate'),
-      [keys.signals(tenant), keys.outbox(tenant), keys.reservationIndex(tenant)],
+    const prefix = keys.signalBucketPrefix(tenant);
+    const keyList = [keys.signals(tenant), keys.outbox(tenant), keys.reservationIndex(tenant)];
+    const slot = new Map<string, number>(); // bucket key → its KEYS index (1-based, as in Lua)
+    const keyOf = (k: string): number => {
+      let i = slot.get(k);
+      if (i === undefined) { keyList.push(k); slot.set(k, (i = keyList.length)); }
+      return i;
+    };
+    const metrics: Record<string, { first: number; last: number; add: { k: number; ids: string[] }[] }> = {};
+    for (const metric of ['denied', 'expired'] as const) {
+      const first = keyList.length + 1;
+      for (const b of window) keyOf(`${prefix}${metric}:${b}`);
+      metrics[metric] = { first, last: keyList.length, add: [] };
+    }
+    for (const metric of ['denied', 'expired'] as const) {
+      for (const [bucket, ids] of Object.entries(t[metric])) metrics[metric].add.push({ k: keyOf(`${prefix}${metric}:${bucket}`), ids });
+    }
+    const raw = await runScript(redis, loadScript('signals_rate'), keyList,
       [JSON.stringify({
-        prefix: keys.signalBucketPrefix(tenant),
+        now,
         bucket_ms: bucketMs,
         window_ms: cfg.rateWindowMs,
         min_samples: cfg.rateMinSamples,
         rearm: cfg.rearmRatio,
-        add: { denied: t.denied, expired: t.expired },
+        metrics,
         thresholds: { denied: cfg.denialRateThreshold, expired: cfg.expiryRateThreshold },
       })]);
     emitted.push(...(JSON.parse(String(raw)) as { emitted: string[] }).emitted);

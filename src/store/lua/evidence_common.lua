@@ -19,19 +19,25 @@
 -- The signer (src/evidence/worker.ts) renders the response from `result` with the same
 -- functions the handlers use, builds, hashes, signs, stores, then XACKs and XDELs.
 
+-- Appends one source entry to `key`, which must be one of the calling script's KEYS (the
+-- declared-keys guard, DK19, checks it once the caller leaves KEY_GUARD_EXEMPT).
+local function evidence_append(key, fields)
+  redis.call('XADD', key, '*', unpack(fields))
+end
+
 -- ev: {key = <source stream>, request = <normalized request JSON>}, or nil (evidence off).
 local function evidence_source(ev, artifact, tenant, now_s, trace_id, result_json, reservation_id, endpoint)
-  local args = {'XADD', ev.key, '*', 'v', '1', 'artifact', artifact, 'tenant', tenant,
+  local fields = {'v', '1', 'artifact', artifact, 'tenant', tenant,
     'issued_ms', now_s, 'trace_id', trace_id, 'request', ev.request, 'result', result_json}
   if reservation_id then
-    args[#args + 1] = 'reservation_id'
-    args[#args + 1] = reservation_id
+    fields[#fields + 1] = 'reservation_id'
+    fields[#fields + 1] = reservation_id
   end
   if endpoint then
-    args[#args + 1] = 'endpoint'
-    args[#args + 1] = endpoint
+    fields[#fields + 1] = 'endpoint'
+    fields[#fields + 1] = endpoint
   end
-  redis.call(unpack(args))
+  evidence_append(ev.key, fields)
 end
 
 -- The error codes that get `error` evidence (docs/decisions.md DEV8): outcomes of an

@@ -144,14 +144,13 @@ end
 -- No count cap: retention is time-based (the relay trims with XTRIM MINID, docs/events.md),
 -- so a busy tenant keeps its whole retention window.
 local function outbox(outbox_key, event_type, data_json, ts_ms, ctx)
-  local args = {'XADD', outbox_key, '*',
-    'type', event_type, 'data', data_json, 'ts_ms', tostring(ts_ms),
+  local fields = {'type', event_type, 'data', data_json, 'ts_ms', tostring(ts_ms),
     'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{}'}
   if ctx.correlation_id and ctx.correlation_id ~= '' then
-    args[#args + 1] = 'correlation_id'; args[#args + 1] = ctx.correlation_id
+    fields[#fields + 1] = 'correlation_id'; fields[#fields + 1] = ctx.correlation_id
   end
   if ctx.scope and ctx.scope ~= '' then
-    args[#args + 1] = 'scope'; args[#args + 1] = ctx.scope
+    fields[#fields + 1] = 'scope'; fields[#fields + 1] = ctx.scope
   end
-  redis.call(unpack(args))
+  redis.call('XADD', outbox_key, '*', unpack(fields))
 end

@@ -8,22 +8,26 @@
 -- Counting: the entry ids go into HyperLogLogs per metric and time bucket
 -- (`<prefix><metric>:<bucket start>`; the prefix is keys.signalBucketPrefix(tenant), so
 -- every key is in the tenant's slot). Adding an id twice counts it once, so a batch the
--- relay hands over again (at-least-once) or out of order is harmless.
+-- relay hands over again (at-least-once) or out of order is harmless. The caller names
+-- every bucket key in KEYS (docs/decisions.md DK20): it reads Redis TIME itself and passes
+-- it as `now`, so the window it declared is the window judged here.
 -- Denominators: live reservations created in the window (ZCOUNT of the tenant's
 -- created-at index, KEYS[3]), which no request had to count for us.
 --   denial_rate = denied / (denied + created)
 --   expiry_rate = expired / max(created, expired)      (flow ratio: expiries lag creation)
 -- Judged only on >= min_samples samples; hysteresis per metric (signal_judge).
 --
--- KEYS: 1 state hash (keys.signals), 2 outbox, 3 reservation index (res-by-created)
--- ARGV: 1 JSON {prefix, bucket_ms, window_ms, min_samples, rearm,
---               add = {denied = {[bucket] = {ids}}, expired = {...}},
+-- KEYS: 1 state hash (keys.signals), 2 outbox, 3 reservation index (res-by-created),
+--       4.. bucket HyperLogLogs
+-- ARGV: 1 JSON {now (Redis TIME ms), bucket_ms, window_ms, min_samples, rearm,
+--               metrics = {denied = {first, last, add = {{k, ids}, ...}}, expired = {...}},
 --               thresholds = {denied = x, expired = y}}
+--   per metric: KEYS[first..last] = the window's buckets; add: ids for bucket KEYS[k]
 -- Returns JSON {emitted = [event types]}.
 
 local p = cjson.decode(ARGV[1])
 local state_key, outbox_key, index_key = KEYS[1], KEYS[2], KEYS[3]
-local now = now_ms()
+local now = p.now
 local ttl = string.format('%d', p.window_ms + 2 * p.bucket_ms)
 
 local METRICS = {
@@ -33,19 +37,17 @@ local METRICS = {
 
 local created = nil
 local emitted = {}
-for metric, buckets in pairs(p.add) do
+for metric, mk in pairs(p.metrics) do
   local m = METRICS[metric]
   if m then
-    for bucket, ids in pairs(buckets) do
-      if #ids > 0 then
-        local key = p.prefix .. metric .. ':' .. bucket
-        redis.call('PFADD', key, unpack(ids))
+    for _, a in ipairs(mk.add) do
+      if #a.ids > 0 then
+        local key = KEYS[a.k]
+        redis.call('PFADD', key, unpack(a.ids))
         redis.call('PEXPIRE', key, ttl)
       end
     end
-    local keys = {}
-    for _, b in ipairs(window_buckets(now, p.window_ms, p.bucket_ms)) do keys[#keys + 1] = p.prefix .. metric .. ':' .. b end
-    local count = redis.call('PFCOUNT', unpack(keys))
+    local count = redis.call('PFCOUNT', unpack(KEYS, mk.first, mk.last))
     if created == nil then
       created = redis.call('ZCOUNT', index_key, '(' .. string.format('%d', now - p.window_ms), '+inf')
     end

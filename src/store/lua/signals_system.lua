@@ -13,18 +13,20 @@
 --   p99 latency = upper bound of the histogram bucket holding the 99th percentile,
 --                 judged on n >= min_samples; high when it exceeds p99_ms
 --
--- KEYS: 1 state hash (keys.signals('__system__')), 2 outbox (keys.outbox('__system__'))
--- ARGV: 1 JSON {prefix, bucket_ms, window_ms, min_samples, rearm, a, f, lat = {counts},
---               bounds = {upper bounds ms; the last bucket is open}, auth_threshold,
---               p99_ms (0 = off)}
+-- KEYS: 1 state hash (keys.signals('__system__')), 2 outbox (keys.outbox('__system__')),
+--       3.. the window's bucket hashes, oldest first; the last is the current bucket. The
+--       caller reads Redis TIME to name them and passes it as `now` (docs/decisions.md DK20).
+-- ARGV: 1 JSON {now (Redis TIME ms), bucket_ms, window_ms, min_samples, rearm, a, f,
+--               lat = {counts}, bounds = {upper bounds ms; the last bucket is open},
+--               auth_threshold, p99_ms (0 = off)}
 -- Returns JSON {emitted = [event types]}.
 
 local p = cjson.decode(ARGV[1])
 local state_key, outbox_key = KEYS[1], KEYS[2]
-local now = now_ms()
+local now = p.now
 local nb = #p.bounds + 1
 
-local cur = p.prefix .. 'sys:' .. string.format('%d', math.floor(now / p.bucket_ms) * p.bucket_ms)
+local cur = KEYS[#KEYS]
 local timed = 0
 for i = 1, nb do
   local c = tonumber(p.lat[i] or 0) or 0
@@ -40,8 +42,8 @@ local lat = {}
 for i = 1, nb do lat[i] = 0 end
 local fields = {'a', 'f', 'n'}
 for i = 1, nb do fields[#fields + 1] = 'l' .. i end
-for _, b in ipairs(window_buckets(now, p.window_ms, p.bucket_ms)) do
-  local v = redis.call('HMGET', p.prefix .. 'sys:' .. b, unpack(fields))
+for i = 3, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], unpack(fields))
   a = a + (tonumber(v[1]) or 0)
   f = f + (tonumber(v[2]) or 0)
   n = n + (tonumber(v[3]) or 0)

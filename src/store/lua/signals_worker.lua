@@ -5,11 +5,11 @@
 
 -- Outbox append with Event.source (the ledger scripts' outbox() leaves it to the default).
 local function signal_outbox(outbox_key, event_type, data, now, ctx, source)
-  local args = {'XADD', outbox_key, '*', 'type', event_type, 'data', cjson.encode(data), 'ts_ms', tostring(now),
+  local fields = {'type', event_type, 'data', cjson.encode(data), 'ts_ms', tostring(now),
     'trace_id', ctx.trace_id or '', 'request_id', ctx.request_id or '', 'actor', ctx.actor_json or '{"type":"system"}'}
-  if ctx.scope and ctx.scope ~= '' then args[#args + 1] = 'scope'; args[#args + 1] = ctx.scope end
-  if source then args[#args + 1] = 'source'; args[#args + 1] = source end
-  return redis.call(unpack(args))
+  if ctx.scope and ctx.scope ~= '' then fields[#fields + 1] = 'scope'; fields[#fields + 1] = ctx.scope end
+  if source then fields[#fields + 1] = 'source'; fields[#fields + 1] = source end
+  return redis.call('XADD', outbox_key, '*', unpack(fields))
 end
 
 -- Hysteresis of one signal whose value is re-judged over a rolling window. State (hash
@@ -27,16 +27,4 @@ local function signal_judge(state_key, name, high, low, now, window_ms)
   end
   if st[1] == '1' and (not fired or low) then redis.call('HSET', state_key, name, '0') end
   return false
-end
-
--- Start ms of every bucket of width bucket_ms that overlaps (now - window_ms, now].
-local function window_buckets(now, window_ms, bucket_ms)
-  local out = {}
-  local first = math.floor((now - window_ms) / bucket_ms) * bucket_ms
-  local b = first
-  while b <= now do
-    out[#out + 1] = string.format('%d', b)
-    b = b + bucket_ms
-  end
-  return out
 end
