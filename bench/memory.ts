@@ -20,7 +20,9 @@
 // Shapes: `bench` — the request of `npm run bench` (subject = tenant only, action
 // {kind, name}, ttl_ms); `deep` — a four-level subject (tenant/workspace/app/agent with
 // budgets at the tenant and the agent), a longer action name, metadata on the reserve and
-// metrics on the commit: values that are longer than 64 bytes, as real clients send them.
+// metrics on the commit: values that are longer than 64 bytes, as real clients send them;
+// `bench-ev` — the `bench` request with CyclesEvidence on (EVIDENCE_SERVER_ID and a random
+// signing key): the signed envelopes are counted too (their own class in the breakdown).
 //
 // Results go to stdout; `--write` upserts them into bench/RESULTS.md between
 // `<!-- memory -->` markers (nothing else in that file is touched).
@@ -40,20 +42,21 @@ const o = new Command()
   .option('--pairs <n>', 'committed pairs measured per shape', '20000')
   .option('--warmup <n>', 'pairs before the measurement (not counted in the delta)', '1000')
   .option('--clients <n>', 'closed-loop clients', '20')
-  .option('--shapes <list>', 'bench,deep', 'bench,deep')
+  .option('--shapes <list>', 'bench,deep,bench-ev', 'bench,deep')
   .option('--reserve-only <n>', 'also measure N reserves left ACTIVE (bytes per active reservation)', '5000')
   .option('--events <n>', 'also measure N overage commits (one outbox event each) and N createEvent calls', '3000')
   .option('--write', 'upsert the result into bench/RESULTS.md (<!-- memory --> section)', false)
   .option('--out <file>', 'results file for --write', path.join(REPO_ROOT, 'bench', 'RESULTS.md'))
   .option('--label <text>', 'label of this run in the results (e.g. the checkout)', '')
   .option('--root <dir>', 'checkout whose `cycles serve` is measured (e.g. main, for a before/after)', REPO_ROOT)
+  .option('--dump', 'print the sample reservation hash and reserve idempotency record (field: value)', false)
   .option('--append', 'with --write: add this run to the existing section instead of replacing it', false)
   .parse()
-  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; events: string; write: boolean; out: string; label: string; root: string; append: boolean }>();
+  .opts<{ pairs: string; warmup: string; clients: string; shapes: string; reserveOnly: string; events: string; write: boolean; dump: boolean; out: string; label: string; root: string; append: boolean }>();
 const PAIRS = Number(o.pairs);
 const WARMUP = Number(o.warmup);
 const CLIENTS = Number(o.clients);
-const SHAPES = o.shapes.split(',') as ('bench' | 'deep')[];
+const SHAPES = o.shapes.split(',') as ('bench' | 'deep' | 'bench-ev')[];
 const RESERVE_ONLY = Number(o.reserveOnly);
 const EVENTS = Number(o.events);
 const UNIT = 'USD_MICROCENTS';
@@ -82,6 +85,8 @@ function classify(k: string): string {
     if (k.startsWith('cycles:events:idx:')) return 'event per-value indexes';
     if (k === 'cycles:events:idx') return 'event global index';
     if (k.startsWith('cycles:audit')) return 'audit log';
+    if (k.startsWith('cycles:evidence:')) return 'evidence envelopes';
+    if (k === 'cycles:evidence-by-time') return 'evidence index (zset)';
     return 'other (global)';
   }
   const rest = m[1];
@@ -144,6 +149,10 @@ async function main() {
       };
       delete env.CYCLES_FEATURES;
       for (const k of Object.keys(env)) if (k.startsWith('EVIDENCE_')) delete env[k];
+      if (shape === 'bench-ev') {
+        env.EVIDENCE_SERVER_ID = 'https://cycles.example.com/v1';
+        env.EVIDENCE_SIGNING_PRIVATE_KEY_HEX = randomBytes(32).toString('hex');
+      }
       const child = spawn(process.execPath, [path.join(o.root, 'bin', 'cycles.mjs'), 'serve'], { cwd: o.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let log = '';
       const keep = (d: Buffer) => { log = (log + d.toString()).slice(-8000); };
@@ -246,6 +255,11 @@ async function main() {
       const longest = Object.entries(h).sort((a, b) => b[1].length - a[1].length)[0];
       const sample = { encoding: enc, bytes: Number(await redis.memory('USAGE', sk, 'SAMPLES', '0')), fields: Object.keys(h).length, longest: `${longest[0]} (${longest[1].length} B)` };
       const [, idemKeys] = await redis.scan('0', 'MATCH', `{t:${tenant}}:idem:reserve:*`, 'COUNT', 1000);
+      if (o.dump) {
+        console.error(`sample ${sk}:`);
+        for (const [f, v] of Object.entries(h)) console.error(`  ${f} (${f.length}+${v.length}) ${v}`);
+        if (idemKeys.length) console.error(`sample ${idemKeys[0]}: ${await redis.get(idemKeys[0])}`);
+      }
       const idemSample = { bytes: idemKeys.length ? Number(await redis.memory('USAGE', idemKeys[0], 'SAMPLES', '0')) : 0 };
 
       // ACTIVE reservations (reserve only): the created-at index and expiry schedule entries too
@@ -328,7 +342,7 @@ async function main() {
 function report(results: ShapeResult[]): string {
   const lines: string[] = [];
   lines.push(`## Redis memory per committed pair (\`npm run bench:memory\`)${o.label ? ` — ${o.label}` : ''}`, '');
-  lines.push(`${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Private redis-server (no persistence), \`cycles serve\` with default features (evidence off, relay and sweeper running); per shape ${WARMUP} warm-up pairs, then ${PAIRS} reserve→commit pairs at ${CLIENTS} clients; bytes = \`used_memory\` after − before, ÷ pairs. "Active" = ${RESERVE_ONLY} further reserves left ACTIVE. Events: ${EVENTS} commits over their estimate (one \`reservation.commit_overage\` each, relayed and indexed; the pair's own bytes subtracted), then ${EVENTS} createEvent calls (event record + idempotency record).`, '');
+  lines.push(`${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Private redis-server (no persistence), \`cycles serve\` with default features (evidence off except in \`bench-ev\`, relay and sweeper running); per shape ${WARMUP} warm-up pairs, then ${PAIRS} reserve→commit pairs at ${CLIENTS} clients; bytes = \`used_memory\` after − before, ÷ pairs. "Active" = ${RESERVE_ONLY} further reserves left ACTIVE. Events: ${EVENTS} commits over their estimate (one \`reservation.commit_overage\` each, relayed and indexed; the pair's own bytes subtracted), then ${EVENTS} createEvent calls (event record + idempotency record).`, '');
   const f = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '–');
   lines.push('| shape | bytes / committed pair | bytes / ACTIVE reservation | reservation hash (sample, MEMORY USAGE) | reserve idempotency record | outbox entries / pair | bytes / relayed event | bytes / createEvent |');
   lines.push('|---|---:|---:|---|---:|---:|---:|---:|');

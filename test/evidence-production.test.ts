@@ -141,6 +141,29 @@ describe('evidence on the request path', () => {
     expect(plain.body.reservations[0].evidence).toBeUndefined();
     const withEv = await call(srv.runtimeUrl, 'GET', `/v1/reservations?tenant=${tenant}&include=evidence`, { key });
     expect(withEv.body.reservations[0].evidence).toEqual(want);
+    // stored as the bare ids (DM5): the record stays a listpack with evidence on
+    const rk = keys.reservation(tenant, id);
+    expect(await srv.redis.client.hget(rk, 'ev:reserve')).toBe(want.reserve.evidence_id);
+    expect(await srv.redis.client.hget(rk, 'ev:commit')).toBe(want.commit.evidence_id);
+    expect(await srv.redis.client.object('ENCODING', rk)).toBe('listpack');
+    for (const [f, v] of Object.entries(await srv.redis.client.hgetall(rk))) expect(Buffer.byteLength(v), f).toBeLessThanOrEqual(64);
+  });
+
+  it('a link stored before DM5 (the whole reference as JSON) still renders as stored', async () => {
+    const { tenant, key } = await tenantOn(srv);
+    const r = await post(srv, key, '/v1/reservations', reqBody(tenant));
+    const id = r.body.reservation_id as string;
+    await stored(srv, r.body.cycles_evidence.evidence_id);
+    const rk = keys.reservation(tenant, id);
+    const until = Date.now() + 5000;
+    while (!(await srv.redis.client.hexists(rk, 'ev:reserve')) && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    const old = { evidence_id: 'ab'.repeat(32), cycles_evidence_url: `https://old.example.com/v1/evidence/${'ab'.repeat(32)}` };
+    await srv.redis.client.hset(rk, 'ev:reserve', JSON.stringify(old));
+    const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${id}`, { key });
+    expect(g.status).toBe(200);
+    expect(g.body.evidence).toEqual({ reserve: old });
+    const l = await call(srv.runtimeUrl, 'GET', `/v1/reservations?tenant=${tenant}&include=evidence`, { key });
+    expect(l.body.reservations[0].evidence).toEqual({ reserve: old });
   });
 
   it('dry_run ALLOW and DENY get reserve evidence without reservation_id', async () => {

@@ -133,7 +133,16 @@ describe('cycles export', () => {
     for (const id of [made.committed, made.released]) {
       const api = await rt(`/v1/reservations/${id}`);
       expect(api.status).toBe(200);
-      for (const [k, v] of Object.entries(api.body)) expect(res.get(id)[k], `${id}.${k}`).toEqual(v);
+      for (const [k, v] of Object.entries(api.body)) {
+        if (k !== 'evidence') { expect(res.get(id)[k], `${id}.${k}`).toEqual(v); continue; }
+        // evidence links: the API renders URLs with its identity, the archive keeps the bare ids (DM5)
+        const refs = v as Record<string, { evidence_id: string; cycles_evidence_url: string }>;
+        expect(Object.keys(res.get(id).evidence).sort()).toEqual(Object.keys(refs).sort());
+        for (const [step, ref] of Object.entries(refs)) {
+          expect(res.get(id).evidence[step], `${id}.evidence.${step}`).toEqual({ evidence_id: ref.evidence_id });
+          expect(ref.cycles_evidence_url.endsWith(ref.evidence_id)).toBe(true);
+        }
+      }
     }
     const c = res.get(made.committed);
     expect(c).toMatchObject({
@@ -213,6 +222,7 @@ describe('cycles export', () => {
 
   it('a killed export resumes: the re-run completes the directory with the same bytes', async () => {
     const dir = tmpDir();
+    // no EVIDENCE_* here: the segments must not depend on the exporting process's evidence identity (DM5)
     const env = { REDIS_URL: srv.redis.url, NODE_ENV: 'test', CYCLES_TEST_NOW_MS: String(later) };
     const child = spawn(process.execPath, [BIN, 'export', '--from', day, '--to', day, '--dir', dir],
       { cwd: REPO_ROOT, env: { ...process.env, CYCLES_LOG_LEVEL: 'silent', ...env, CYCLES_TEST_EXPORT_SEGMENT_DELAY_MS: '60000' }, stdio: 'ignore' });

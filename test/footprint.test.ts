@@ -7,8 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestServer, type ApiResponse, type TestServer } from './helpers/server';
 import { getBudget, putBudget } from './helpers/fixtures';
 import { commitPath, expectLedgerHolds, extendPath, readReservation, releasePath, uid } from './helpers/reservations';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { keys } from '../src/store/keys';
-import { decodeReservationHash, scopePrefixes } from '../src/ledger/reservationRecord';
+import { LUA_DIR } from '../src/store/scripts';
+import { decodeReservationHash, scopePrefixes, subjectOfScope } from '../src/ledger/reservationRecord';
+import { renderReservation, reservationRecord } from '../src/ledger/reservationRead';
 
 const U = 'USD_MICROCENTS';
 let srv: TestServer;
@@ -68,14 +72,19 @@ describe('compact reservation record', () => {
       expect(v.length, f).toBeLessThanOrEqual(64);
     }
     // long values are absent under their own name (never truncated), present in pieces
-    expect(raw.subject).toBeUndefined();
-    expect(raw.sj).toBeUndefined();
-    expect(raw['~1:sj']).toBeDefined();
+    expect(raw.action).toBeUndefined();
+    expect(raw.ac).toBeUndefined();
+    expect(raw['~1:ac']).toBeDefined();
+    // the subject is the one its scope path spells: not stored at all (DM6)
+    for (const f of ['subject', 'sj', '~1:sj']) expect(raw[f], f).toBeUndefined();
+    // enum values as one digit (DM7)
+    expect([raw.u, raw.op]).toEqual(['1', '2']);
     // short names (DM4); derived values are not stored; the replay copies are not stored
     expect(raw.reservation_id).toBeUndefined();
     expect(raw.id).toBe(id);
     for (const f of ['affected_scopes', 'budgeted', 'commit_result', 'as', 'bd', 'cr']) expect(raw[f], f).toBeUndefined();
     const h = decodeReservationHash(raw);
+    expect([h.unit, h.overage_policy]).toEqual([U, 'ALLOW_IF_AVAILABLE']);
     expect(JSON.parse(h.subject)).toEqual(c.subject);
     expect(JSON.parse(h.action)).toEqual(req.action);
     expect(JSON.parse(h.metadata)).toEqual(req.metadata);
@@ -214,8 +223,106 @@ describe('compact reservation record', () => {
     await expectLedgerHolds(redis(), c.t);
   });
 
+  it('bal_pack / bal_unpack and res_write / res_read round-trip exactly; rows that cannot be packed losslessly are refused', async () => {
+    // the library functions themselves, on the test Redis (reservation_record.lua)
+    const lib = ['int64.lua', 'ledger_common.lua', 'reservation_record.lua'].map((f) => readFileSync(join(LUA_DIR, f), 'utf8')).join('\n');
+    const harness = `${lib}
+local op = ARGV[1]
+if op == 'pack' then
+  local rows = cjson.decode(ARGV[2])
+  for _, r in ipairs(rows) do for k, v in pairs(r) do if v == 'FALSE' then r[k] = false end end end
+  local packed = bal_pack(rows, cjson.decode(ARGV[3]), ARGV[4])
+  if not packed then return false end
+  local back = bal_unpack(packed, cjson.decode(ARGV[3]), ARGV[4])
+  for _, r in ipairs(back) do for k, v in pairs(r) do if v == false then r[k] = 'FALSE' end end end
+  return {packed, cjson.encode(back)}
+end
+if op == 'write' then
+  res_write(KEYS[1], cjson.decode(ARGV[2]), res_read(KEYS[1]), ARGV[3] == 'stored')
+  local r = res_read(KEYS[1])
+  r.__st = nil; r.affected_list = nil; r.budgeted_list = nil
+  return cjson.encode(r)
+end`;
+    const row = (over: Record<string, unknown> = {}) => ({
+      scope: 'tenant:a/agent:b', unit: U, allocated: '1000', remaining: '-5', reserved: '3', spent: '1002', debt: 'FALSE',
+      overdraft_limit: '0', is_over_limit: '0', status: 'ACTIVE', ...over,
+    });
+    const scopes = JSON.stringify(['tenant:a', 'tenant:a/agent:b']);
+    const pack = async (rows: unknown[], unit = U) => redis().eval(harness, 0, 'pack', JSON.stringify(rows), scopes, unit) as Promise<[string, string] | null>;
+    const two = [row({ scope: 'tenant:a', allocated: '9223372036854775807' }), row()];
+    const ok = await pack(two);
+    expect(ok![0]).toBe('1,9223372036854775807,-5,3,1002,~,0,0,ACTIVE;2,1000,-5,3,1002,~,0,0,ACTIVE');
+    expect(JSON.parse(ok![1])).toEqual(two);
+    for (const bad of [{ spent: '1,2' }, { status: 'A;B' }, { debt: '' }, { debt: '~' }, { reserved: 7 }, { scope: 'tenant:z' }, { unit: 'TOKENS' }]) {
+      expect(await pack([row(), row(bad)]), JSON.stringify(bad)).toBeNull();
+    }
+    // a value with '~' inside (not the whole value) and every value false still pack
+    expect(await pack([row({ status: 'a~b' })])).not.toBeNull();
+    // res_write: new record under stored names, long values in pieces, then a rewrite to a
+    // shorter value removes the surplus pieces
+    const k = `{t:${uid('fp')}}:res:x`;
+    const long = 'x'.repeat(150);
+    const first = JSON.parse(await redis().eval(harness, 1, k, 'write', JSON.stringify(['id', 'r1', 'status', 'ACTIVE', 'md', long]), 'stored') as string);
+    expect(first).toMatchObject({ reservation_id: 'r1', status: 'ACTIVE', metadata: long });
+    expect(Object.keys(await redis().hgetall(k)).sort()).toEqual(['id', 'status', '~1:md', '~2:md', '~3:md']);
+    const second = JSON.parse(await redis().eval(harness, 1, k, 'write', JSON.stringify(['metadata', 'y'.repeat(70), 'status', 'COMMITTED'])) as string);
+    expect(second).toMatchObject({ reservation_id: 'r1', status: 'COMMITTED', metadata: 'y'.repeat(70) });
+    expect(Object.keys(await redis().hgetall(k)).sort()).toEqual(['id', 'status', '~1:md', '~2:md']);
+    expect(await redis().object('ENCODING', k)).toBe('listpack');
+  });
+
+  it('a subject its scope path does not spell exactly is stored and rendered as sent (DM6)', async () => {
+    const c = await deepTenant();
+    const variants: Record<string, unknown>[] = [
+      { ...c.subject, agent: 'Planner-With-A-Long-Name' }, // upper case: the scope is lower-cased
+      { agent: c.subject.agent, tenant: c.t, workspace: c.subject.workspace, app: c.subject.app }, // another order
+      { ...c.subject, dimensions: { region: 'eu' } },
+      { workspace: c.subject.workspace, app: c.subject.app, agent: c.subject.agent }, // tenant from the key
+    ];
+    for (const subject of variants) {
+      const r = await post(c.key, '/v1/reservations', reserveBody(subject as Record<string, string>));
+      expect(r.status, r.text).toBe(200);
+      const raw = await redis().hgetall(keys.reservation(c.t, r.body.reservation_id));
+      expect(raw.sj ?? raw['~1:sj'], JSON.stringify(subject)).toBeDefined();
+      const g = await call(srv.runtimeUrl, 'GET', `/v1/reservations/${encodeURIComponent(r.body.reservation_id)}`, { key: c.key });
+      expect(JSON.stringify(g.body.subject)).toBe(JSON.stringify(subject));
+    }
+    // derived: the exact text comes back, here for a one-level subject too
+    const one = await post(c.key, '/v1/reservations', reserveBody({ tenant: c.t }));
+    const raw1 = await redis().hgetall(keys.reservation(c.t, one.body.reservation_id));
+    expect(raw1.sj).toBeUndefined();
+    expect(decodeReservationHash(raw1).subject).toBe(JSON.stringify({ tenant: c.t }));
+    expect(subjectOfScope('tenant:a/workspace:b/agent:c')).toBe('{"tenant":"a","workspace":"b","agent":"c"}');
+  });
+
   it('scopePrefixes is the scope derivation chain', () => {
     expect(scopePrefixes('tenant:a')).toEqual(['tenant:a']);
     expect(scopePrefixes('tenant:a/agent:b/toolset:c')).toEqual(['tenant:a', 'tenant:a/agent:b', 'tenant:a/agent:b/toolset:c']);
+  });
+
+  it('evidence links are stored as bare ids and rendered with the server id; older JSON links render as stored (DM5)', () => {
+    const idR = 'a1'.repeat(32);
+    const idC = 'c2'.repeat(32);
+    const oldRef = { evidence_id: 'b3'.repeat(32), cycles_evidence_url: `https://old.example/v1/evidence/${'b3'.repeat(32)}` };
+    const h = {
+      id: 'res_t_1', t: 't', status: 'COMMITTED', u: U, e: '5', ch: '3', ct: '1', xt: '2', cat: '3', sp: 'tenant:t', bix: '1',
+      'ev:reserve': idR, 'ev:commit': idC,
+    };
+    const all = new Set(['metadata', 'committed_metadata', 'evidence']);
+    expect(renderReservation(h, all, { serverId: 'https://c.example/v1' }).evidence).toEqual({
+      reserve: { evidence_id: idR, cycles_evidence_url: `https://c.example/v1/evidence/${idR}` },
+      commit: { evidence_id: idC, cycles_evidence_url: `https://c.example/v1/evidence/${idC}` },
+    });
+    // evidence off on the reading server: no URL to give, so no entry (the spec's "absent
+    // when evidence emission is disabled"); the export's audit record keeps the ids
+    expect(renderReservation(h, all).evidence).toBeUndefined();
+    expect(reservationRecord(h).evidence).toEqual({ reserve: { evidence_id: idR }, commit: { evidence_id: idC } });
+    expect(reservationRecord(h, 'https://c.example/v1').evidence).toEqual({
+      reserve: { evidence_id: idR, cycles_evidence_url: `https://c.example/v1/evidence/${idR}` },
+      commit: { evidence_id: idC, cycles_evidence_url: `https://c.example/v1/evidence/${idC}` },
+    });
+    const old = { ...h, 'ev:commit': JSON.stringify(oldRef) };
+    expect(renderReservation(old, all, { serverId: 'https://c.example/v1' }).evidence).toMatchObject({ commit: oldRef });
+    expect(renderReservation(old, all).evidence).toEqual({ commit: oldRef });
   });
 });

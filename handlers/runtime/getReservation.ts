@@ -7,7 +7,8 @@ export default async function getReservationHandler(ctx: HandlerContext): Promis
   const p = ctx.principal;
   if (p.kind !== 'tenant' && p.kind !== 'admin') throw new ApiError('UNAUTHORIZED', 'getReservation requires an API key');
   const id = ctx.params.reservation_id;
-  const detail = await getReservation(ctx.deps.redis, id, p.kind === 'tenant' ? { tenant: p.tenantId, scopeFilter: p.scopeFilter } : {});
+  const detail = await getReservation(ctx.deps.redis, id, p.kind === 'tenant' ? { tenant: p.tenantId, scopeFilter: p.scopeFilter } : {},
+    { serverId: ctx.deps.config.evidence?.serverId });
   const headers: Record<string, string> = p.kind === 'tenant' ? { 'X-Cycles-Tenant': p.tenantId } : {};
   return { status: 200, body: detail, headers };
 }

@@ -51,6 +51,7 @@ export default async function listReservationsHandler(ctx: HandlerContext): Prom
     limit: parseLimit(q.limit),
     cursor: blank(q.cursor),
     scopeFilter: p.kind === 'tenant' ? p.scopeFilter : undefined,
+    evidenceServerId: ctx.deps.config.evidence?.serverId,
   });
   return { status: 200, body: page, headers: { 'X-Cycles-Tenant': tenant } };
 }

@@ -24,7 +24,7 @@ import { keys } from '../store/keys';
 import { loadScript, runScript } from '../store/scripts';
 import { watchXadds } from '../events/relay';
 import { CanonicalizationError } from './canonical';
-import { EvidenceBuildError, evidenceUrl } from './envelope';
+import { EvidenceBuildError } from './envelope';
 import { envelopeOfSource, sourceOfFields, type SourceRecord } from './source';
 import { enablePreseal, presealKey, takePresealed } from './preseal';
 
@@ -76,7 +76,8 @@ export interface EvidenceWorkerOptions {
 }
 
 type ClaimReply = [[string, string[]][], number];
-/** A stored envelope's reference to record on its reservation (ReservationEvidence). */
+/** A stored envelope's reference to record on its reservation (ReservationEvidence): the
+ *  bare evidence id; readers render the URL (docs/decisions.md DM5). */
 interface Link { key: string; field: string; ref: string }
 
 function fieldsOf(flat: string[]): Record<string, string> {
@@ -182,7 +183,7 @@ export function startEvidenceWorker(deps: Deps, opts: EvidenceWorkerOptions = {}
           done.push(writes[i].streamId);
           // the reservation's ReservationEvidence entry, written by the ack script
           const l = writes[i].link;
-          if (l) links.push({ key: keys.reservation(tenant, l.reservationId), field: l.field, ref: JSON.stringify({ evidence_id: writes[i].id, cycles_evidence_url: evidenceUrl(identity.serverId, writes[i].id) }) });
+          if (l) links.push({ key: keys.reservation(tenant, l.reservationId), field: l.field, ref: writes[i].id });
         }
       });
     }

@@ -103,6 +103,9 @@ async function* verbatim(redis: Redis, from: number, index: string, record: (id:
 
 /** The JSON lines (without newline) of one class for the UTC day starting at `from`. An
  *  index entry whose record is gone (expired before the export) is skipped. */
+/** Reservation evidence links stay bare ids (`{evidence_id}`), whatever the exporting
+ *  process's evidence identity: a segment's bytes must not depend on configuration, and the
+ *  envelope (evidence class) names its issuer itself (docs/decisions.md DM5). */
 export function dayLines(redis: Redis, cls: ExportClass, from: number): AsyncGenerator<string> {
   switch (cls) {
     case 'reservations':

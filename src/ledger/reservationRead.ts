@@ -12,6 +12,7 @@ import { scopeMatches } from './balances';
 import { foreignOrMissing } from './reservationOps';
 import { ownerOf } from './reservationId';
 import { decodeReservationHash } from './reservationRecord';
+import { evidenceUrl } from '../evidence/envelope';
 import {
   comparePositions, openPage, paginate,
   type CursorPosition, type SortDir, type SortKey,
@@ -51,11 +52,36 @@ export function finalizedAt(h: Hash): bigint | undefined {
   return undefined;
 }
 
+export interface RenderOptions {
+  /** the evidence issuer base (EvidenceIdentity.serverId) the `cycles_evidence_url` of a
+   *  ReservationEvidence entry is rendered with; unset (evidence off): entries stored as an
+   *  id are left out, as the spec says for a server with evidence disabled */
+  serverId?: string;
+  /** the export's audit record: an entry stored as an id without a serverId is kept as
+   *  `{evidence_id}` (the link is never lost from the audit trail) */
+  keepBareIds?: boolean;
+}
+
+const EVIDENCE_ID = /^[0-9a-f]{64}$/;
+
+/** One ReservationEvidence entry (CyclesEvidenceRef). Stored since DM5 as the bare 64-hex
+ *  evidence id (the URL would push the hash out of listpack); records written before hold
+ *  the whole reference as JSON and are rendered as stored. */
+function evidenceLink(h: Hash, field: string, opts: RenderOptions): unknown {
+  const v = h[field];
+  if (v === undefined || v === '') return undefined;
+  if (EVIDENCE_ID.test(v)) {
+    if (opts.serverId !== undefined) return { evidence_id: v, cycles_evidence_url: evidenceUrl(opts.serverId, v) };
+    return opts.keepBareIds ? { evidence_id: v } : undefined;
+  }
+  return json(h, field);
+}
+
 /**
  * ReservationSummary / ReservationDetail from a hash. `include` selects the heavy maps
  * (list rows); the detail view passes all of them.
  */
-export function renderReservation(stored: Hash, include: ReadonlySet<string>): Record<string, unknown> {
+export function renderReservation(stored: Hash, include: ReadonlySet<string>, opts: RenderOptions = {}): Record<string, unknown> {
   // the hash as read from Redis or already decoded (decoding is idempotent)
   const h = decodeReservationHash(stored);
   const created = int(h.created_at_ms);
@@ -88,12 +114,12 @@ export function renderReservation(stored: Hash, include: ReadonlySet<string>): R
     if (m !== undefined) row.committed_metadata = m;
   }
   if (include.has('evidence')) {
-    // ReservationEvidence: the evidence worker records each stored envelope's reference on
-    // the hash (`ev:reserve`, `ev:commit`, `ev:release`; src/evidence/worker.ts), so a row
-    // shows an entry once its envelope is fetchable.
+    // ReservationEvidence: the evidence worker records each stored envelope's id on the
+    // hash (`ev:reserve`, `ev:commit`, `ev:release`; src/evidence/worker.ts), so a row
+    // shows an entry once its envelope is fetchable. The URL is rendered here (DM5).
     const e: Record<string, unknown> = {};
     for (const a of ['reserve', 'commit', 'release'] as const) {
-      const ref = json(h, `ev:${a}`);
+      const ref = evidenceLink(h, `ev:${a}`, opts);
       if (ref !== undefined) e[a] = ref;
     }
     if (Object.keys(e).length > 0) row.evidence = e;
@@ -115,8 +141,8 @@ const toNum = (v: bigint): number | bigint => (v >= -9007199254740991n && v <= 9
  * when it expired. Replay payloads and payload hashes are not part of the record. This is
  * the only place (with renderReservation) that knows the hash layout: keep them together.
  */
-export function reservationRecord(h: Hash): Record<string, unknown> {
-  const row = renderReservation(h, new Set(INCLUDE_TOKENS));
+export function reservationRecord(h: Hash, serverId?: string): Record<string, unknown> {
+  const row = renderReservation(h, new Set(INCLUDE_TOKENS), { serverId, keepBareIds: true });
   const out: Record<string, unknown> = { ...row, tenant: h.tenant };
   const n = (v: string | undefined) => { const x = int(v); return x === undefined ? undefined : toNum(x); };
   const put = (k: string, v: unknown) => { if (v !== undefined && v !== '') out[k] = v; };
@@ -151,7 +177,7 @@ export function finishedAt(h: Hash): number | undefined {
  * never blocked by the tenant's status.
  */
 export async function getReservation(
-  redis: Redis, id: string, caller: { tenant?: string; scopeFilter?: readonly string[] },
+  redis: Redis, id: string, caller: { tenant?: string; scopeFilter?: readonly string[] }, opts: RenderOptions = {},
 ): Promise<Record<string, unknown>> {
   const owner = ownerOf(id);
   let h: Hash | undefined;
@@ -168,7 +194,7 @@ export async function getReservation(
   if (h.status === 'EXPIRED') {
     throw new ApiError('RESERVATION_EXPIRED', `Reservation ${id} has expired`);
   }
-  return renderReservation(h, new Set(INCLUDE_TOKENS));
+  return renderReservation(h, new Set(INCLUDE_TOKENS), opts);
 }
 
 // ---------------------------------------------------------------- listReservations
@@ -190,6 +216,8 @@ export interface ListQuery {
   cursor?: string;
   /** the API key's scope_filter: rows outside it are invisible (empty = all) */
   scopeFilter?: readonly string[];
+  /** the evidence issuer base for include=evidence (RenderOptions.serverId) */
+  evidenceServerId?: string;
 }
 
 export interface ListPage {
@@ -294,7 +322,7 @@ const scoreArg = (v: bigint | undefined, inf: string) => (v === undefined ? inf 
 export async function listReservations(redis: Redis, q: ListQuery): Promise<ListPage> {
   const page = q.sortBy === 'created_at_ms' ? await byCreated(redis, q) : await sortedInMemory(redis, q);
   return {
-    reservations: page.rows.map((h) => renderReservation(h, q.include)),
+    reservations: page.rows.map((h) => renderReservation(h, q.include, { serverId: q.evidenceServerId })),
     has_more: page.hasMore,
     ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}),
   };

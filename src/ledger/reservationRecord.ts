@@ -4,6 +4,8 @@
 //   - field names are stored short (STORED_NAME; DM4) and come back as documented;
 //   - a value longer than 64 bytes is stored in pieces `~1:<name>`, `~2:<name>`, … (so the
 //     hash stays in Redis's compact listpack encoding) and is joined here;
+//   - unit and overage_policy are stored as one digit (UNIT_NAME, OVERAGE_NAME; DM7);
+//   - subject, when absent, is the JSON its scope_path spells (subjectOfScope; DM6);
 //   - affected_scopes, when absent, is every `/`-prefix of scope_path (src/ledger/scope.ts);
 //   - budgeted, when absent, comes from `bix` (1-based positions in affected_scopes).
 // Idempotent: a decoded record decodes to itself, so callers may decode defensively.
@@ -42,6 +44,20 @@ export function scopePrefixes(path: string): string[] {
   return out;
 }
 
+/** The subject JSON a scope path spells, levels in path order: `tenant:a/agent:b` →
+ *  `{"tenant":"a","agent":"b"}` — every ':' becomes '":"', every '/' becomes '","', then
+ *  '{"' … '"}' (reservation_record.lua subject_of_scope, the same replacement; DM6). A
+ *  record without `subject` was written so because the request's subject was exactly
+ *  this text. */
+export function subjectOfScope(path: string): string {
+  return `{"${path.replaceAll(':', '":"').replaceAll('/', '","')}"}`;
+}
+
+/** unit and overage_policy values as stored (one digit, DM7; reservation_record.lua
+ *  unit_code / overage_code, the same tables). Other values are stored as is. */
+const UNIT_NAME: Readonly<Record<string, string>> = { 1: 'USD_MICROCENTS', 2: 'TOKENS', 3: 'CREDITS', 4: 'RISK_POINTS' };
+const OVERAGE_NAME: Readonly<Record<string, string>> = { 1: 'REJECT', 2: 'ALLOW_IF_AVAILABLE', 3: 'ALLOW_WITH_OVERDRAFT' };
+
 export function decodeReservationHash(raw: Hash): Hash {
   let pieces: Map<string, string[]> | undefined;
   const out: Hash = {};
@@ -67,6 +83,9 @@ export function decodeReservationHash(raw: Hash): Hash {
     }
   }
   if (pieces) for (const [name, list] of pieces) out[name] = list.join('');
+  if (out.unit !== undefined) out.unit = UNIT_NAME[out.unit] ?? out.unit;
+  if (out.overage_policy !== undefined) out.overage_policy = OVERAGE_NAME[out.overage_policy] ?? out.overage_policy;
+  if (out.subject === undefined && typeof out.scope_path === 'string') out.subject = subjectOfScope(out.scope_path);
   if (out.affected_scopes === undefined && typeof out.scope_path === 'string') {
     out.affected_scopes = JSON.stringify(scopePrefixes(out.scope_path));
   }

@@ -5,11 +5,12 @@
 -- KEYS[1] evidence source stream   KEYS[2..] reservation hashes to link (same tenant slot)
 -- ARGV[1] n = number of stream ids   ARGV[2..n+1] stream ids
 -- then, for each KEYS[i] (i >= 2), two ARGV: field (`ev:reserve` | `ev:commit` |
--- `ev:release`) and the CyclesEvidenceRef JSON
+-- `ev:release`) and the evidence id (64 hex)
 --
 -- Link: the ReservationEvidence map getReservation / listReservations?include=evidence
--- render; transport metadata, not attested. A reservation that no longer exists
--- (retention) is not recreated.
+-- render; transport metadata, not attested. Only the id is stored, the readers render the
+-- URL (docs/decisions.md DM5): 64 bytes keep the hash a listpack, a full URL would not. A
+-- reservation that no longer exists (retention) is not recreated.
 -- Ack: acknowledged entries are deleted at once: once the signed envelope is stored the
 -- source is redundant, and Redis memory is the users' main cost (DESIGN.md §4). Returns the
 -- number of entries acknowledged.

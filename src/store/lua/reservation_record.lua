@@ -25,6 +25,12 @@
 local RES_CHUNK = 64
 local CHUNK_MAX = 1024
 
+-- Decimal text of a small positive integer. tostring(n) formats a Lua number through
+-- '%.14g' (the C library's float printer: ~2,400 instructions in Redis); positions are
+-- small, so a constant table serves them.
+local IX = {'1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13', '14', '15', '16'}
+local function ix_str(i) return IX[i] or string.format('%d', i) end
+
 -- Every `/`-prefix of a scope path, shallowest first (src/ledger/scope.ts deriveScopes).
 local function scope_prefixes(path)
   local out = {}
@@ -37,6 +43,40 @@ local function scope_prefixes(path)
   end
   out[#out + 1] = path
   return out
+end
+
+-- The subject JSON a scope path spells, levels in path order: tenant:a/agent:b →
+-- {"tenant":"a","agent":"b"} (every ':' → '":"', every '/' → '","', then '{"' … '"}';
+-- DM6). A new record leaves `subject` out when the request's subject is exactly this text
+-- (the common case: lower-case values, canonical order, no dimensions); readers rebuild it
+-- from scope_path (reservationRecord.ts subjectOfScope, the same replacement). Scope values never need JSON escaping (src/ledger/scope.ts charset),
+-- and the writer compares bytes, so a rebuilt subject is always the one sent.
+local function subject_of_scope(path)
+  return '{"' .. string.gsub(string.gsub(path, ':', '":"'), '/', '","') .. '"}'
+end
+
+-- unit and overage_policy values are stored as one digit (DM7): the enums of the runtime
+-- spec (UnitEnum, CommitOveragePolicy), which never are digits themselves; any other value
+-- is stored as is. Idempotent both ways. reservationRecord.ts has the same tables.
+local function unit_code(v)
+  if v == 'USD_MICROCENTS' then return '1' elseif v == 'TOKENS' then return '2'
+  elseif v == 'CREDITS' then return '3' elseif v == 'RISK_POINTS' then return '4' end
+  return v
+end
+local function unit_name(v)
+  if v == '1' then return 'USD_MICROCENTS' elseif v == '2' then return 'TOKENS'
+  elseif v == '3' then return 'CREDITS' elseif v == '4' then return 'RISK_POINTS' end
+  return v
+end
+local function overage_code(v)
+  if v == 'ALLOW_IF_AVAILABLE' then return '2' elseif v == 'REJECT' then return '1'
+  elseif v == 'ALLOW_WITH_OVERDRAFT' then return '3' end
+  return v
+end
+local function overage_name(v)
+  if v == '2' then return 'ALLOW_IF_AVAILABLE' elseif v == '1' then return 'REJECT'
+  elseif v == '3' then return 'ALLOW_WITH_OVERDRAFT' end
+  return v
 end
 
 -- Stored (short) name of each documented field (DM4); fields not listed keep their name
@@ -115,6 +155,9 @@ local function res_read(key)
     end
   end
   t.__st = st
+  if t.unit then t.unit = unit_name(t.unit) end
+  if t.overage_policy then t.overage_policy = overage_name(t.overage_policy) end
+  if t.subject == nil and t.scope_path then t.subject = subject_of_scope(t.scope_path) end
   if t.affected_scopes == nil and t.scope_path then
     t.affected_list = scope_prefixes(t.scope_path)
     t.affected_scopes = cjson.encode(t.affected_list)
@@ -134,25 +177,60 @@ end
 -- form of a rewritten field (long name, plain value, surplus pieces) is deleted.
 -- `stored`: the names in `flat` are already the stored names (reserve.lua's new record).
 local function res_write(key, flat, prev, stored)
+  local nf = #flat
+  if stored and not prev then
+    -- a new record under its stored names (reserve.lua): the subject is left out when its
+    -- scope path spells it (DM6; removed from `flat` itself), and the rest goes to HSET as
+    -- is unless a value needs pieces
+    local long = false
+    local isj, sp = nil, nil
+    for i = 1, nf, 2 do
+      local f = flat[i]
+      if f == 'sj' then isj = i elseif f == 'sp' then sp = flat[i + 1]
+      elseif f == 'u' then flat[i + 1] = unit_code(flat[i + 1])
+      elseif f == 'op' then flat[i + 1] = overage_code(flat[i + 1]) end
+      if #flat[i + 1] > RES_CHUNK then long = true end
+    end
+    if isj and sp and flat[isj + 1] == subject_of_scope(sp) then
+      -- the last pair takes its place (field order does not matter to a hash)
+      flat[isj], flat[isj + 1] = flat[nf - 1], flat[nf]
+      flat[nf - 1], flat[nf] = nil, nil
+      nf = nf - 2
+      if long then
+        long = false
+        for i = 2, nf, 2 do if #flat[i] > RES_CHUNK then long = true; break end end
+      end
+    end
+    if not long then
+      redis.call('HSET', key, unpack(flat))
+      return
+    end
+  end
   local args = {'HSET', key}
+  local na = 2 -- #args, kept by hand (the # operator searches the table each time)
   local del = nil
   local prev_st = prev and prev.__st or {}
   if not stored then RES_SHORT = RES_SHORT or res_short_names() end
-  for i = 1, #flat, 2 do
+  for i = 1, nf, 2 do
     local f, v = flat[i], flat[i + 1]
     local sf = stored and f or (RES_SHORT[f] or f)
+    if sf == 'u' then v = unit_code(v) elseif sf == 'op' then v = overage_code(v) end
     local n = 0
-    if #v > RES_CHUNK and #v <= CHUNK_MAX then
+    local lv = #v
+    if lv > RES_CHUNK and lv <= CHUNK_MAX then
       local k = 0
-      for s = 1, #v, RES_CHUNK do
+      local suffix = ':' .. sf
+      for s = 1, lv, RES_CHUNK do
         k = k + 1
-        args[#args + 1] = '~' .. k .. ':' .. sf
-        args[#args + 1] = string.sub(v, s, s + RES_CHUNK - 1)
+        args[na + 1] = '~' .. IX[k] .. suffix -- k <= CHUNK_MAX / RES_CHUNK = 16
+        args[na + 2] = string.sub(v, s, s + RES_CHUNK - 1)
+        na = na + 2
       end
       n = k
     else
-      args[#args + 1] = sf
-      args[#args + 1] = v
+      args[na + 1] = sf
+      args[na + 2] = v
+      na = na + 2
     end
     local old = prev_st[f]
     if old == 'long' then
@@ -161,7 +239,7 @@ local function res_write(key, flat, prev, stored)
       del = del or {}; del[#del + 1] = sf
     elseif type(old) == 'number' and old > n then
       del = del or {}
-      for k = n + 1, old do del[#del + 1] = '~' .. k .. ':' .. sf end
+      for k = n + 1, old do del[#del + 1] = '~' .. ix_str(k) .. ':' .. sf end
     end
   end
   if del then redis.call('HDEL', key, unpack(del)) end
@@ -178,11 +256,12 @@ local function scope_fields(fields, scope_path, scopes, budgeted_scopes)
     for i = 1, #scopes do if scopes[i] ~= derived[i] then same = false; break end end
   end
   local pos = {}
-  for i, s in ipairs(scopes) do pos[s] = i end
+  for i = 1, #scopes do pos[scopes[i]] = i end
   local ix = {}
-  for i, s in ipairs(budgeted_scopes) do
-    if not pos[s] then ix = nil; break end
-    ix[i] = tostring(pos[s])
+  for i = 1, #budgeted_scopes do
+    local at = pos[budgeted_scopes[i]]
+    if not at then ix = nil; break end
+    ix[i] = ix_str(at)
   end
   if same and ix then
     fields[#fields + 1] = 'bix'; fields[#fields + 1] = table.concat(ix, ',')
@@ -198,26 +277,29 @@ end
 -- field (false) as '~'. nil when a row cannot be packed losslessly (a scope outside
 -- `scopes`, another unit, a value that is empty, '~' or contains ',' or ';'): the caller
 -- then stores the whole result as before.
+-- Written field by field (no loop over the names, no pattern match per value: this runs on
+-- every reserve / commit / release): cell() maps a value to its packed text or nil, and
+-- the values of a row are searched for ',' and ';' once, together.
 local BAL_PACKED = {'allocated', 'remaining', 'reserved', 'spent', 'debt', 'overdraft_limit', 'is_over_limit', 'status'}
+local function cell(v)
+  if v == false then return '~' end
+  if type(v) ~= 'string' or v == '' or v == '~' then return nil end
+  return v
+end
 local function bal_pack(snaps, scopes, unit)
   local pos = {}
-  for i, s in ipairs(scopes) do pos[s] = i end
+  for i = 1, #scopes do pos[scopes[i]] = i end
   local rows = {}
-  for _, s in ipairs(snaps) do
+  for r = 1, #snaps do
+    local s = snaps[r]
     local i = pos[s.scope]
     if not i or s.unit ~= unit then return nil end
-    local row = {tostring(i)}
-    for _, f in ipairs(BAL_PACKED) do
-      local v = s[f]
-      if v == false then
-        row[#row + 1] = '~'
-      elseif type(v) ~= 'string' or v == '' or v == '~' or string.find(v, '[,;]') then
-        return nil
-      else
-        row[#row + 1] = v
-      end
-    end
-    rows[#rows + 1] = table.concat(row, ',')
+    local a, m, rs, sp = cell(s.allocated), cell(s.remaining), cell(s.reserved), cell(s.spent)
+    local d, ol, io, st = cell(s.debt), cell(s.overdraft_limit), cell(s.is_over_limit), cell(s.status)
+    if not (a and m and rs and sp and d and ol and io and st) then return nil end
+    local vals = a .. m .. rs .. sp .. d .. ol .. io .. st
+    if string.find(vals, ',', 1, true) or string.find(vals, ';', 1, true) then return nil end
+    rows[r] = ix_str(i) .. ',' .. a .. ',' .. m .. ',' .. rs .. ',' .. sp .. ',' .. d .. ',' .. ol .. ',' .. io .. ',' .. st
   end
   return table.concat(rows, ';')
 end
