@@ -126,6 +126,14 @@ evidence
     process.exitCode = runKeygen(o);
   });
 
+/** The server's own connection logic for commands that read the store: a Redis Cluster is
+ *  detected, or forced with REDIS_CLUSTER, as for `cycles serve` (docs/decisions.md DK2). */
+async function connectCliRedis(url: string) {
+  const { connectRedis } = await import('./server');
+  const flag = process.env.REDIS_CLUSTER;
+  return connectRedis(url, 10_000, flag === '1' || flag === 'true' ? true : flag === '0' || flag === 'false' ? false : undefined);
+}
+
 evidence
   .command('export')
   .description('stream the stored envelopes issued in [--from, --to] as JSON lines (each line verifiable on its own) to stdout, oldest first; needs REDIS_URL')
@@ -141,11 +149,7 @@ evidence
     }
     const from = parseTimeBound(o.from, '--from', 0);
     const to = parseTimeBound(o.to, '--to', Number.MAX_SAFE_INTEGER);
-    // the server's own connection logic: a Redis Cluster is detected or forced with
-    // REDIS_CLUSTER as for `cycles serve` (docs/decisions.md DK2)
-    const { connectRedis } = await import('./server');
-    const flag = process.env.REDIS_CLUSTER;
-    const redis = await connectRedis(url, 10_000, flag === '1' || flag === 'true' ? true : flag === '0' || flag === 'false' ? false : undefined);
+    const redis = await connectCliRedis(url);
     try {
       const out = process.stdout;
       const write = (line: string) => (out.write(line) ? undefined : new Promise<void>((r) => out.once('drain', () => r())));
@@ -179,8 +183,14 @@ const exportCmd = program
       return;
     }
     const { runExport } = await import('./export/run');
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+    let redis: Awaited<ReturnType<typeof connectCliRedis>>;
+    try {
+      redis = await connectCliRedis(url);
+    } catch (e) {
+      console.error(`cycles export: ${(e as Error).message}`);
+      process.exitCode = 1;
+      return;
+    }
     try {
       const config = loadConfig(process.env);
       const [s, us] = await redis.time();

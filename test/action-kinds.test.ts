@@ -198,14 +198,16 @@ describe('listActionKinds / getActionKind over HTTP (flag on)', () => {
   });
 
   it('throttled per client: 429 LIMIT_EXCEEDED with Retry-After; a 304 is not counted', async () => {
-    const first = await call(tight.runtimeUrl, 'GET', '/v1/action-kinds');
+    // the limit is per process (README): one instance's own ports, also when the suite runs on two
+    const own = tight.server.urls;
+    const first = await call(own.runtime!, 'GET', '/v1/action-kinds');
     const etag = first.headers.get('etag')!;
-    expect((await call(tight.adminUrl, 'GET', '/v1/action-kinds/web.search')).status).toBe(200);
+    expect((await call(own.admin!, 'GET', '/v1/action-kinds/web.search')).status).toBe(200);
     for (let i = 0; i < 3; i++) {
-      expect((await call(tight.runtimeUrl, 'GET', '/v1/action-kinds', { headers: { 'If-None-Match': etag } })).status).toBe(304);
+      expect((await call(own.runtime!, 'GET', '/v1/action-kinds', { headers: { 'If-None-Match': etag } })).status).toBe(304);
     }
-    expect((await call(tight.runtimeUrl, 'GET', '/v1/action-kinds?limit=2')).status).toBe(200);
-    for (const [url, p] of [[tight.runtimeUrl, '/v1/action-kinds'], [tight.adminUrl, '/v1/action-kinds/llm.completion']]) {
+    expect((await call(own.runtime!, 'GET', '/v1/action-kinds?limit=2')).status).toBe(200);
+    for (const [url, p] of [[own.runtime!, '/v1/action-kinds'], [own.admin!, '/v1/action-kinds/llm.completion']]) {
       const r = await call(url, 'GET', p);
       expect([r.status, r.body.error], p).toEqual([429, 'LIMIT_EXCEEDED']);
       const retry = Number(r.headers.get('retry-after'));
@@ -269,8 +271,9 @@ describe('an undeclared custom.* action kind in a request is 400 (flag on only)'
   });
 
   it('flag off: action.kind is a free string (v0.1.25), custom.* included', async () => {
-    const key = await funded(off, 'ak-t');
-    const r = await call(off.runtimeUrl, 'POST', '/v1/reservations', { key, body: reserveBody('custom.acme.undeclared', 1) });
+    // its own tenant: on npm run test:cluster the three servers of this file share one Redis
+    const key = await funded(off, 'ak-off');
+    const r = await call(off.runtimeUrl, 'POST', '/v1/reservations', { key, body: reserveBody('custom.acme.undeclared', 1, { subject: { tenant: 'ak-off' } }) });
     expect(r.status, r.text).toBe(200);
     expect(r.body.decision).toBe('ALLOW');
   });

@@ -53,8 +53,9 @@ describe('evidence endpoints with an identity', () => {
 
   it('throttles per client: 429 LIMIT_EXCEEDED with Retry-After once over the budget', async () => {
     let limited: Response | undefined;
+    // the throttle is per process (DEV9): one instance's own port, also when the suite runs on two
     for (let i = 0; i < 60 && !limited; i++) {
-      const r = await fetch(`${s.runtimeUrl}/v1/evidence/${'b'.repeat(64)}`);
+      const r = await fetch(`${s.server.urls.runtime}/v1/evidence/${'b'.repeat(64)}`);
       if (r.status === 429) limited = r;
       else expect(r.status).toBe(404);
     }

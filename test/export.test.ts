@@ -275,5 +275,8 @@ describe('cycles export', () => {
     const r = await cli(['export', '--from', '2026-13-01', '--to', day, '--dir', tmpDir()], { REDIS_URL: srv.redis.url });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('not a date');
+    const down = await cli(['export', '--from', day, '--to', day, '--dir', tmpDir()], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/^cycles export: .*ECONNREFUSED/);
   }, 60_000);
 });

@@ -53,6 +53,9 @@ describe('api_key.auth_failure_rate_spike', () => {
     other = await secondProcess(s, env);
   }, 30_000);
   afterAll(async () => { await other?.stop(); await s?.stop(); });
+  // the counts below are per process (neither alone reaches min_samples): instance A's own
+  // port, also when the suite runs on two instances (DK17)
+  const aUrl = () => s.server.urls.runtime!;
 
   it('failed authentications over the threshold, counted by two processes together, fire once', async () => {
     const t = uid('af');
@@ -61,7 +64,7 @@ describe('api_key.auth_failure_rate_spike', () => {
     const get = (url: string, key: string) => call(url, 'GET', `/v1/reservations?tenant=${t}`, { key });
     // 6 bad + 2 good on each process: neither alone reaches min_samples (8 < 10); together
     // 12 / 16 = 0.75 ≥ 0.5
-    for (const url of [s.runtimeUrl, other.urls.runtime!]) {
+    for (const url of [aUrl(), other.urls.runtime!]) {
       const rs = await Promise.all([...Array(6).fill(bad), good, good].map((k) => get(url, k)));
       expect(rs.map((r) => r.status).sort()).toEqual([200, 200, 401, 401, 401, 401, 401, 401]);
     }
@@ -76,19 +79,19 @@ describe('api_key.auth_failure_rate_spike', () => {
     expect(d.current_rate).toBeGreaterThanOrEqual(0.5);
 
     // more failures while it is still high: no second event
-    await Promise.all(Array.from({ length: 10 }, () => get(s.runtimeUrl, bad)));
+    await Promise.all(Array.from({ length: 10 }, () => get(aUrl(), bad)));
     await sleep(400);
     expect(await systemEvents(s, 'api_key.auth_failure_rate_spike')).toHaveLength(1);
 
     // a low rate re-arms it (successes dominate the window), the next spike fires again
     await sleep(3200); // the failures above leave the window
-    await Promise.all(Array.from({ length: 20 }, () => get(s.runtimeUrl, good)));
+    await Promise.all(Array.from({ length: 20 }, () => get(aUrl(), good)));
     // re-armed by the next flush that judges the low rate; under a loaded CI machine that
     // flush can come late, so wait for it rather than for a fixed time
     const rearmed = async () => (await s.redis.client.hget(keys.signals(SYSTEM), 'auth_failure_rate')) === '0';
     const until = Date.now() + 5000;
     while (!(await rearmed()) && Date.now() < until) {
-      await Promise.all(Array.from({ length: 5 }, () => get(s.runtimeUrl, good)));
+      await Promise.all(Array.from({ length: 5 }, () => get(aUrl(), good)));
       await sleep(100);
     }
     expect(await s.redis.client.hget(keys.signals(SYSTEM), 'auth_failure_rate')).toBe('0');

@@ -35,6 +35,25 @@ async function clusterTestRedis(): Promise<TestRedis> {
   cluster.on('error', () => {});
   await cluster.connect();
   (cluster as unknown as { flushall: () => Promise<'OK'> }).flushall = async () => { await flushCluster(cluster); return 'OK'; };
+  // KEYS and SCAN answer for one node; a test asking them means the whole keyspace, so they
+  // go to every master (SCAN's cursor becomes `<master index>-<node cursor>`, '0' at the end).
+  const masters = () => cluster.nodes('master');
+  (cluster as unknown as { keys: (p: string) => Promise<string[]> }).keys = async (pattern) => (await Promise.all(masters().map((n) => n.keys(pattern)))).flat();
+  (cluster as unknown as { scan: (c: string | number, ...a: (string | number)[]) => Promise<[string, string[]]> }).scan = async (cursor, ...args) => {
+    const [i, c] = String(cursor) === '0' ? [0, '0'] : String(cursor).split('-') as [string, string];
+    const nodes = masters();
+    const [next, batch] = await nodes[Number(i)]!.call('SCAN', c, ...args) as [string, string[]];
+    if (next !== '0') return [`${i}-${next}`, batch];
+    return [Number(i) + 1 < nodes.length ? `${Number(i) + 1}-0` : '0', batch];
+  };
+  // ioredis finds no key in XINFO (a subcommand comes first), sends it anywhere and does not
+  // follow the MOVED: send it to the master of the key
+  (cluster as unknown as { xinfo: (sub: string, key: string, ...a: string[]) => Promise<unknown> }).xinfo = async (sub, key, ...rest) => {
+    const slot = Number(await cluster.call('CLUSTER', 'KEYSLOT', key));
+    const owner = (cluster as unknown as { slots: string[][] }).slots[slot]![0]!;
+    const node = masters().find((n) => `${n.options.host}:${n.options.port}` === owner)!;
+    return node.call('XINFO', sub, key, ...rest);
+  };
   const client = patchCluster(cluster);
   await flushCluster(cluster);
   const port = Number(seeds[0]!.split(':')[1]);
