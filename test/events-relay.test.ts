@@ -104,6 +104,10 @@ describe('relay', () => {
     const rl = start({ sweepMs: 600_000 });
     rl.poke(t);
     await until(() => rl.stats.failures >= 1);
+    // the sweep is off: only the XADD notification wakes the relay for `later`, so its
+    // subscription must be armed first (on a cluster it opens one per master, DK4)
+    await until(() => rl.stats.notifying);
+    await new Promise((res) => setTimeout(res, 50)); // subscription settled
     const later = await appendEvent(r.client, t, 'tenant.updated', { tenant_id: t }, ctx);
     await until(() => of(t).some((e) => e.streamId === later));
     expect(of(t).map((e) => e.streamId)).toEqual([first, later]);
