@@ -173,7 +173,11 @@ describe('fan-out rules', () => {
     expect(again.duplicate).toBeGreaterThanOrEqual(1); // '/i' and any matching __system__ subscription
     await sleep(300);
     expect(rx.at('/i')).toHaveLength(1);
-    expect(rx.requests.length).toBe(total);
+    // the receiver is shared by the file's tests: a late delivery of an earlier test may still
+    // arrive; none of the requests after the re-run may carry an event of this batch
+    const batchIds = new Set(batch.map((b) => b.event.event_id));
+    const late = rx.requests.slice(total).filter((q) => batchIds.has((q.event as { event_id?: string } | undefined)?.event_id ?? ''));
+    expect(late).toEqual([]);
   });
 });
 
