@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startTestServer, type TestServer } from './helpers/server';
-import { connectTestRedis } from './helpers/redis';
+import { extraClient } from './helpers/redis';
 import { storedEvents } from './helpers/events';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
@@ -36,7 +36,7 @@ afterAll(async () => {
 
 /** One more dispatcher on its own connection, as a second worker process would be. */
 async function startExtraDispatcher(): Promise<void> {
-  const redis = await connectTestRedis(s.redis.url);
+  const redis = await extraClient(s.redis);
   const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '20', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
   extras.push({ redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) });
 }

@@ -4,7 +4,7 @@
 // (one holder per queue at a time), and a worker stopped mid-way leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { connectTestRedis } from './helpers/redis';
+import { extraClient } from './helpers/redis';
 import { startTestServer, type TestServer } from './helpers/server';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
@@ -23,7 +23,7 @@ beforeAll(async () => {
   admin = adminApi(s.adminUrl, s.adminKey);
   await allowLoopback(admin);
   for (let i = 0; i < 2; i++) {
-    const redis = await connectTestRedis(s.redis.url);
+    const redis = await extraClient(s.redis);
     const config = loadConfig({ REDIS_URL: s.redis.url, CYCLES_WEBHOOK_POLL_MS: '5', CYCLES_WEBHOOK_SUBSCRIPTION_CONCURRENCY: '1', CYCLES_WEBHOOK_SECRET_KEY: '', CYCLES_DATA_DIR: s.server.config.dataDir });
     extra.push({ redis, d: startWebhookDispatcher({ redis, config: { ...config, webhookSecretKey: s.server.config.webhookSecretKey }, log: createLogger('silent') }) });
   }

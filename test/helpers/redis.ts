@@ -115,14 +115,3 @@ export async function extraClient(r: TestRedis): Promise<Redis> {
 export async function flushAll(client: Redis): Promise<void> {
   await client.flushall();
 }
-
-/** Another connection to the suite's Redis (a second worker process would have its own): on
- *  the cluster run a patched Cluster client (nothing flushed), else a plain client. */
-export async function connectTestRedis(url: string): Promise<Redis> {
-  if (!TEST_CLUSTER) return new Redis(url);
-  const seeds = TEST_CLUSTER.split(',');
-  const cluster = clusterFromUrl(`redis://${seeds[0]}`, seeds.slice(1));
-  cluster.on('error', () => {});
-  await cluster.connect();
-  return patchCluster(cluster);
-}
